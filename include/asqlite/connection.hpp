@@ -1,0 +1,294 @@
+#pragma once
+// One SQLite database connection: RAII over sqlite3*, opened with
+// SQLITE_OPEN_NOMUTEX, with the configured pragmas applied at open and a
+// per-connection LRU cache of prepared statements used by execute(), query(),
+// one(), one_or_none() and scalar().
+//
+// Thread safety: none. A connection is used by one thread at a time; the
+// async engine guarantees that for pooled connections. The only members safe
+// to call from another thread are request_cancel() and interrupt().
+// Errors: every throwing member throws asqlite::error carrying the SQLite
+// (extended) code, SQLite's message and the SQL text. execute() and query()
+// have non-throwing overloads taking std::error_code&; the message of the last
+// such failure is in last_diagnostics().
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "asqlite/error.hpp"
+#include "asqlite/logger.hpp"
+#include "asqlite/result.hpp"
+#include "asqlite/statement.hpp"
+
+namespace asqlite {
+
+struct connection_options {
+    std::string journal_mode = "wal";  // delete|truncate|persist|memory|wal|off
+    std::string synchronous = "normal";  // off|normal|full|extra
+    bool foreign_keys = true;
+    std::chrono::milliseconds busy_timeout{5000};
+    std::size_t statement_cache_size = 100;
+    bool read_only = false;   // SQLITE_OPEN_READONLY
+    bool query_only = false;  // PRAGMA query_only: refuses writes on a read-write file
+    bool echo = false;        // log each statement, its parameters and time
+    logger* log = nullptr;    // nullptr: logger::global()
+
+    /// Throws errc::invalid_option for a journal_mode or synchronous value
+    /// SQLite does not know (they are spliced into PRAGMA text).
+    void validate() const;
+};
+
+struct diagnostics {
+    std::error_code code;
+    std::string message;
+    std::string sql;
+};
+
+enum class transaction_mode { deferred, immediate, exclusive };
+
+class connection;
+
+/// A transaction on a synchronous connection: rolls back on destruction
+/// unless commit() was called.
+class transaction_guard {
+public:
+    explicit transaction_guard(connection& c, transaction_mode mode = transaction_mode::immediate);
+    ~transaction_guard();
+    transaction_guard(const transaction_guard&) = delete;
+    transaction_guard& operator=(const transaction_guard&) = delete;
+
+    void commit();
+    void rollback();
+
+private:
+    connection* conn_;
+    bool open_ = true;
+};
+
+/// A statement borrowed from the connection's cache for one use; reset (and
+/// its bindings cleared) when the lease ends. When the cached statement is
+/// already leased (a nested use of the same SQL), the lease owns a fresh one.
+class statement_lease {
+public:
+    statement_lease(statement* cached, bool* busy) : stmt_(cached), busy_(busy) { *busy_ = true; }
+    explicit statement_lease(statement owned) : owned_(std::move(owned)), stmt_(&owned_) {}
+    ~statement_lease();
+    statement_lease(const statement_lease&) = delete;
+    statement_lease& operator=(const statement_lease&) = delete;
+
+    statement& operator*() const noexcept { return *stmt_; }
+    statement* operator->() const noexcept { return stmt_; }
+
+private:
+    statement owned_;
+    statement* stmt_;
+    bool* busy_ = nullptr;
+};
+
+namespace detail {
+std::string param_text(const value& v);
+template <class T>
+std::string param_text(const T& v) {
+    if constexpr (std::same_as<T, std::nullptr_t> || std::same_as<T, std::nullopt_t>) {
+        return "NULL";
+    } else if constexpr (is_optional<T>::value) {
+        return v ? param_text(*v) : std::string("NULL");
+    } else if constexpr (std::same_as<T, bool>) {
+        return v ? "1" : "0";
+    } else if constexpr (std::is_enum_v<T>) {
+        return std::to_string(static_cast<std::underlying_type_t<T>>(v));
+    } else if constexpr (std::integral<T> || std::floating_point<T>) {
+        return fmt::format("{}", v);
+    } else if constexpr (std::same_as<T, timestamp>) {
+        return param_text(value{format_timestamp(v)});
+    } else if constexpr (std::same_as<T, value>) {
+        static_assert(sizeof(T) == 0, "overload above");
+    } else if constexpr (std::convertible_to<T, std::string_view>) {
+        return param_text(value{std::string(std::string_view(v))});
+    } else {
+        return fmt::format("<blob {} bytes>", std::span<const std::byte>(v).size());
+    }
+}
+}  // namespace detail
+
+class connection {
+public:
+    /// Opens `path` (a file path, ":memory:" or a "file:" URI). A missing
+    /// parent directory is errc::directory_missing; it is never created.
+    explicit connection(std::string_view path, const connection_options& options = {});
+    ~connection();
+    connection(connection&&) noexcept;
+    connection& operator=(connection&&) noexcept;
+
+    /// Runs a script of one or more statements without parameters.
+    void exec(std::string_view script);
+
+    /// Runs one statement and materialises its rows.
+    template <bindable... P>
+    result execute(std::string_view sql, const P&... params) {
+        return echoed(sql, [&] {
+            auto lease = prepare_cached(sql);
+            lease->bind_all(params...);
+            return collect(*lease);
+        }, params...);
+    }
+    template <bindable... P>
+    result execute(std::error_code& ec, std::string_view sql, const P&... params) {
+        return non_throwing(ec, [&] { return execute(sql, params...); });
+    }
+
+    /// Every row mapped to T: a BOOST_DESCRIBE_STRUCT (columns by name), a
+    /// std::tuple (by position) or one scalar column.
+    template <class T, bindable... P>
+    std::vector<T> query(std::string_view sql, const P&... params) {
+        return echoed(sql, [&] {
+            auto lease = prepare_cached(sql);
+            lease->bind_all(params...);
+            std::vector<T> out;
+            std::optional<detail::row_reader<T>> reader;
+            while (lease->step()) {
+                if (!reader) {
+                    reader.emplace(*lease);
+                }
+                out.push_back(reader->read(*lease));
+            }
+            return out;
+        }, params...);
+    }
+    template <class T, bindable... P>
+    std::vector<T> query(std::error_code& ec, std::string_view sql, const P&... params) {
+        return non_throwing(ec, [&] { return query<T>(sql, params...); });
+    }
+
+    /// Exactly one row: errc::no_rows or errc::too_many_rows otherwise.
+    template <class T, bindable... P>
+    T one(std::string_view sql, const P&... params) {
+        auto row = one_or_none<T>(sql, params...);
+        if (!row) {
+            throw_error(errc::no_rows, "query returned no rows, exactly one expected",
+                        std::string(sql));
+        }
+        return std::move(*row);
+    }
+
+    /// Zero or one row: errc::too_many_rows for more.
+    template <class T, bindable... P>
+    std::optional<T> one_or_none(std::string_view sql, const P&... params) {
+        return echoed(sql, [&]() -> std::optional<T> {
+            auto lease = prepare_cached(sql);
+            lease->bind_all(params...);
+            if (!lease->step()) {
+                return std::nullopt;
+            }
+            std::optional<T> out(detail::row_reader<T>(*lease).read(*lease));
+            if (lease->step()) {
+                throw_error(errc::too_many_rows, "query returned more than one row",
+                            std::string(sql));
+            }
+            return out;
+        }, params...);
+    }
+
+    /// First column of the first row. No row: std::nullopt when T is an
+    /// optional, errc::no_rows otherwise.
+    template <class T, bindable... P>
+    T scalar(std::string_view sql, const P&... params) {
+        return echoed(sql, [&]() -> T {
+            auto lease = prepare_cached(sql);
+            lease->bind_all(params...);
+            if (!lease->step()) {
+                if constexpr (detail::is_optional<T>::value) {
+                    return std::nullopt;
+                } else {
+                    throw_error(errc::no_rows, "scalar query returned no rows", std::string(sql));
+                }
+            }
+            return lease->template get<T>(0);
+        }, params...);
+    }
+
+    /// A statement compiled for this call only (not cached).
+    statement prepare(std::string_view sql);
+    /// A statement from the LRU cache, reset when the lease ends.
+    statement_lease prepare_cached(std::string_view sql);
+
+    transaction_guard begin(transaction_mode mode = transaction_mode::immediate) {
+        return transaction_guard(*this, mode);
+    }
+
+    std::int64_t last_insert_rowid() const noexcept;
+    std::int64_t changes() const noexcept;
+    bool in_transaction() const noexcept;
+    /// The journal mode in effect, as SQLite reports it ("wal", "memory", ...).
+    std::string journal_mode();
+    const std::string& path() const noexcept;
+    const diagnostics& last_diagnostics() const noexcept;
+
+    void set_echo(bool on) noexcept;
+    bool echo() const noexcept;
+
+    std::size_t cache_size() const noexcept;
+    std::uint64_t cache_hits() const noexcept;
+    std::uint64_t cache_misses() const noexcept;
+    void clear_cache() noexcept;
+
+    /// Cancellation of running statements, used by the async layer. The
+    /// worker calls begin_operation(op) before running operation `op` and
+    /// end_operation() after; request_cancel(op) from any thread makes the
+    /// statements of `op` (and only of `op`) fail with SQLITE_INTERRUPT.
+    void begin_operation(std::uint64_t op) noexcept;
+    void end_operation() noexcept;
+    void request_cancel(std::uint64_t op) noexcept;
+    bool cancel_requested() const noexcept;
+
+    /// sqlite3_interrupt: stops whatever runs on this connection now.
+    void interrupt() noexcept;
+    sqlite3* native_handle() const noexcept;
+
+private:
+    struct impl;
+
+    result collect(statement& s);
+    void log_statement(std::string_view sql, const std::vector<std::string>& params,
+                       std::chrono::steady_clock::duration elapsed, const char* failure);
+    void record_failure(const error& e);
+
+    template <class F, class... P>
+    auto echoed(std::string_view sql, F&& body, const P&... params) {
+        if (!echo()) {
+            return body();
+        }
+        const auto start = std::chrono::steady_clock::now();
+        try {
+            auto out = body();
+            log_statement(sql, {detail::param_text(params)...},
+                          std::chrono::steady_clock::now() - start, nullptr);
+            return out;
+        } catch (const std::exception& e) {
+            log_statement(sql, {detail::param_text(params)...},
+                          std::chrono::steady_clock::now() - start, e.what());
+            throw;
+        }
+    }
+
+    template <class F>
+    auto non_throwing(std::error_code& ec, F&& body) -> decltype(body()) {
+        ec.clear();
+        try {
+            return body();
+        } catch (const error& e) {
+            ec = e.code();
+            record_failure(e);
+            return {};
+        }
+    }
+
+    std::unique_ptr<impl> impl_;
+};
+
+}  // namespace asqlite

@@ -1,0 +1,68 @@
+#pragma once
+// Engine configuration: one plain aggregate whose defaults match the seed
+// module (SQLITE_DB_PATH=autobots.db, pool of 10, recycle after 3600 s).
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "asqlite/connection.hpp"
+
+namespace asqlite {
+
+struct engine_options {
+    /// Database file, ":memory:" or a "file:" URI. Database URLs
+    /// ("sqlite:///rel.db", "sqlite:////abs.db", "sqlite://") go through
+    /// from_url() or the SQLITE_DB_PATH variable.
+    std::string path = "autobots.db";
+
+    std::size_t pool_size = 10;
+    std::size_t max_overflow = 0;
+    std::chrono::milliseconds pool_timeout{30'000};
+    /// Connections older than this are closed and replaced at checkout;
+    /// zero disables recycling.
+    std::chrono::milliseconds pool_recycle{3'600'000};
+    /// Check a connection with a trivial query before handing it out.
+    bool pre_ping = false;
+
+    /// Log every statement. Unset: on for the sync engine, off for the async
+    /// engine, as in the seed.
+    std::optional<bool> echo;
+
+    std::string journal_mode = "wal";
+    std::string synchronous = "normal";
+    bool foreign_keys = true;
+    std::chrono::milliseconds busy_timeout{5'000};
+    std::size_t statement_cache_size = 100;
+
+    /// Threads of the async engine's blocking pool; 0: hardware concurrency,
+    /// at least 2.
+    std::size_t threads = 0;
+
+    /// Called on every new connection (on a blocking-pool thread for the
+    /// async engine) before it is used: register functions, extra pragmas.
+    std::function<void(connection&)> on_connect;
+
+    /// Reads SQLITE_DB_PATH and the ASQLITE_* variables (see docs/async.md)
+    /// over the defaults. A malformed value throws errc::invalid_option
+    /// naming the variable and the value.
+    static engine_options from_env();
+    /// Defaults with the database taken from a URL or plain path.
+    static engine_options from_url(std::string_view url);
+
+    /// Throws errc::invalid_option for values no engine can use.
+    void validate() const;
+    /// The per-connection settings these options imply.
+    connection_options connection_settings(bool default_echo) const;
+};
+
+/// "sqlite:///rel.db" -> "rel.db", "sqlite:////abs.db" -> "/abs.db",
+/// "sqlite://" and ":memory:" -> ":memory:", a plain path -> itself.
+/// "sqlite+aiosqlite://" is accepted as a synonym. Anything else with a
+/// scheme throws errc::invalid_url.
+std::string path_from_url(std::string_view url);
+
+}  // namespace asqlite

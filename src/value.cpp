@@ -1,0 +1,140 @@
+#include "asqlite/value.hpp"
+
+#include <fmt/format.h>
+
+#include <charconv>
+
+#include "asqlite/error.hpp"
+
+namespace asqlite {
+
+std::string_view to_string(value_type type) noexcept {
+    switch (type) {
+        case value_type::null: return "NULL";
+        case value_type::integer: return "INTEGER";
+        case value_type::real: return "REAL";
+        case value_type::text: return "TEXT";
+        case value_type::blob: return "BLOB";
+    }
+    return "?";
+}
+
+std::string format_timestamp(timestamp t) {
+    using namespace std::chrono;
+    const auto day = floor<days>(t);
+    const year_month_day ymd{day};
+    const hh_mm_ss hms{floor<microseconds>(t - day)};
+    auto text = fmt::format("{:04}-{:02}-{:02} {:02}:{:02}:{:02}", static_cast<int>(ymd.year()),
+                            static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+                            hms.hours().count(), hms.minutes().count(), hms.seconds().count());
+    if (hms.subseconds().count() != 0) {
+        text += fmt::format(".{:06}", hms.subseconds().count());
+    }
+    return text;
+}
+
+namespace {
+
+class timestamp_parser {
+public:
+    explicit timestamp_parser(std::string_view text) : text_(text) {}
+
+    timestamp parse() {
+        using namespace std::chrono;
+        const int y = number(4);
+        expect('-');
+        const int mo = number(2);
+        expect('-');
+        const int d = number(2);
+        if (pos_ < text_.size() && (text_[pos_] == ' ' || text_[pos_] == 'T')) {
+            ++pos_;
+        } else {
+            fail();
+        }
+        const int h = number(2);
+        expect(':');
+        const int mi = number(2);
+        int s = 0;
+        microseconds frac{0};
+        if (peek(':')) {
+            ++pos_;
+            s = number(2);
+            if (peek('.')) {
+                ++pos_;
+                frac = fraction();
+            }
+        }
+        minutes offset{0};
+        if (peek('Z')) {
+            ++pos_;
+        } else if (peek('+') || peek('-')) {
+            const int sign = text_[pos_++] == '-' ? -1 : 1;
+            const int oh = number(2);
+            expect(':');
+            const int om = number(2);
+            offset = minutes{sign * (oh * 60 + om)};
+        }
+        if (pos_ != text_.size()) {
+            fail();
+        }
+        const year_month_day ymd{year{y}, month{static_cast<unsigned>(mo)},
+                                 day{static_cast<unsigned>(d)}};
+        if (!ymd.ok() || h > 23 || mi > 59 || s > 60) {
+            fail();
+        }
+        return sys_days{ymd} + hours{h} + minutes{mi} + seconds{s} + frac - offset;
+    }
+
+private:
+    bool peek(char c) const { return pos_ < text_.size() && text_[pos_] == c; }
+    void expect(char c) {
+        if (!peek(c)) {
+            fail();
+        }
+        ++pos_;
+    }
+    int number(std::size_t digits) {
+        if (pos_ + digits > text_.size()) {
+            fail();
+        }
+        int v = 0;
+        const auto* first = text_.data() + pos_;
+        const auto [ptr, ec] = std::from_chars(first, first + digits, v);
+        if (ec != std::errc{} || ptr != first + digits) {
+            fail();
+        }
+        pos_ += digits;
+        return v;
+    }
+    std::chrono::microseconds fraction() {
+        std::int64_t micros = 0;
+        int digits = 0;
+        while (pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9') {
+            if (digits < 6) {
+                micros = micros * 10 + (text_[pos_] - '0');
+            }
+            ++digits;
+            ++pos_;
+        }
+        if (digits == 0) {
+            fail();
+        }
+        for (int i = digits; i < 6; ++i) {
+            micros *= 10;
+        }
+        return std::chrono::microseconds{micros};
+    }
+    [[noreturn]] void fail() const {
+        throw_error(errc::bad_timestamp,
+                    fmt::format("'{}' is not a timestamp (expected YYYY-MM-DD HH:MM:SS)", text_));
+    }
+
+    std::string_view text_;
+    std::size_t pos_ = 0;
+};
+
+}  // namespace
+
+timestamp parse_timestamp(std::string_view text) { return timestamp_parser{text}.parse(); }
+
+}  // namespace asqlite
