@@ -149,13 +149,12 @@ public:
         return echoed(sql, [&] {
             auto lease = prepare_cached(sql);
             lease->bind_all(params...);
+            // The column names are known before the first step: a target that
+            // cannot map fails even when no row comes back.
+            const detail::row_reader<T> reader(*lease);
             std::vector<T> out;
-            std::optional<detail::row_reader<T>> reader;
             while (lease->step()) {
-                if (!reader) {
-                    reader.emplace(*lease);
-                }
-                out.push_back(reader->read(*lease));
+                out.push_back(reader.read(*lease));
             }
             return out;
         }, params...);
@@ -182,10 +181,11 @@ public:
         return echoed(sql, [&]() -> std::optional<T> {
             auto lease = prepare_cached(sql);
             lease->bind_all(params...);
+            const detail::row_reader<T> reader(*lease);
             if (!lease->step()) {
                 return std::nullopt;
             }
-            std::optional<T> out(detail::row_reader<T>(*lease).read(*lease));
+            std::optional<T> out(reader.read(*lease));
             if (lease->step()) {
                 throw_error(errc::too_many_rows, "query returned more than one row",
                             std::string(sql));

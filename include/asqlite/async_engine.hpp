@@ -1,0 +1,110 @@
+#pragma once
+// The async engine: a blocking thread pool where every sqlite3 call runs, and
+// a bounded pool of connections handed out as scoped sessions. The seed's
+// `create_async_engine(...)`, `async_session_local` and `get_async_session`.
+//
+// Thread safety: all members may be called from any thread.
+// Lifetimes: destroying (or close()-ing) the engine fails every waiting
+// acquire with errc::pool_closed, waits for operations already running on
+// the blocking pool, and closes idle connections on the calling thread.
+// Sessions still alive keep working until their next operation, which fails
+// with errc::pool_closed; their connection is closed when they end.
+// Cancellation: acquire honours per-operation cancellation (a cancelled
+// waiter completes with operation_aborted and leaves no trace; if the
+// connection was already handed over, the acquire succeeds instead).
+// Timeouts: pool_timeout elapses on the engine's executor, which must run.
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+
+#include "asqlite/options.hpp"
+#include "asqlite/session.hpp"
+
+namespace asqlite {
+
+struct pool_stats {
+    std::size_t size = 0;     // connections open now
+    std::size_t idle = 0;
+    std::size_t in_use = 0;
+    std::size_t waiters = 0;
+    std::size_t opening = 0;  // opens in flight
+    std::uint64_t acquires = 0;
+    std::uint64_t timeouts = 0;
+    std::uint64_t cancellations = 0;
+    std::uint64_t opened = 0;
+    std::uint64_t closed = 0;
+    std::chrono::nanoseconds total_wait{0};
+    std::chrono::nanoseconds max_wait{0};
+};
+
+namespace detail {
+class async_core;
+using acquire_handler = asio::any_completion_handler<void(std::exception_ptr, session)>;
+void async_acquire(const std::shared_ptr<async_core>& core, acquire_handler handler);
+}  // namespace detail
+
+class async_engine {
+public:
+    /// Validates the options (errc::invalid_option) and starts the blocking
+    /// pool; connections are opened lazily. ":memory:" becomes one shared
+    /// in-memory database seen by every pooled connection.
+    async_engine(asio::any_io_executor executor, engine_options options);
+    ~async_engine();
+    async_engine(async_engine&&) noexcept;
+    async_engine& operator=(async_engine&&) noexcept;
+
+    /// Checks out a session. Completion: void(std::exception_ptr, session);
+    /// errors: errc::pool_timeout, errc::pool_closed, the open error,
+    /// operation_aborted on cancellation.
+    template <class Token = asio::use_awaitable_t<>>
+    auto session(Token&& token = {}) {
+        return asio::async_initiate<Token, void(std::exception_ptr, asqlite::session)>(
+            [core = core_](auto handler) {
+                detail::async_acquire(core, detail::acquire_handler(std::move(handler)));
+            },
+            token);
+    }
+
+    pool_stats stats() const;
+    const engine_options& options() const noexcept;
+    const asio::any_io_executor& get_executor() const noexcept;
+    /// See the lifetime notes above; idempotent.
+    void close();
+
+private:
+    std::shared_ptr<detail::async_core> core_;
+};
+
+async_engine create_async_engine(asio::any_io_executor executor, engine_options options);
+
+/// The seed's `async_session_local`: a callable that checks out a session.
+class session_factory {
+public:
+    explicit session_factory(async_engine& engine) noexcept : engine_(&engine) {}
+    template <class Token = asio::use_awaitable_t<>>
+    auto operator()(Token&& token = {}) const {
+        return engine_->session(std::forward<Token>(token));
+    }
+
+private:
+    async_engine* engine_;
+};
+
+/// The process-default engine, created on first use from
+/// engine_options::from_env() with the caller's executor (the seed's
+/// module-level async_engine), unless one was set.
+async_engine& default_engine(const asio::any_io_executor& executor);
+/// Installs `engine` as the process default (closing a previous one).
+void set_default_engine(async_engine engine);
+/// Closes and forgets the process default engine.
+void reset_default_engine();
+
+/// `co_await asqlite::get_async_session()`: a session from the default engine.
+asio::awaitable<session> get_async_session();
+
+}  // namespace asqlite

@@ -1,0 +1,200 @@
+#pragma once
+// What the async templates must see of the engine: the pooled connection
+// record, the hop to the blocking pool, and the engine core's post entry.
+// Everything else of the core lives in src/async_engine.cpp.
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <shared_mutex>
+#include <type_traits>
+#include <utility>
+
+#include "asqlite/connection.hpp"
+#include "asqlite/error.hpp"
+
+namespace asqlite::detail {
+
+namespace asio = boost::asio;
+
+/// A connection owned by the pool. Fields marked (worker) are written by the
+/// blocking-pool thread running an operation and read on the io side only
+/// after that operation's completion was posted back (which orders them).
+struct pooled_connection {
+    pooled_connection(connection c, std::uint64_t conn_id, std::chrono::steady_clock::time_point t)
+        : conn(std::move(c)), id(conn_id), created(t) {}
+
+    connection conn;
+    std::uint64_t id;
+    std::chrono::steady_clock::time_point created;
+    std::uint64_t last_op = 0;       // io side: numbering for cancellation
+    std::uint64_t lease = 0;         // io side: bumped at every checkout
+    bool tx_open = false;            // io side: a transaction object is alive
+    bool pending_rollback = false;   // io side: a transaction was dropped uncommitted
+    bool in_transaction = false;  // (worker) state after the last operation
+    bool healthy = true;          // (worker) false: close instead of reusing
+};
+
+class engine_core {
+public:
+    virtual ~engine_core() = default;
+
+    /// Fallback executor for completions whose handler has none.
+    virtual const asio::any_io_executor& io_executor() const noexcept = 0;
+    /// A session gives its connection back (rolling back first if needed).
+    virtual void release(pooled_connection* pc) noexcept = 0;
+
+    /// Runs job(true) on the blocking pool, or job(false) right here when
+    /// the engine is closed (the job then only reports that).
+    template <class Job>
+    void post_blocking(Job&& job) {
+        {
+            std::shared_lock lock(post_mutex_);
+            if (pool_ != nullptr) {
+                asio::post(pool_->get_executor(),
+                           [j = std::forward<Job>(job)]() mutable { j(true); });
+                return;
+            }
+        }
+        job(false);
+    }
+
+protected:
+    std::shared_mutex post_mutex_;
+    asio::thread_pool* pool_ = nullptr;  // null once closed
+};
+
+/// The error a cancelled operation completes with.
+std::exception_ptr aborted_error();
+/// The error an operation on a closed engine completes with.
+std::exception_ptr closed_error();
+/// Whether an error leaves the connection in a state we cannot trust.
+bool poisons_connection(const std::error_code& ec) noexcept;
+
+template <class R>
+using op_signature = std::conditional_t<std::is_void_v<R>, void(std::exception_ptr),
+                                        void(std::exception_ptr, R)>;
+
+/// Completes `handler` on its executor `ex` (work-tracked), never inline,
+/// clearing its cancellation slot first so no stale cancellation handler
+/// survives. Executors that cannot be posted to directly (the type-erased
+/// any_completion_executor) are reached through a post to `io` and a
+/// dispatch from there, the way Asio's own I/O objects complete.
+template <class Executor, class Handler, class... Args>
+void complete_on(const asio::any_io_executor& io, const Executor& ex, Handler&& handler,
+                 Args&&... args) {
+    auto invoke = [h = std::forward<Handler>(handler),
+                   ... a = std::forward<Args>(args)]() mutable {
+        auto slot = asio::get_associated_cancellation_slot(h);
+        if (slot.is_connected()) {
+            slot.clear();
+        }
+        std::move(h)(std::move(a)...);
+    };
+    if constexpr (requires { asio::post(ex, std::move(invoke)); }) {
+        asio::post(ex, std::move(invoke));
+    } else {
+        asio::post(io, [ex, f = std::move(invoke)]() mutable { asio::dispatch(ex, std::move(f)); });
+    }
+}
+
+/// Runs fn(connection&) on the blocking pool and completes with its value
+/// (or exception) on the handler's executor. Cancellation requested through
+/// the handler's slot stops the running statement (progress handler) and the
+/// operation completes with operation_aborted; the completion is delivered
+/// only after the worker is done with the connection.
+template <class R>
+struct run_initiation {
+    engine_core* core;
+    pooled_connection* pc;
+
+    template <class Handler, class Fn>
+    void operator()(Handler&& handler, Fn&& fn) const {
+        auto ex = asio::prefer(asio::get_associated_executor(handler, core->io_executor()),
+                               asio::execution::outstanding_work.tracked);
+        const std::uint64_t op = ++pc->last_op;
+        auto slot = asio::get_associated_cancellation_slot(handler);
+        if (slot.is_connected()) {
+            slot.assign([c = &pc->conn, op](asio::cancellation_type) { c->request_cancel(op); });
+        }
+        auto job = [pc = pc, op, ex, io = core->io_executor(), h = std::forward<Handler>(handler),
+                    f = std::forward<Fn>(fn)](bool run) mutable {
+            std::conditional_t<std::is_void_v<R>, int, R> out{};
+            if (!run) {
+                if constexpr (std::is_void_v<R>) {
+                    complete_on(io, ex, std::move(h), closed_error());
+                } else {
+                    complete_on(io, ex, std::move(h), closed_error(), std::move(out));
+                }
+                return;
+            }
+            connection& c = pc->conn;
+            c.begin_operation(op);
+            std::exception_ptr ep;
+            if (c.cancel_requested()) {
+                ep = aborted_error();
+            } else {
+                try {
+                    if constexpr (std::is_void_v<R>) {
+                        f(c);
+                    } else {
+                        out = f(c);
+                    }
+                } catch (const error& e) {
+                    const bool cancelled =
+                        c.cancel_requested() && primary_code(e.code()) == errc::interrupt;
+                    ep = cancelled ? aborted_error() : std::current_exception();
+                    if (poisons_connection(e.code())) {
+                        pc->healthy = false;
+                    }
+                } catch (...) {
+                    ep = std::current_exception();
+                }
+            }
+            c.end_operation();
+            pc->in_transaction = c.in_transaction();
+            if constexpr (std::is_void_v<R>) {
+                complete_on(io, ex, std::move(h), ep);
+            } else {
+                complete_on(io, ex, std::move(h), ep, std::move(out));
+            }
+        };
+        core->post_blocking(std::move(job));
+    }
+};
+
+template <class R, class Token, class Fn>
+auto async_run(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token) {
+    return asio::async_initiate<Token, op_signature<R>>(run_initiation<R>{core, pc}, token,
+                                                        std::forward<Fn>(fn));
+}
+
+/// An operation of a session: rolls back first when a transaction object
+/// was dropped uncommitted since the last operation (same hop, no extra cost).
+template <class R, class Token, class Fn>
+auto session_op(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token) {
+    const bool rollback_first = std::exchange(pc->pending_rollback, false);
+    return async_run<R>(
+        core, pc,
+        [f = std::forward<Fn>(fn), rollback_first](connection& c) mutable -> R {
+            if (rollback_first && c.in_transaction()) {
+                c.exec("ROLLBACK");
+            }
+            return f(c);
+        },
+        std::forward<Token>(token));
+}
+
+}  // namespace asqlite::detail
