@@ -67,28 +67,33 @@ std::string shared_memory_uri() {
 
 }  // namespace
 
+/// The lanes of an engine: a file database gets read connections (query_only,
+/// writes rejected before they run) plus one writer connection; a :memory:
+/// database, or pool_size 1, gets one lane that does both.
+enum class lane { readers, writer, single };
+
 class async_core final : public engine_core, public std::enable_shared_from_this<async_core> {
 public:
-    async_core(asio::any_io_executor io, engine_options options)
+    async_core(asio::any_io_executor io, const engine_options& options, asio::thread_pool& threads,
+               lane role, std::string path, std::shared_ptr<async_core> writer)
         : io_(std::move(io)),
-          options_(std::move(options)),
-          state_(limits_for(options_)),
+          options_(options),
+          path_(std::move(path)),
+          writer_(std::move(writer)),
+          state_(limits_for(options_, role)),
           strand_(asio::make_strand(io_)),
           timer_(strand_) {
-        options_.validate();
         connection_settings_ = options_.connection_settings(false);
-        path_ = options_.path;
-        if (is_memory(path_)) {
-            // Every pooled connection must see one database: a named shared
-            // in-memory database, kept alive by a connection that is never
-            // handed out, and a pool pinned to a single connection (shared
-            // cache uses table locks that busy_timeout does not cover).
-            path_ = shared_memory_uri();
-            keeper_ = std::make_unique<connection>(path_, connection_settings_);
+        if (role == lane::readers) {
+            connection_settings_.query_only = true;
+            connection_settings_.reject_writes = true;
         }
-        threads_ = std::make_unique<asio::thread_pool>(thread_count(options_));
-        pool_ = threads_.get();
+        pool_ = &threads;
     }
+
+    engine_core* writer_lane() noexcept override { return writer_.get(); }
+    async_core* writer() noexcept { return writer_.get(); }
+    void keep_alive(std::unique_ptr<connection> keeper) { keeper_ = std::move(keeper); }
 
     const asio::any_io_executor& io_executor() const noexcept override { return io_; }
     const engine_options& options() const noexcept { return options_; }
@@ -110,13 +115,19 @@ private:
         std::size_t opens = 0;
         std::vector<waiter_record> timed_out;
         std::vector<waiter_record> failed;
-        bool arm_timer = false;
+        bool sync_timer = false;
     };
 
-    static pool_limits limits_for(const engine_options& o) {
+    static pool_limits limits_for(const engine_options& o, lane role) {
         pool_limits l;
-        l.size = is_memory(o.path) ? 1 : o.pool_size;
-        l.max_overflow = is_memory(o.path) ? 0 : o.max_overflow;
+        switch (role) {
+            case lane::readers:  // one of pool_size is the writer
+                l.size = o.pool_size - 1;
+                l.max_overflow = o.max_overflow;
+                break;
+            case lane::writer: l.size = 1; break;
+            case lane::single: l.size = is_memory(o.path) ? 1 : o.pool_size; break;
+        }
         l.timeout = o.pool_timeout;
         l.recycle = o.pool_recycle;
         return l;
@@ -136,7 +147,7 @@ private:
     void open_finished(std::unique_ptr<pooled_connection> pc, std::exception_ptr ep);
     void return_connection(pooled_connection* pc) noexcept;
     void cancel_waiter(waiter_id w);
-    void arm_timer();
+    void sync_timer();
     void on_timer(const boost::system::error_code& ec);
 
     asio::any_io_executor io_;
@@ -144,7 +155,7 @@ private:
     connection_options connection_settings_;
     std::string path_;
     std::unique_ptr<connection> keeper_;
-    std::unique_ptr<asio::thread_pool> threads_;
+    std::shared_ptr<async_core> writer_;
 
     std::mutex mutex_;
     pool_state state_;
@@ -152,7 +163,7 @@ private:
     std::unordered_map<waiter_id, waiter_record> waiters_;
     waiter_id next_waiter_ = 0;
     conn_id next_conn_ = 0;
-    bool timer_armed_ = false;
+    bool timer_wanted_ = false;  // under mutex_: last state asked of the strand
     bool closed_ = false;
     std::uint64_t acquires_ = 0;
     std::uint64_t timeouts_ = 0;
@@ -164,6 +175,7 @@ private:
 
     asio::strand<asio::any_io_executor> strand_;
     asio::steady_timer timer_;
+    std::optional<clock::time_point> timer_deadline_;  // strand only: the wait in flight
 };
 
 void async_core::take(pool_effects& fx, actions& act, clock::time_point now) {
@@ -187,9 +199,12 @@ void async_core::take(pool_effects& fx, actions& act, clock::time_point now) {
     for (const auto w : fx.failed) {
         act.failed.push_back(std::move(waiters_.extract(w).mapped()));
     }
-    if (!timer_armed_ && state_.waiting() > 0 && !closed_) {
-        timer_armed_ = true;
-        act.arm_timer = true;
+    // The timer must run exactly while someone waits: a pending wait keeps
+    // the io_context busy. Ask the strand to bring it in line when that flips.
+    const bool want_timer = state_.waiting() > 0 && !closed_;
+    if (want_timer != timer_wanted_) {
+        timer_wanted_ = want_timer;
+        act.sync_timer = true;
     }
     fx = pool_effects{};
 }
@@ -217,8 +232,8 @@ void async_core::run(actions& act, const std::exception_ptr& failure) {
     for (auto& rec : act.failed) {
         complete_on(io_, rec.work, std::move(rec.handler), failure ? failure : closed_error(), session{});
     }
-    if (act.arm_timer) {
-        asio::post(strand_, [self = shared_from_this()] { self->arm_timer(); });
+    if (act.sync_timer) {
+        asio::post(strand_, [self = shared_from_this()] { self->sync_timer(); });
     }
 }
 
@@ -284,15 +299,18 @@ void async_core::acquire(acquire_handler handler) {
 }
 
 void async_core::cancel_waiter(waiter_id w) {
-    waiter_record rec;
+    // A node handle, not an assignment: Boost 1.81's any_completion_handler
+    // move-assignment recurses forever (it copies from an lvalue).
+    decltype(waiters_)::node_type node;
     {
         std::lock_guard lock(mutex_);
         if (!state_.remove_waiter(w)) {
             return;  // already granted, timed out or failed: too late to cancel
         }
-        rec = std::move(waiters_.extract(w).mapped());
+        node = waiters_.extract(w);
         ++cancellations_;
     }
+    auto& rec = node.mapped();
     complete_on(io_, rec.work, std::move(rec.handler), aborted_error(), session{});
 }
 
@@ -374,16 +392,25 @@ void async_core::return_connection(pooled_connection* pc) noexcept {
     run(act, nullptr);
 }
 
-void async_core::arm_timer() {
+void async_core::sync_timer() {
     std::optional<clock::time_point> deadline;
     {
         std::lock_guard lock(mutex_);
-        deadline = state_.next_deadline();
-        if (!deadline || closed_) {
-            timer_armed_ = false;
-            return;
+        if (!closed_) {
+            deadline = state_.next_deadline();
         }
     }
+    if (!deadline) {
+        if (timer_deadline_) {
+            timer_deadline_.reset();
+            timer_.cancel();
+        }
+        return;
+    }
+    if (timer_deadline_) {
+        return;  // on_timer moves on to later deadlines by itself
+    }
+    timer_deadline_ = deadline;
     timer_.expires_at(*deadline);
     timer_.async_wait(asio::bind_executor(
         strand_, [self = shared_from_this()](const boost::system::error_code& ec) {
@@ -393,18 +420,19 @@ void async_core::arm_timer() {
 
 void async_core::on_timer(const boost::system::error_code& ec) {
     if (ec == asio::error::operation_aborted) {
-        return;
+        return;  // sync_timer cancelled it (and updated timer_deadline_)
     }
+    timer_deadline_.reset();
     const auto now = clock::now();
     pool_effects fx;
     actions act;
     {
         std::lock_guard lock(mutex_);
         state_.expire(now, fx);
-        timer_armed_ = false;  // take() re-arms while anyone still waits
         take(fx, act, now);
     }
     run(act, nullptr);
+    sync_timer();  // wait for the next deadline, if anyone still waits
 }
 
 pool_stats async_core::stats() {
@@ -442,40 +470,101 @@ void async_core::close() {
         take(fx, act, clock::now());
     }
     run(act, closed_error());
-    asio::post(strand_, [self = shared_from_this()] { self->timer_.cancel(); });
-    threads_->join();  // operations already on the pool finish first
+    asio::post(strand_, [self = shared_from_this()] { self->sync_timer(); });
     keeper_.reset();
+    if (writer_) {
+        writer_->close();
+    }
 }
 
-void async_acquire(const std::shared_ptr<async_core>& core, acquire_handler handler) {
-    core->acquire(std::move(handler));
+void async_acquire(engine_core& core, acquire_handler handler) {
+    static_cast<async_core&>(core).acquire(std::move(handler));
 }
+
+struct engine_parts {
+    std::unique_ptr<asio::thread_pool> threads;
+    std::shared_ptr<async_core> core;
+};
+
+namespace {
+std::shared_ptr<async_core> make_lanes(asio::any_io_executor io, const engine_options& options,
+                                       asio::thread_pool& threads) {
+    if (is_memory(options.path)) {
+        // Every pooled connection must see one database: a named shared
+        // in-memory database, kept alive by a connection that is never handed
+        // out, and a single-connection lane (shared cache uses table locks
+        // that busy_timeout does not cover).
+        const std::string uri = shared_memory_uri();
+        auto keeper = std::make_unique<connection>(uri, options.connection_settings(false));
+        auto core = std::make_shared<async_core>(io, options, threads, lane::single, uri, nullptr);
+        core->keep_alive(std::move(keeper));
+        return core;
+    }
+    if (options.pool_size == 1) {
+        return std::make_shared<async_core>(io, options, threads, lane::single, options.path,
+                                            nullptr);
+    }
+    auto writer =
+        std::make_shared<async_core>(io, options, threads, lane::writer, options.path, nullptr);
+    return std::make_shared<async_core>(io, options, threads, lane::readers, options.path,
+                                        std::move(writer));
+}
+}  // namespace
 
 }  // namespace detail
 
-async_engine::async_engine(asio::any_io_executor executor, engine_options options)
-    : core_(std::make_shared<detail::async_core>(std::move(executor), std::move(options))) {}
+async_engine::async_engine(asio::any_io_executor executor, engine_options options) {
+    options.validate();
+    auto threads = std::make_unique<asio::thread_pool>(detail::thread_count(options));
+    auto core = detail::make_lanes(std::move(executor), options, *threads);
+    parts_ = std::make_unique<detail::engine_parts>(
+        detail::engine_parts{std::move(threads), std::move(core)});
+}
 
 async_engine::~async_engine() { close(); }
 async_engine::async_engine(async_engine&&) noexcept = default;
 async_engine& async_engine::operator=(async_engine&& other) noexcept {
     if (this != &other) {
         close();
-        core_ = std::move(other.core_);
+        parts_ = std::move(other.parts_);
     }
     return *this;
 }
 
-pool_stats async_engine::stats() const { return core_->stats(); }
-const engine_options& async_engine::options() const noexcept { return core_->options(); }
+pool_stats async_engine::stats() const {
+    auto s = parts_->core->stats();
+    if (auto* w = parts_->core->writer()) {
+        const auto ws = w->stats();
+        s.size += ws.size;
+        s.idle += ws.idle;
+        s.in_use += ws.in_use;
+        s.waiters += ws.waiters;
+        s.opening += ws.opening;
+        s.acquires += ws.acquires;
+        s.timeouts += ws.timeouts;
+        s.cancellations += ws.cancellations;
+        s.opened += ws.opened;
+        s.closed += ws.closed;
+        s.total_wait += ws.total_wait;
+        s.max_wait = std::max(s.max_wait, ws.max_wait);
+        s.writer_waiters = ws.waiters;
+        s.writer_in_use = ws.in_use;
+    }
+    return s;
+}
+const engine_options& async_engine::options() const noexcept { return parts_->core->options(); }
 const asio::any_io_executor& async_engine::get_executor() const noexcept {
-    return core_->io_executor();
+    return parts_->core->io_executor();
 }
 void async_engine::close() {
-    if (core_) {
-        core_->close();
+    if (parts_ && parts_->threads) {
+        parts_->core->close();
+        parts_->threads->join();  // operations already on the pool finish first
+        parts_->threads.reset();
     }
 }
+
+std::shared_ptr<detail::engine_core> async_engine::core() const noexcept { return parts_->core; }
 
 async_engine create_async_engine(asio::any_io_executor executor, engine_options options) {
     return async_engine(std::move(executor), std::move(options));

@@ -88,6 +88,7 @@ struct connection::impl {
     std::uint64_t hits = 0;
     std::uint64_t misses = 0;
     bool echo = false;
+    bool reject_writes = false;
     logger* log = nullptr;
     diagnostics last;
     std::atomic<std::uint64_t> cancel_op{0};
@@ -126,6 +127,7 @@ connection::connection(std::string_view path, const connection_options& options)
     s.path = is_memory_path(path) ? std::string(":memory:") : std::string(path);
     s.cache_capacity = options.statement_cache_size;
     s.echo = options.echo;
+    s.reject_writes = options.reject_writes;
     s.log = options.log != nullptr ? options.log : &logger::global();
 
     int flags = SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE;
@@ -144,9 +146,12 @@ connection::connection(std::string_view path, const connection_options& options)
     sqlite3_busy_timeout(s.db, static_cast<int>(options.busy_timeout.count()));
     sqlite3_progress_handler(s.db, 1000, &impl::on_progress, &s);
 
+    // A "file:...?mode=ro" URI, or a file the OS lets us only read, is open
+    // read-only too: setting the journal mode would fail there.
+    const bool read_only = options.read_only || sqlite3_db_readonly(s.db, "main") == 1;
     // The first statement reads the header: a file that is not a database
     // fails here, at open, with SQLITE_NOTADB.
-    if (!options.read_only) {
+    if (!read_only) {
         s.pragma(fmt::format("PRAGMA journal_mode={}", options.journal_mode));
     } else {
         s.pragma("PRAGMA schema_version");
@@ -200,19 +205,32 @@ statement connection::prepare(std::string_view sql) { return statement(impl_->db
 
 statement_lease connection::prepare_cached(std::string_view sql) {
     auto& s = *impl_;
+    // Read connections of the async engine refuse writes before they run, so
+    // the engine can send the statement to its writer instead.
+    auto admit = [&](statement& st) -> statement& {
+        if (s.reject_writes && !st.readonly() && !in_transaction()) {
+            throw_error(errc::needs_writer, "statement writes; run it on the writer connection",
+                        std::string(sql));
+        }
+        return st;
+    };
     if (s.cache_capacity == 0) {
         ++s.misses;
-        return statement_lease(statement(s.db, sql));
+        statement fresh(s.db, sql);
+        admit(fresh);
+        return statement_lease(std::move(fresh));
     }
     if (auto found = s.index.find(sql); found != s.index.end()) {
         auto it = found->second;
         if (it->busy) {
             ++s.misses;
-            return statement_lease(statement(s.db, sql));
+            statement fresh(s.db, sql);
+            admit(fresh);
+            return statement_lease(std::move(fresh));
         }
         ++s.hits;
         s.lru.splice(s.lru.begin(), s.lru, it);
-        return statement_lease(&it->stmt, &it->busy);
+        return statement_lease(&admit(it->stmt), &it->busy);
     }
     ++s.misses;
     statement fresh(s.db, sql, true);
@@ -230,7 +248,7 @@ statement_lease connection::prepare_cached(std::string_view sql) {
     s.lru.push_front(impl::cached{std::string(sql), std::move(fresh), false});
     auto it = s.lru.begin();
     s.index.emplace(it->sql, it);
-    return statement_lease(&it->stmt, &it->busy);
+    return statement_lease(&admit(it->stmt), &it->busy);
 }
 
 statement_lease::~statement_lease() {
@@ -242,6 +260,9 @@ statement_lease::~statement_lease() {
 }
 
 result connection::collect(statement& s) {
+    // Step before reading the column names: the step re-prepares a cached
+    // statement whose schema changed, and the names must be the new ones.
+    bool has_row = s.step();
     const int n = s.column_count();
     auto names = std::make_shared<std::vector<std::string>>();
     names->reserve(static_cast<std::size_t>(n));
@@ -249,7 +270,7 @@ result connection::collect(statement& s) {
         names->emplace_back(s.column_name(i));
     }
     std::vector<row> rows;
-    while (s.step()) {
+    for (; has_row; has_row = s.step()) {
         std::vector<value> values;
         values.reserve(static_cast<std::size_t>(n));
         for (int i = 0; i < n; ++i) {

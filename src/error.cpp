@@ -26,6 +26,7 @@ const char* library_message(errc e) {
         case errc::invalid_url: return "invalid database URL";
         case errc::directory_missing: return "database directory does not exist";
         case errc::transaction_state: return "invalid transaction state";
+        case errc::needs_writer: return "statement writes; it must run on the writer connection";
         default: return "unknown asqlite error";
     }
 }

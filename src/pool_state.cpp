@@ -4,7 +4,8 @@
 
 namespace asqlite::detail {
 
-bool pool_state::expired(pool_clock::time_point created, pool_clock::time_point now) const noexcept {
+bool pool_state::expired(pool_clock::time_point created,
+                         pool_clock::time_point now) const noexcept {
     return limits_.recycle > pool_clock::duration::zero() && now - created >= limits_.recycle;
 }
 
@@ -73,11 +74,14 @@ void pool_state::open_failed(pool_effects& fx) {
         fx.failed.push_back(waiters_.front().id);
         waiters_.pop_front();
     }
+    // The failed open's permit is free again: a waiter that queued while the
+    // pool was full must get an open now, not sit until pool_timeout.
+    pump(fx);
 }
 
 bool pool_state::remove_waiter(waiter_id w) {
-    const auto it = std::find_if(waiters_.begin(), waiters_.end(),
-                                 [w](const waiter& x) { return x.id == w; });
+    const auto it =
+        std::find_if(waiters_.begin(), waiters_.end(), [w](const waiter& x) { return x.id == w; });
     if (it == waiters_.end()) {
         return false;
     }

@@ -57,6 +57,8 @@ table::table(std::string name, std::vector<column_def> columns, std::vector<inde
     if (columns_.empty()) {
         throw_error(errc::invalid_option, fmt::format("table '{}' has no columns", name_));
     }
+    const auto key_columns = std::count_if(columns_.begin(), columns_.end(),
+                                           [](const column_def& c) { return c.primary_key; });
     for (const auto& c : columns_) {
         if (c.name.empty()) {
             throw_error(errc::invalid_option, fmt::format("table '{}' has an unnamed column", name_));
@@ -66,9 +68,13 @@ table::table(std::string name, std::vector<column_def> columns, std::vector<inde
             throw_error(errc::invalid_option,
                         fmt::format("table '{}' declares column '{}' twice", name_, c.name));
         }
-        if (c.autoincrement && !(c.primary_key && c.type == column_type::integer)) {
+        // SQLite allows AUTOINCREMENT only on a single-column INTEGER PRIMARY
+        // KEY; a composite key would silently drop it.
+        if (c.autoincrement &&
+            !(c.primary_key && c.type == column_type::integer && key_columns == 1)) {
             throw_error(errc::invalid_option,
-                        fmt::format("column '{}.{}': autoincrement needs an INTEGER primary key",
+                        fmt::format("column '{}.{}': autoincrement needs a single-column INTEGER "
+                                    "primary key",
                                     name_, c.name));
         }
     }

@@ -1,6 +1,19 @@
 #include "asqlite/session.hpp"
 
+#include <boost/asio/async_result.hpp>
+
 namespace asqlite {
+
+namespace detail {
+
+asio::awaitable<session> acquire_on(engine_core& lane) {
+    return asio::async_initiate<const asio::use_awaitable_t<>&,
+                                void(std::exception_ptr, session)>(
+        [&lane](auto handler) { async_acquire(lane, acquire_handler(std::move(handler))); },
+        asio::use_awaitable);
+}
+
+}  // namespace detail
 
 session::session(session&& other) noexcept
     : core_(std::move(other.core_)), pc_(std::exchange(other.pc_, nullptr)) {}
@@ -18,6 +31,8 @@ session::~session() { release(); }
 
 void session::release() noexcept {
     if (pc_ != nullptr) {
+        pc_->writer_pc = nullptr;
+        pc_->writer_core = nullptr;
         core_->release(std::exchange(pc_, nullptr));
     }
     core_.reset();
@@ -29,38 +44,114 @@ void session::check_usable() const {
     }
 }
 
+asio::awaitable<transaction> session::begin() {
+    check_usable();
+    if (pc_->tx_open) {
+        throw_error(errc::transaction_state, "a transaction is already open on this session");
+    }
+    // Claimed now so a second begin() fails at once; released if this fails.
+    struct claim {
+        detail::pooled_connection* pc;
+        bool kept = false;
+        ~claim() {
+            if (!kept) {
+                pc->tx_open = false;
+            }
+        }
+    } guard{pc_};
+    pc_->tx_open = true;
+    auto begin_immediate = [](connection& c) { c.exec("BEGIN IMMEDIATE"); };
+    detail::engine_core* lane = core_->writer_lane();
+    if (lane == nullptr) {
+        co_await op<void>(begin_immediate, asio::use_awaitable);
+        guard.kept = true;
+        co_return transaction(core_.get(), pc_, session{});
+    }
+    session writer = co_await detail::acquire_on(*lane);
+    co_await writer.op<void>(begin_immediate, asio::use_awaitable);
+    pc_->writer_pc = writer.pc_;
+    pc_->writer_core = writer.core_.get();
+    guard.kept = true;
+    co_return transaction(core_.get(), pc_, std::move(writer));
+}
+
 transaction::transaction(transaction&& other) noexcept
-    : core_(other.core_),
-      pc_(std::exchange(other.pc_, nullptr)),
-      lease_(other.lease_) {}
+    : owner_core_(other.owner_core_),
+      owner_(std::exchange(other.owner_, nullptr)),
+      lease_(other.lease_),
+      writer_(std::move(other.writer_)) {}
 
 transaction& transaction::operator=(transaction&& other) noexcept {
     if (this != &other) {
         this->~transaction();
-        core_ = other.core_;
-        pc_ = std::exchange(other.pc_, nullptr);
-        lease_ = other.lease_;
+        new (this) transaction(std::move(other));
     }
     return *this;
 }
 
 transaction::~transaction() {
-    if (pc_ != nullptr && pc_->lease == lease_) {
-        // Dropped uncommitted: the session rolls back before its next
-        // operation, or before the connection returns to the pool.
-        pc_->pending_rollback = true;
+    if (owner_ != nullptr && owner_->lease == lease_) {
+        if (!writer_.valid()) {
+            // On the owner's own connection: the session rolls back before its
+            // next operation, or before the connection returns to the pool.
+            owner_->pending_rollback = true;
+        }
+        detach();
     }
+    // writer_'s destructor returns the writer connection; the release path
+    // rolls back first because the connection is inside a transaction.
 }
 
-detail::pooled_connection* transaction::finish() {
-    if (pc_ == nullptr) {
+void transaction::detach() noexcept {
+    owner_->tx_open = false;
+    owner_->writer_pc = nullptr;
+    owner_->writer_core = nullptr;
+}
+
+std::pair<detail::engine_core*, detail::pooled_connection*> transaction::finish() {
+    if (owner_ == nullptr) {
         throw_error(errc::transaction_state, "the transaction is already finished");
     }
-    if (pc_->lease != lease_) {
+    if (owner_->lease != lease_) {
         throw_error(errc::transaction_state, "the transaction's session has ended");
     }
-    pc_->tx_open = false;
-    return std::exchange(pc_, nullptr);
+    detach();
+    auto* owner = std::exchange(owner_, nullptr);
+    if (writer_.valid()) {
+        return {writer_.core_.get(), writer_.pc_};
+    }
+    return {owner_core_, owner};
+}
+
+asio::awaitable<void> transaction::commit() {
+    const auto [core, pc] = finish();
+    co_await detail::session_op<void>(
+        core, pc,
+        [](connection& c) {
+            try {
+                c.exec("COMMIT");
+            } catch (...) {
+                if (c.in_transaction()) {
+                    c.exec("ROLLBACK");
+                }
+                throw;
+            }
+        },
+        asio::use_awaitable);
+    writer_ = session{};  // the writer lane is free for the next transaction
+}
+
+asio::awaitable<void> transaction::rollback() {
+    const auto [core, pc] = finish();
+    co_await detail::session_op<void>(
+        core, pc,
+        [](connection& c) {
+            if (c.in_transaction()) {
+                c.exec("ROLLBACK");
+            }
+        },
+        asio::use_awaitable);
+    writer_ = session{};
 }
 
 }  // namespace asqlite

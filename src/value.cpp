@@ -2,8 +2,6 @@
 
 #include <fmt/format.h>
 
-#include <charconv>
-
 #include "asqlite/error.hpp"
 
 namespace asqlite {
@@ -72,6 +70,9 @@ public:
             const int oh = number(2);
             expect(':');
             const int om = number(2);
+            if (oh > 14 || om > 59) {  // SQLite's own limits for an offset
+                fail();
+            }
             offset = minutes{sign * (oh * 60 + om)};
         }
         if (pos_ != text_.size()) {
@@ -82,7 +83,17 @@ public:
         if (!ymd.ok() || h > 23 || mi > 59 || s > 60) {
             fail();
         }
-        return sys_days{ymd} + hours{h} + minutes{mi} + seconds{s} + frac - offset;
+        // Computed in microseconds, then checked: timestamp counts nanoseconds
+        // and holds only the years 1678 to 2262.
+        const sys_time<microseconds> t =
+            sys_days{ymd} + hours{h} + minutes{mi} + seconds{s} + frac - offset;
+        if (t < ceil<microseconds>(timestamp::min()) || t > floor<microseconds>(timestamp::max())) {
+            throw_error(errc::bad_timestamp,
+                        fmt::format("'{}' is out of the range of a timestamp ({} to {})", text_,
+                                    format_timestamp(timestamp::min()),
+                                    format_timestamp(timestamp::max())));
+        }
+        return time_point_cast<timestamp::duration>(t);
     }
 
 private:
@@ -97,11 +108,14 @@ private:
         if (pos_ + digits > text_.size()) {
             fail();
         }
+        // Digits only: from_chars alone would take a sign ("-1" as an hour).
         int v = 0;
-        const auto* first = text_.data() + pos_;
-        const auto [ptr, ec] = std::from_chars(first, first + digits, v);
-        if (ec != std::errc{} || ptr != first + digits) {
-            fail();
+        for (std::size_t i = 0; i < digits; ++i) {
+            const char c = text_[pos_ + i];
+            if (c < '0' || c > '9') {
+                fail();
+            }
+            v = v * 10 + (c - '0');
         }
         pos_ += digits;
         return v;

@@ -40,12 +40,13 @@ struct pool_stats {
     std::uint64_t closed = 0;
     std::chrono::nanoseconds total_wait{0};
     std::chrono::nanoseconds max_wait{0};
+    // The writer lane alone (also counted in the totals above).
+    std::size_t writer_in_use = 0;
+    std::size_t writer_waiters = 0;
 };
 
 namespace detail {
-class async_core;
-using acquire_handler = asio::any_completion_handler<void(std::exception_ptr, session)>;
-void async_acquire(const std::shared_ptr<async_core>& core, acquire_handler handler);
+struct engine_parts;
 }  // namespace detail
 
 class async_engine {
@@ -64,8 +65,8 @@ public:
     template <class Token = asio::use_awaitable_t<>>
     auto session(Token&& token = {}) {
         return asio::async_initiate<Token, void(std::exception_ptr, asqlite::session)>(
-            [core = core_](auto handler) {
-                detail::async_acquire(core, detail::acquire_handler(std::move(handler)));
+            [core = core()](auto handler) {
+                detail::async_acquire(*core, detail::acquire_handler(std::move(handler)));
             },
             token);
     }
@@ -77,7 +78,9 @@ public:
     void close();
 
 private:
-    std::shared_ptr<detail::async_core> core_;
+    std::shared_ptr<detail::engine_core> core() const noexcept;
+
+    std::unique_ptr<detail::engine_parts> parts_;
 };
 
 async_engine create_async_engine(asio::any_io_executor executor, engine_options options);

@@ -35,6 +35,9 @@ struct connection_options {
     std::size_t statement_cache_size = 100;
     bool read_only = false;   // SQLITE_OPEN_READONLY
     bool query_only = false;  // PRAGMA query_only: refuses writes on a read-write file
+    /// Statements that would write fail with errc::needs_writer before they
+    /// run (the async engine's read connections; it then uses its writer).
+    bool reject_writes = false;
     bool echo = false;        // log each statement, its parameters and time
     logger* log = nullptr;    // nullptr: logger::global()
 
@@ -149,11 +152,13 @@ public:
         return echoed(sql, [&] {
             auto lease = prepare_cached(sql);
             lease->bind_all(params...);
-            // The column names are known before the first step: a target that
-            // cannot map fails even when no row comes back.
+            // Columns are read after the first step, which re-prepares a cached
+            // statement whose schema changed, and even when no row comes back,
+            // so a target that cannot map always fails.
+            bool has_row = lease->step();
             const detail::row_reader<T> reader(*lease);
             std::vector<T> out;
-            while (lease->step()) {
+            for (; has_row; has_row = lease->step()) {
                 out.push_back(reader.read(*lease));
             }
             return out;
@@ -181,8 +186,9 @@ public:
         return echoed(sql, [&]() -> std::optional<T> {
             auto lease = prepare_cached(sql);
             lease->bind_all(params...);
+            const bool has_row = lease->step();
             const detail::row_reader<T> reader(*lease);
-            if (!lease->step()) {
+            if (!has_row) {
                 return std::nullopt;
             }
             std::optional<T> out(reader.read(*lease));

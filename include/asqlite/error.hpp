@@ -63,6 +63,7 @@ enum class errc : int {
     invalid_url,         // a database URL asqlite does not understand
     directory_missing,   // the database file's directory does not exist
     transaction_state,   // begin() inside a transaction, commit() without one, ...
+    needs_writer,        // a write statement on a read connection (routed to the writer lane)
 };
 
 const std::error_category& category() noexcept;

@@ -1,31 +1,41 @@
 #pragma once
-// A scoped session: one pooled connection, checked out by
+// A scoped session: a pooled read connection, checked out by
 // `co_await engine.session()` or `co_await asqlite::get_async_session()`,
 // returned to the pool when the session is destroyed.
 //
-// Every operation runs on the engine's blocking pool in one hop and
-// completes on the awaiting coroutine's executor. Operations take any Asio
-// completion token; the coroutine forms (execute, one, all, ...) return
-// asio::awaitable. Completion signature: void(std::exception_ptr, T) — the
-// exception is an asqlite::error carrying the code, SQLite's message and the
-// SQL text, or asqlite::error with asio::error::operation_aborted when the
-// operation was cancelled.
+// Reads and writes: a file database has one writer connection (the writer
+// lane) besides the read connections. A session's statements run on its
+// read connection; a statement that writes is routed to the writer lane
+// (FIFO, same timeout and cancellation as the pool) and runs there in
+// autocommit; begin() takes the writer lane for the whole transaction, and
+// every statement of the session runs on it until commit or rollback.
+// write(fn) runs fn inside BEGIN IMMEDIATE ... COMMIT on the writer in one
+// hop. So writers never contend inside SQLite and never see
+// "database is locked" from each other; readers never wait for writers (WAL).
+// A :memory: database, or pool_size 1, has a single connection for both.
+//
+// Every operation runs on the engine's blocking pool and completes on the
+// awaiting coroutine's executor. Errors are asqlite::error (code, SQLite's
+// message, SQL text); a cancelled operation throws asqlite::error with
+// asio::error::operation_aborted.
 //
 // Thread safety: a session is used by one coroutine at a time and runs one
 // operation at a time (like an Asio socket). With several io threads, run
 // coroutines that use cancellation on a strand, as Asio requires.
-// Lifetimes: SQL text and parameters passed as views (std::string_view,
-// const char*, spans) must stay valid until the operation completes; with
-// `co_await` on the call itself that is always so.
+// Lifetimes: SQL text and view parameters (std::string_view, const char*,
+// spans) must stay valid until the operation completes; with `co_await` on
+// the call itself that is always so. A transaction must not outlive its
+// session.
 // Cancellation: per-operation cancellation (asio::cancellation_signal,
-// awaitable operators `||`, asqlite::cancel_after) stops a running statement
-// through SQLite's progress handler; the operation completes with
-// operation_aborted only after the worker has let go of the connection.
-// Transactions: a transaction destroyed without commit(), or a session
-// destroyed inside a transaction, rolls back on the blocking pool before the
+// awaitable operators `||`) stops a running statement through SQLite's
+// progress handler; the operation completes only after the worker has let go
+// of the connection. A transaction destroyed without commit() (also by an
+// exception or a cancellation) rolls back on the blocking pool before its
 // connection is reused; a connection whose state is unknown is closed.
 
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <memory>
@@ -42,64 +52,15 @@ namespace asqlite {
 
 namespace asio = boost::asio;
 
-/// A write transaction (BEGIN IMMEDIATE) on a session. Move-only. Without
-/// commit() it rolls back when destroyed (before the session's next
-/// operation, or before its connection returns to the pool). It must not
-/// outlive its session: operations on it then throw errc::transaction_state.
-class transaction {
-public:
-    transaction() = default;
-    transaction(transaction&& other) noexcept;
-    transaction& operator=(transaction&& other) noexcept;
-    ~transaction();
+class session;
+class transaction;
 
-    /// COMMIT. A failed commit rolls the transaction back and throws.
-    template <class Token = asio::use_awaitable_t<>>
-    auto commit(Token&& token = {}) {
-        auto* pc = finish();
-        return detail::session_op<void>(
-            core_, pc,
-            [](connection& c) {
-                try {
-                    c.exec("COMMIT");
-                } catch (...) {
-                    if (c.in_transaction()) {
-                        c.exec("ROLLBACK");
-                    }
-                    throw;
-                }
-            },
-            std::forward<Token>(token));
-    }
-
-    /// ROLLBACK.
-    template <class Token = asio::use_awaitable_t<>>
-    auto rollback(Token&& token = {}) {
-        auto* pc = finish();
-        return detail::session_op<void>(
-            core_, pc,
-            [](connection& c) {
-                if (c.in_transaction()) {
-                    c.exec("ROLLBACK");
-                }
-            },
-            std::forward<Token>(token));
-    }
-
-    bool active() const noexcept { return pc_ != nullptr; }
-
-private:
-    friend class session;
-    transaction(detail::engine_core* core, detail::pooled_connection* pc) noexcept
-        : core_(core), pc_(pc), lease_(pc->lease) {}
-    /// Ends the transaction object's claim; throws when it is not active or
-    /// its session has already returned the connection.
-    detail::pooled_connection* finish();
-
-    detail::engine_core* core_ = nullptr;
-    detail::pooled_connection* pc_ = nullptr;
-    std::uint64_t lease_ = 0;
-};
+namespace detail {
+using acquire_handler = asio::any_completion_handler<void(std::exception_ptr, session)>;
+/// Checks out a connection of `lane` (the pool, or its writer lane).
+void async_acquire(engine_core& lane, acquire_handler handler);
+asio::awaitable<session> acquire_on(engine_core& lane);
+}  // namespace detail
 
 class session {
 public:
@@ -113,14 +74,21 @@ public:
     /// Runs one statement; all rows are materialised.
     template <class... P>
     asio::awaitable<result> execute(std::string_view sql, P... params) {
-        return async_execute(sql, std::make_tuple(std::move(params)...), asio::use_awaitable);
+        return routed<result>(sql, [sql, params = std::make_tuple(std::move(params)...)](
+                                       connection& c) {
+            return std::apply([&](const auto&... p) { return c.execute(sql, p...); }, params);
+        });
     }
-    /// Token form: params as a tuple, e.g. async_execute(sql, std::tuple{id}, callback).
+    /// Token form (callbacks, use_future, ...): parameters as a tuple, e.g.
+    /// async_execute(sql, std::tuple{id}, handler). Signature
+    /// void(std::exception_ptr, result).
     template <class... P, class Token>
     auto async_execute(std::string_view sql, std::tuple<P...> params, Token&& token) {
-        return op<result>(
-            [sql, params = std::move(params)](connection& c) {
-                return std::apply([&](const auto&... p) { return c.execute(sql, p...); }, params);
+        return asio::co_spawn(
+            core_ ? core_->io_executor() : asio::any_io_executor{},
+            [this, sql, params = std::move(params)]() {
+                return std::apply([&](auto&... p) { return execute(sql, std::move(p)...); },
+                                  params);
             },
             std::forward<Token>(token));
     }
@@ -128,78 +96,89 @@ public:
     /// First column of the first row (see connection::scalar).
     template <class T, class... P>
     asio::awaitable<T> scalar(std::string_view sql, P... params) {
-        return op<T>(
-            [sql, params = std::make_tuple(std::move(params)...)](connection& c) {
-                return std::apply([&](const auto&... p) { return c.scalar<T>(sql, p...); }, params);
-            },
-            asio::use_awaitable);
+        return routed<T>(sql, [sql, params = std::make_tuple(std::move(params)...)](connection& c) {
+            return std::apply([&](const auto&... p) { return c.scalar<T>(sql, p...); }, params);
+        });
     }
 
     /// Exactly one row as T (described struct, tuple or scalar).
     template <class T, class... P>
     asio::awaitable<T> one(std::string_view sql, P... params) {
-        return op<T>(
-            [sql, params = std::make_tuple(std::move(params)...)](connection& c) {
-                return std::apply([&](const auto&... p) { return c.one<T>(sql, p...); }, params);
-            },
-            asio::use_awaitable);
+        return routed<T>(sql, [sql, params = std::make_tuple(std::move(params)...)](connection& c) {
+            return std::apply([&](const auto&... p) { return c.one<T>(sql, p...); }, params);
+        });
     }
 
     /// Zero or one row as T.
     template <class T, class... P>
     asio::awaitable<std::optional<T>> one_or_none(std::string_view sql, P... params) {
-        return op<std::optional<T>>(
-            [sql, params = std::make_tuple(std::move(params)...)](connection& c) {
+        return routed<std::optional<T>>(
+            sql, [sql, params = std::make_tuple(std::move(params)...)](connection& c) {
                 return std::apply([&](const auto&... p) { return c.one_or_none<T>(sql, p...); },
                                   params);
-            },
-            asio::use_awaitable);
+            });
     }
 
     /// Every row as T.
     template <class T, class... P>
     asio::awaitable<std::vector<T>> all(std::string_view sql, P... params) {
-        return op<std::vector<T>>(
-            [sql, params = std::make_tuple(std::move(params)...)](connection& c) {
+        return routed<std::vector<T>>(
+            sql, [sql, params = std::make_tuple(std::move(params)...)](connection& c) {
                 return std::apply([&](const auto&... p) { return c.query<T>(sql, p...); }, params);
-            },
-            asio::use_awaitable);
+            });
     }
 
-    /// Runs fn(connection&) on the blocking pool in one hop; its value (or
-    /// exception) comes back to the caller. For hot paths and multi-statement
-    /// units of work. fn must not keep the connection reference.
+    /// Runs fn(connection&) on the blocking pool in one hop and returns its
+    /// value (its exceptions propagate). Outside a transaction it runs on the
+    /// read connection, where writes fail; inside one, on the writer.
+    /// fn must not keep the connection reference.
     template <class Fn, class Token = asio::use_awaitable_t<>>
     auto run(Fn fn, Token&& token = {}) {
         using R = std::invoke_result_t<Fn&, connection&>;
+        check_usable();
+        if (pc_->writer_pc != nullptr) {
+            return detail::session_op<R>(pc_->writer_core, pc_->writer_pc, std::move(fn),
+                                         std::forward<Token>(token));
+        }
         return op<R>(std::move(fn), std::forward<Token>(token));
     }
 
-    /// BEGIN IMMEDIATE: a write transaction. Throws errc::transaction_state
-    /// when one is already open on this session.
-    template <class Token = asio::use_awaitable_t<>>
-    auto begin(Token&& token = {}) {
+    /// Runs fn(connection&) as one write transaction (BEGIN IMMEDIATE, fn,
+    /// COMMIT; ROLLBACK when fn throws) on the writer lane, in one hop. Inside
+    /// an open transaction, fn just joins it.
+    template <class Fn>
+    asio::awaitable<std::invoke_result_t<Fn&, connection&>> write(Fn fn) {
+        using R = std::invoke_result_t<Fn&, connection&>;
         check_usable();
-        if (pc_->tx_open) {
-            throw_error(errc::transaction_state, "a transaction is already open on this session");
+        if (pc_->writer_pc != nullptr) {
+            co_return co_await detail::session_op<R>(pc_->writer_core, pc_->writer_pc,
+                                                     std::move(fn), asio::use_awaitable);
         }
-        pc_->tx_open = true;
-        return op<transaction>(
-            [core = core_.get(), pc = pc_](connection& c) {
-                try {
-                    c.exec("BEGIN IMMEDIATE");
-                } catch (...) {
-                    pc->tx_open = false;
-                    throw;
-                }
-                return transaction(core, pc);
-            },
-            std::forward<Token>(token));
+        auto in_transaction = [fn = std::move(fn)](connection& c) mutable -> R {
+            transaction_guard tx(c, transaction_mode::immediate);
+            if constexpr (std::is_void_v<R>) {
+                fn(c);
+                tx.commit();
+            } else {
+                R out = fn(c);
+                tx.commit();
+                return out;
+            }
+        };
+        if (detail::engine_core* lane = core_->writer_lane()) {
+            session writer = co_await detail::acquire_on(*lane);
+            co_return co_await writer.op<R>(std::move(in_transaction), asio::use_awaitable);
+        }
+        co_return co_await op<R>(std::move(in_transaction), asio::use_awaitable);
     }
 
+    /// BEGIN IMMEDIATE on the writer lane (waiting FIFO for it). Throws
+    /// errc::transaction_state when a transaction is already open here.
+    asio::awaitable<transaction> begin();
+
     bool valid() const noexcept { return pc_ != nullptr; }
-    /// The connection is inside a transaction (as of the last operation).
-    bool in_transaction() const noexcept { return pc_ != nullptr && pc_->in_transaction; }
+    /// A transaction of this session is open.
+    bool in_transaction() const noexcept { return pc_ != nullptr && pc_->tx_open; }
 
 private:
     friend class transaction;
@@ -214,8 +193,65 @@ private:
                                      std::forward<Token>(token));
     }
 
+    /// A statement's way: the open transaction's connection; else the read
+    /// connection, moving to the writer lane when the statement writes.
+    template <class R, class Fn>
+    asio::awaitable<R> routed(std::string_view sql, Fn fn) {
+        check_usable();
+        if (pc_->writer_pc != nullptr) {
+            co_return co_await detail::session_op<R>(pc_->writer_core, pc_->writer_pc,
+                                                     std::move(fn), asio::use_awaitable);
+        }
+        detail::engine_core* lane = core_->writer_lane();
+        if (lane == nullptr || !core_->known_write(sql)) {
+            try {
+                co_return co_await op<R>(Fn(fn), asio::use_awaitable);
+            } catch (const error& e) {
+                if (lane == nullptr || e.code() != make_error_code(errc::needs_writer)) {
+                    throw;
+                }
+            }
+            core_->remember_write(sql);
+        }
+        session writer = co_await detail::acquire_on(*lane);
+        co_return co_await writer.op<R>(std::move(fn), asio::use_awaitable);
+    }
+
     std::shared_ptr<detail::engine_core> core_;
     detail::pooled_connection* pc_ = nullptr;
+};
+
+/// A write transaction (BEGIN IMMEDIATE) holding the writer lane. Move-only.
+/// Without commit() it rolls back when destroyed, before the writer
+/// connection serves anyone else.
+class transaction {
+public:
+    transaction() = default;
+    transaction(transaction&& other) noexcept;
+    transaction& operator=(transaction&& other) noexcept;
+    ~transaction();
+
+    /// COMMIT. A failed commit rolls the transaction back and throws.
+    asio::awaitable<void> commit();
+    /// ROLLBACK.
+    asio::awaitable<void> rollback();
+
+    bool active() const noexcept { return owner_ != nullptr; }
+
+private:
+    friend class session;
+    transaction(detail::engine_core* owner_core, detail::pooled_connection* owner, session writer)
+        : owner_core_(owner_core), owner_(owner), lease_(owner->lease), writer_(std::move(writer)) {}
+
+    /// Ends the claim on the owning session; returns where the transaction
+    /// runs. Throws errc::transaction_state when finished or orphaned.
+    std::pair<detail::engine_core*, detail::pooled_connection*> finish();
+    void detach() noexcept;
+
+    detail::engine_core* owner_core_ = nullptr;
+    detail::pooled_connection* owner_ = nullptr;
+    std::uint64_t lease_ = 0;
+    session writer_;  // empty when the transaction runs on the owner's connection
 };
 
 }  // namespace asqlite

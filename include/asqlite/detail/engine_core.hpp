@@ -19,7 +19,10 @@
 #include <exception>
 #include <memory>
 #include <shared_mutex>
+#include <string>
+#include <string_view>
 #include <type_traits>
+#include <unordered_set>
 #include <utility>
 
 #include "asqlite/connection.hpp"
@@ -32,6 +35,8 @@ namespace asio = boost::asio;
 /// A connection owned by the pool. Fields marked (worker) are written by the
 /// blocking-pool thread running an operation and read on the io side only
 /// after that operation's completion was posted back (which orders them).
+class engine_core;
+
 struct pooled_connection {
     pooled_connection(connection c, std::uint64_t conn_id, std::chrono::steady_clock::time_point t)
         : conn(std::move(c)), id(conn_id), created(t) {}
@@ -43,6 +48,8 @@ struct pooled_connection {
     std::uint64_t lease = 0;         // io side: bumped at every checkout
     bool tx_open = false;            // io side: a transaction object is alive
     bool pending_rollback = false;   // io side: a transaction was dropped uncommitted
+    pooled_connection* writer_pc = nullptr;  // io side: where this session's open
+    engine_core* writer_core = nullptr;      //   transaction runs (the writer lane)
     bool in_transaction = false;  // (worker) state after the last operation
     bool healthy = true;          // (worker) false: close instead of reusing
 };
@@ -55,6 +62,21 @@ public:
     virtual const asio::any_io_executor& io_executor() const noexcept = 0;
     /// A session gives its connection back (rolling back first if needed).
     virtual void release(pooled_connection* pc) noexcept = 0;
+    /// The single-writer lane that write statements and transactions use, or
+    /// null when this lane's connections write themselves.
+    virtual engine_core* writer_lane() noexcept = 0;
+
+    /// SQL texts seen to write, so later runs go straight to the writer.
+    bool known_write(std::string_view sql) const {
+        std::shared_lock lock(writes_mutex_);
+        return writes_.find(sql) != writes_.end();
+    }
+    void remember_write(std::string_view sql) {
+        std::unique_lock lock(writes_mutex_);
+        if (writes_.size() < 4096) {
+            writes_.emplace(sql);
+        }
+    }
 
     /// Runs job(true) on the blocking pool, or job(false) right here when
     /// the engine is closed (the job then only reports that).
@@ -72,6 +94,14 @@ public:
     }
 
 protected:
+    struct text_hash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view v) const noexcept {
+            return std::hash<std::string_view>{}(v);
+        }
+    };
+    mutable std::shared_mutex writes_mutex_;
+    std::unordered_set<std::string, text_hash, std::equal_to<>> writes_;
     std::shared_mutex post_mutex_;
     asio::thread_pool* pool_ = nullptr;  // null once closed
 };
@@ -84,8 +114,15 @@ std::exception_ptr closed_error();
 bool poisons_connection(const std::error_code& ec) noexcept;
 
 template <class R>
-using op_signature = std::conditional_t<std::is_void_v<R>, void(std::exception_ptr),
-                                        void(std::exception_ptr, R)>;
+struct op_signature_of {
+    using type = void(std::exception_ptr, R);
+};
+template <>
+struct op_signature_of<void> {
+    using type = void(std::exception_ptr);
+};
+template <class R>
+using op_signature = typename op_signature_of<R>::type;
 
 /// Completes `handler` on its executor `ex` (work-tracked), never inline,
 /// clearing its cancellation slot first so no stale cancellation handler
