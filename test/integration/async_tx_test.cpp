@@ -1,0 +1,264 @@
+// Transactions and the writer lane: commit visibility, rollback on
+// destruction / exception / cancellation, write routing, concurrent writers
+// without "database is locked", and cancellation of a running statement.
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <atomic>
+
+#include "asqlite/asqlite.hpp"
+#include "support/async_helpers.hpp"
+#include "support/temp_dir.hpp"
+
+namespace asqlite {
+namespace {
+
+using namespace boost::asio::experimental::awaitable_operators;
+using namespace std::chrono_literals;
+using test::run_coro;
+namespace asio = boost::asio;
+
+constexpr std::string_view long_query =
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+    "SELECT count(*) FROM c WHERE x < 0";
+
+class AsyncTx : public test::temp_dir_test {
+protected:
+    void SetUp() override {
+        auto c = connection(db_path);
+        c.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT UNIQUE)");
+    }
+    engine_options options() {
+        engine_options o;
+        o.path = db_path;
+        o.pool_size = 4;
+        o.threads = 2;
+        return o;
+    }
+    std::int64_t count_items() {
+        return connection(db_path).scalar<std::int64_t>("SELECT count(*) FROM items");
+    }
+    asio::io_context io;
+};
+
+TEST_F(AsyncTx, CommitIsVisibleToOtherSessions) {
+    auto db = create_async_engine(io.get_executor(), options());
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto a = co_await db.session();
+        auto b = co_await db.session();
+        auto tx = co_await a.begin();
+        EXPECT_TRUE(a.in_transaction());
+        co_await a.execute("INSERT INTO items (name) VALUES (?)", "one");
+        EXPECT_EQ(co_await a.scalar<int>("SELECT count(*) FROM items"), 1) << "own write visible";
+        EXPECT_EQ(co_await b.scalar<int>("SELECT count(*) FROM items"), 0) << "not yet committed";
+        co_await tx.commit();
+        EXPECT_FALSE(a.in_transaction());
+        EXPECT_EQ(co_await b.scalar<int>("SELECT count(*) FROM items"), 1);
+    }());
+    EXPECT_EQ(count_items(), 1);
+}
+
+TEST_F(AsyncTx, DroppedTransactionRollsBack) {
+    auto db = create_async_engine(io.get_executor(), options());
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto a = co_await db.session();
+        {
+            auto tx = co_await a.begin();
+            co_await a.execute("INSERT INTO items (name) VALUES ('dropped')");
+        }
+        EXPECT_FALSE(a.in_transaction());
+        EXPECT_EQ(co_await a.scalar<int>("SELECT count(*) FROM items"), 0);
+        // The writer lane is free again: a new transaction commits.
+        auto tx = co_await a.begin();
+        co_await a.execute("INSERT INTO items (name) VALUES ('kept')");
+        co_await tx.commit();
+    }());
+    EXPECT_EQ(count_items(), 1);
+    EXPECT_EQ(db.stats().in_use, 0u);
+}
+
+TEST_F(AsyncTx, ExceptionInTheCoroutineRollsBack) {
+    auto db = create_async_engine(io.get_executor(), options());
+    EXPECT_THROW(run_coro(io,
+                          [&]() -> asio::awaitable<void> {
+                              auto s = co_await db.session();
+                              auto tx = co_await s.begin();
+                              co_await s.execute("INSERT INTO items (name) VALUES ('x')");
+                              throw std::runtime_error("handler failed");
+                          }()),
+                 std::runtime_error);
+    EXPECT_EQ(count_items(), 0);
+    const auto st = db.stats();
+    EXPECT_EQ(st.in_use, 0u);
+    EXPECT_EQ(st.writer_in_use, 0u);
+}
+
+TEST_F(AsyncTx, RunningStatementIsCancelledAndTheConnectionServesOn) {
+    auto db = create_async_engine(io.get_executor(), options());
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        asio::steady_timer timer(co_await asio::this_coro::executor, 50ms);
+        const auto start = std::chrono::steady_clock::now();
+        auto r = co_await (s.execute(long_query) || timer.async_wait(asio::use_awaitable));
+        const auto took = std::chrono::steady_clock::now() - start;
+        EXPECT_EQ(r.index(), 1u);
+        EXPECT_LT(took, 500ms) << "the statement kept running after cancellation";
+        // Same session, same connection: it is healthy and free.
+        EXPECT_EQ(co_await s.scalar<int>("SELECT 1"), 1);
+    }());
+    EXPECT_EQ(db.stats().closed, 0u) << "a cancelled read leaves the connection reusable";
+}
+
+TEST_F(AsyncTx, CancellationInsideATransactionRollsBack) {
+    auto db = create_async_engine(io.get_executor(), options());
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        try {
+            auto tx = co_await s.begin();
+            co_await s.execute("INSERT INTO items (name) VALUES ('cancelled')");
+            asio::steady_timer timer(co_await asio::this_coro::executor, 50ms);
+            auto r = co_await (s.execute(long_query) || timer.async_wait(asio::use_awaitable));
+            EXPECT_EQ(r.index(), 1u);
+            throw std::runtime_error("request cancelled");  // the handler gives up
+        } catch (const std::runtime_error&) {
+        }
+        EXPECT_EQ(co_await s.scalar<int>("SELECT count(*) FROM items"), 0);
+    }());
+    EXPECT_EQ(count_items(), 0);
+}
+
+TEST_F(AsyncTx, CancelledAwaitCompletesWithOperationAborted) {
+    auto db = create_async_engine(io.get_executor(), options());
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        asio::cancellation_signal signal;
+        std::exception_ptr outcome;
+        bool done = false;
+        s.run([](connection& c) { return c.scalar<std::int64_t>(long_query); },
+              asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr ep, std::int64_t) {
+                  outcome = ep;
+                  done = true;
+              }));
+        co_await test::sleep_for(30ms);
+        signal.emit(asio::cancellation_type::terminal);
+        while (!done) {
+            co_await test::sleep_for(5ms);
+        }
+        EXPECT_EQ(error_code_of(outcome), make_error_code(asio::error::operation_aborted));
+        EXPECT_EQ(co_await s.scalar<int>("SELECT 2"), 2);
+    }());
+}
+
+TEST_F(AsyncTx, BareWritesGoToTheWriterLane) {
+    auto db = create_async_engine(io.get_executor(), options());
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        // The session's own connection is a read connection.
+        EXPECT_EQ(co_await s.scalar<int>("PRAGMA query_only"), 1);
+        auto r = co_await s.execute("INSERT INTO items (name) VALUES (?)", "bare");
+        EXPECT_EQ(r.rows_affected(), 1);
+        auto id = co_await s.one<std::int64_t>("INSERT INTO items (name) VALUES (?) RETURNING id",
+                                               "returning");
+        EXPECT_GT(id, 0);
+        // write(fn): a whole transaction in one hop.
+        auto n = co_await s.write([](connection& c) {
+            c.execute("INSERT INTO items (name) VALUES ('w1')");
+            c.execute("INSERT INTO items (name) VALUES ('w2')");
+            return c.scalar<int>("SELECT count(*) FROM items");
+        });
+        EXPECT_EQ(n, 4);
+        try {
+            co_await s.write([](connection& c) {
+                c.execute("INSERT INTO items (name) VALUES ('w3')");
+                c.execute("INSERT INTO items (name) VALUES ('w1')");  // UNIQUE violation
+            });
+            ADD_FAILURE() << "constraint violation not reported";
+        } catch (const error& e) {
+            EXPECT_EQ(e.code(), make_error_code(errc::constraint_unique));
+        }
+        EXPECT_EQ(co_await s.scalar<int>("SELECT count(*) FROM items"), 4) << "w3 rolled back";
+        // run() outside a transaction reads only.
+        try {
+            co_await s.run([](connection& c) { c.exec("DELETE FROM items"); });
+            ADD_FAILURE() << "run() wrote through a read connection";
+        } catch (const error& e) {
+            EXPECT_EQ(primary_code(e.code()), errc::readonly);
+        }
+    }());
+    EXPECT_EQ(count_items(), 4);
+}
+
+TEST_F(AsyncTx, ConcurrentWritersNeverSeeBusy) {
+    auto db = create_async_engine(io.get_executor(), options());
+    std::atomic<int> ok{0};
+    std::atomic<int> failures{0};
+    constexpr int writers = 64;
+    constexpr int per_writer = 10;
+    for (int w = 0; w < writers; ++w) {
+        asio::co_spawn(
+            asio::make_strand(io),
+            [&, w]() -> asio::awaitable<void> {
+                try {
+                    auto s = co_await db.session();
+                    for (int i = 0; i < per_writer; ++i) {
+                        const auto name = fmt::format("w{}-{}", w, i);
+                        if (i % 2 == 0) {
+                            auto tx = co_await s.begin();
+                            co_await s.execute("INSERT INTO items (name) VALUES (?)", name);
+                            co_await tx.commit();
+                        } else {
+                            co_await s.execute("INSERT INTO items (name) VALUES (?)", name);
+                        }
+                        co_await s.scalar<int>("SELECT count(*) FROM items");
+                        ok.fetch_add(1);
+                    }
+                } catch (const std::exception& e) {
+                    failures.fetch_add(1);
+                    ADD_FAILURE() << e.what();
+                }
+            },
+            asio::detached);
+    }
+    test::run_io(io, 2);
+    EXPECT_EQ(failures.load(), 0);
+    EXPECT_EQ(ok.load(), writers * per_writer);
+    EXPECT_EQ(count_items(), writers * per_writer);
+    const auto st = db.stats();
+    EXPECT_EQ(st.in_use, 0u);
+    EXPECT_EQ(st.timeouts, 0u);
+}
+
+TEST_F(AsyncTx, MemoryDatabaseTransactionsUseTheSingleConnection) {
+    engine_options o;
+    o.path = ":memory:";
+    auto db = create_async_engine(io.get_executor(), o);
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        co_await s.execute("CREATE TABLE m (v INTEGER)");
+        {
+            auto tx = co_await s.begin();
+            co_await s.execute("INSERT INTO m VALUES (1)");
+        }
+        EXPECT_EQ(co_await s.scalar<int>("SELECT count(*) FROM m"), 0);
+        auto tx = co_await s.begin();
+        co_await s.execute("INSERT INTO m VALUES (2)");
+        co_await tx.commit();
+        EXPECT_EQ(co_await s.scalar<int>("SELECT v FROM m"), 2);
+        try {
+            auto tx2 = co_await s.begin();
+            auto tx3 = co_await s.begin();
+            ADD_FAILURE() << "nested begin accepted";
+        } catch (const error& e) {
+            EXPECT_EQ(e.code(), make_error_code(errc::transaction_state));
+        }
+    }());
+}
+
+}  // namespace
+}  // namespace asqlite
