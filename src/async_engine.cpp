@@ -222,7 +222,7 @@ void async_core::run(actions& act, const std::exception_ptr& failure) {
         open_one();
     }
     for (auto& rec : act.timed_out) {
-        complete_on(io_, rec.work, std::move(rec.handler),
+        complete_on(io_, std::move(rec.work), std::move(rec.handler),
                     std::make_exception_ptr(error(
                         make_error_code(errc::pool_timeout),
                         fmt::format("no connection became free within pool_timeout ({} ms)",
@@ -230,7 +230,7 @@ void async_core::run(actions& act, const std::exception_ptr& failure) {
                     session{});
     }
     for (auto& rec : act.failed) {
-        complete_on(io_, rec.work, std::move(rec.handler), failure ? failure : closed_error(), session{});
+        complete_on(io_, std::move(rec.work), std::move(rec.handler), failure ? failure : closed_error(), session{});
     }
     if (act.sync_timer) {
         asio::post(strand_, [self = shared_from_this()] { self->sync_timer(); });
@@ -240,7 +240,7 @@ void async_core::run(actions& act, const std::exception_ptr& failure) {
 void async_core::grant(waiter_record rec, pooled_connection* pc) {
     ++pc->lease;
     if (!options_.pre_ping) {
-        complete_on(io_, rec.work, std::move(rec.handler), std::exception_ptr{},
+        complete_on(io_, std::move(rec.work), std::move(rec.handler), std::exception_ptr{},
                     session(shared_from_this(), pc));
         return;
     }
@@ -248,7 +248,7 @@ void async_core::grant(waiter_record rec, pooled_connection* pc) {
         if (run) {
             try {
                 pc->conn.exec("SELECT 1");
-                complete_on(self->io_, rec.work, std::move(rec.handler), std::exception_ptr{},
+                complete_on(self->io_, std::move(rec.work), std::move(rec.handler), std::exception_ptr{},
                             session(self, pc));
                 return;
             } catch (const std::exception&) {
@@ -259,7 +259,7 @@ void async_core::grant(waiter_record rec, pooled_connection* pc) {
         if (run) {
             self->acquire(std::move(rec.handler));
         } else {
-            complete_on(self->io_, rec.work, std::move(rec.handler), closed_error(), session{});
+            complete_on(self->io_, std::move(rec.work), std::move(rec.handler), closed_error(), session{});
         }
     });
 }
@@ -311,7 +311,7 @@ void async_core::cancel_waiter(waiter_id w) {
         ++cancellations_;
     }
     auto& rec = node.mapped();
-    complete_on(io_, rec.work, std::move(rec.handler), aborted_error(), session{});
+    complete_on(io_, std::move(rec.work), std::move(rec.handler), aborted_error(), session{});
 }
 
 void async_core::open_one() {
@@ -362,8 +362,11 @@ void async_core::release(pooled_connection* pc) noexcept {
         return_connection(pc);
         return;
     }
-    // Roll back on the blocking pool before anyone else can have it.
-    post_blocking([self = shared_from_this(), pc](bool run) {
+    // Roll back on the blocking pool before anyone else can have it. The
+    // engine's executor counts it as work, so io_context::run() does not
+    // return while a connection is still on its way back.
+    auto work = asio::prefer(io_, asio::execution::outstanding_work.tracked);
+    post_blocking([self = shared_from_this(), pc, work = std::move(work)](bool run) {
         if (!run) {
             pc->healthy = false;  // engine closed: the connection is closed anyway
         } else {

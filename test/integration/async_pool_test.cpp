@@ -248,14 +248,14 @@ TEST_F(AsyncPool, ReleaseAndCancelRaceThousandsOfTimes) {
 
 TEST_F(AsyncPool, OldConnectionsAreRecycledAtCheckout) {
     auto o = options(2);
-    o.pool_recycle = 50ms;
+    o.pool_recycle = 300ms;
     auto db = create_async_engine(io.get_executor(), o);
     run_coro(io, [&]() -> asio::awaitable<void> {
         {
             auto s = co_await db.session();
             co_await s.execute("SELECT 1");
         }
-        co_await sleep_for(120ms);
+        co_await sleep_for(500ms);
         auto s = co_await db.session();
         co_await s.execute("SELECT 1");
     }());

@@ -5,6 +5,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <chrono>
@@ -28,12 +29,13 @@ inline void run_io(asio::io_context& io, int threads = 1) {
     }
 }
 
-/// Spawns `coro` on `io`, runs io, and rethrows what the coroutine threw.
+/// Spawns `coro` on a strand of `io` (so it may use cancellation with
+/// several io threads), runs io, and rethrows what the coroutine threw.
 template <class Awaitable>
 void run_coro(asio::io_context& io, Awaitable coro, int threads = 1) {
     std::exception_ptr failure;
     bool done = false;
-    asio::co_spawn(io, std::move(coro), [&](std::exception_ptr ep) {
+    asio::co_spawn(asio::make_strand(io), std::move(coro), [&](std::exception_ptr ep) {
         failure = ep;
         done = true;
     });

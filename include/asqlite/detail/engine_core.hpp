@@ -129,8 +129,12 @@ using op_signature = typename op_signature_of<R>::type;
 /// survives. Executors that cannot be posted to directly (the type-erased
 /// any_completion_executor) are reached through a post to `io` and a
 /// dispatch from there, the way Asio's own I/O objects complete.
+///
+/// The executor is taken by value and moved along, never copied: copies of a
+/// type-erased executor share a reference count whose fences ThreadSanitizer
+/// cannot see.
 template <class Executor, class Handler, class... Args>
-void complete_on(const asio::any_io_executor& io, const Executor& ex, Handler&& handler,
+void complete_on(const asio::any_io_executor& io, Executor ex, Handler&& handler,
                  Args&&... args) {
     auto invoke = [h = std::forward<Handler>(handler),
                    ... a = std::forward<Args>(args)]() mutable {
@@ -143,7 +147,9 @@ void complete_on(const asio::any_io_executor& io, const Executor& ex, Handler&& 
     if constexpr (requires { asio::post(ex, std::move(invoke)); }) {
         asio::post(ex, std::move(invoke));
     } else {
-        asio::post(io, [ex, f = std::move(invoke)]() mutable { asio::dispatch(ex, std::move(f)); });
+        asio::post(io, [ex = std::move(ex), f = std::move(invoke)]() mutable {
+            asio::dispatch(ex, std::move(f));
+        });
     }
 }
 
@@ -171,9 +177,9 @@ struct run_initiation {
             std::conditional_t<std::is_void_v<R>, int, R> out{};
             if (!run) {
                 if constexpr (std::is_void_v<R>) {
-                    complete_on(io, ex, std::move(h), closed_error());
+                    complete_on(io, std::move(ex), std::move(h), closed_error());
                 } else {
-                    complete_on(io, ex, std::move(h), closed_error(), std::move(out));
+                    complete_on(io, std::move(ex), std::move(h), closed_error(), std::move(out));
                 }
                 return;
             }
@@ -203,9 +209,9 @@ struct run_initiation {
             c.end_operation();
             pc->in_transaction = c.in_transaction();
             if constexpr (std::is_void_v<R>) {
-                complete_on(io, ex, std::move(h), ep);
+                complete_on(io, std::move(ex), std::move(h), ep);
             } else {
-                complete_on(io, ex, std::move(h), ep, std::move(out));
+                complete_on(io, std::move(ex), std::move(h), ep, std::move(out));
             }
         };
         core->post_blocking(std::move(job));
