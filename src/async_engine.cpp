@@ -84,6 +84,10 @@ public:
           strand_(asio::make_strand(io_)),
           timer_(strand_) {
         connection_settings_ = options_.connection_settings(false);
+        // SQLite's busy handler would sleep on a worker thread; the sessions
+        // retry BUSY on timers instead (detail::retry_busy).
+        busy_budget_ = connection_settings_.busy_timeout;
+        connection_settings_.busy_timeout = std::chrono::milliseconds(0);
         if (role == lane::readers) {
             connection_settings_.query_only = true;
             connection_settings_.reject_writes = true;
@@ -453,6 +457,7 @@ pool_stats async_core::stats() {
     s.closed = closed_count_;
     s.total_wait = std::chrono::duration_cast<std::chrono::nanoseconds>(total_wait_);
     s.max_wait = std::chrono::duration_cast<std::chrono::nanoseconds>(max_wait_);
+    s.busy_retries = busy_retries();
     return s;
 }
 
@@ -552,6 +557,7 @@ pool_stats async_engine::stats() const {
         s.max_wait = std::max(s.max_wait, ws.max_wait);
         s.writer_waiters = ws.waiters;
         s.writer_in_use = ws.in_use;
+        s.busy_retries += w->busy_retries();
     }
     return s;
 }

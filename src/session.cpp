@@ -63,12 +63,14 @@ asio::awaitable<transaction> session::begin() {
     auto begin_immediate = [](connection& c) { c.exec("BEGIN IMMEDIATE"); };
     detail::engine_core* lane = core_->writer_lane();
     if (lane == nullptr) {
-        co_await op<void>(begin_immediate, asio::use_awaitable);
+        co_await detail::retry_busy(*core_,
+                                    [&] { return op<void>(begin_immediate, asio::use_awaitable); });
         guard.kept = true;
         co_return transaction(core_.get(), pc_, session{});
     }
     session writer = co_await detail::acquire_on(*lane);
-    co_await writer.op<void>(begin_immediate, asio::use_awaitable);
+    co_await detail::retry_busy(
+        *lane, [&] { return writer.op<void>(begin_immediate, asio::use_awaitable); });
     pc_->writer_pc = writer.pc_;
     pc_->writer_core = writer.core_.get();
     guard.kept = true;

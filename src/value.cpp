@@ -19,9 +19,12 @@ std::string_view to_string(value_type type) noexcept {
 
 std::string format_timestamp(timestamp t) {
     using namespace std::chrono;
-    const auto day = floor<days>(t);
+    // In microseconds: near timestamp::min() the day's start is not
+    // representable in nanoseconds, and t - day would overflow.
+    const auto us = floor<microseconds>(t);
+    const auto day = floor<days>(us);
     const year_month_day ymd{day};
-    const hh_mm_ss hms{floor<microseconds>(t - day)};
+    const hh_mm_ss hms{us - day};
     auto text = fmt::format("{:04}-{:02}-{:02} {:02}:{:02}:{:02}", static_cast<int>(ymd.year()),
                             static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
                             hms.hours().count(), hms.minutes().count(), hms.seconds().count());

@@ -43,6 +43,8 @@ struct pool_stats {
     // The writer lane alone (also counted in the totals above).
     std::size_t writer_in_use = 0;
     std::size_t writer_waiters = 0;
+    /// SQLITE_BUSY results retried on a timer (another process held a lock).
+    std::uint64_t busy_retries = 0;
 };
 
 namespace detail {

@@ -145,7 +145,9 @@ public:
 
     /// Runs fn(connection&) as one write transaction (BEGIN IMMEDIATE, fn,
     /// COMMIT; ROLLBACK when fn throws) on the writer lane, in one hop. Inside
-    /// an open transaction, fn just joins it.
+    /// an open transaction, fn just joins it. When another process holds the
+    /// database lock, the transaction is retried (fn runs again) until
+    /// busy_timeout: fn should only touch the database.
     template <class Fn>
     asio::awaitable<std::invoke_result_t<Fn&, connection&>> write(Fn fn) {
         using R = std::invoke_result_t<Fn&, connection&>;
@@ -165,11 +167,17 @@ public:
                 return out;
             }
         };
+        // BUSY (another process holds the lock) is retried on a timer: the
+        // transaction was rolled back, so fn runs again from the start.
         if (detail::engine_core* lane = core_->writer_lane()) {
             session writer = co_await detail::acquire_on(*lane);
-            co_return co_await writer.op<R>(std::move(in_transaction), asio::use_awaitable);
+            co_return co_await detail::retry_busy(
+                *lane, [&] { return writer.op<R>(decltype(in_transaction)(in_transaction),
+                                                  asio::use_awaitable); });
         }
-        co_return co_await op<R>(std::move(in_transaction), asio::use_awaitable);
+        co_return co_await detail::retry_busy(*core_, [&] {
+            return op<R>(decltype(in_transaction)(in_transaction), asio::use_awaitable);
+        });
     }
 
     /// BEGIN IMMEDIATE on the writer lane (waiting FIFO for it). Throws
@@ -205,7 +213,8 @@ private:
         detail::engine_core* lane = core_->writer_lane();
         if (lane == nullptr || !core_->known_write(sql)) {
             try {
-                co_return co_await op<R>(Fn(fn), asio::use_awaitable);
+                co_return co_await detail::retry_busy(
+                    *core_, [&] { return op<R>(Fn(fn), asio::use_awaitable); });
             } catch (const error& e) {
                 if (lane == nullptr || e.code() != make_error_code(errc::needs_writer)) {
                     throw;
@@ -214,7 +223,8 @@ private:
             core_->remember_write(sql);
         }
         session writer = co_await detail::acquire_on(*lane);
-        co_return co_await writer.op<R>(std::move(fn), asio::use_awaitable);
+        co_return co_await detail::retry_busy(
+            *lane, [&] { return writer.op<R>(Fn(fn), asio::use_awaitable); });
     }
 
     std::shared_ptr<detail::engine_core> core_;

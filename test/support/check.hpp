@@ -48,8 +48,7 @@ template <class F>
         return ::testing::AssertionFailure() << "threw a non-asqlite exception: " << other.what();
     }
     if (!e) {
-        return ::testing::AssertionFailure() << "did not throw (expected " << code.message()
-                                             << ")";
+        return ::testing::AssertionFailure() << "did not throw (expected " << code.message() << ")";
     }
     if (e->code() != code) {
         return ::testing::AssertionFailure()
@@ -68,7 +67,7 @@ template <class F>
 /// Sets or unsets environment variables for one scope and restores the old
 /// values afterwards.
 class scoped_env {
-public:
+  public:
     scoped_env() = default;
     scoped_env(const scoped_env&) = delete;
     scoped_env& operator=(const scoped_env&) = delete;
@@ -91,7 +90,7 @@ public:
         ::unsetenv(name.c_str());
     }
 
-private:
+  private:
     void save(const std::string& name) {
         const char* old = std::getenv(name.c_str());
         saved_.emplace_back(name, old != nullptr ? std::optional<std::string>(old) : std::nullopt);
@@ -103,9 +102,9 @@ private:
 /// Every variable engine_options::from_env() reads.
 inline const std::vector<std::string>& engine_env_names() {
     static const std::vector<std::string> names = {
-        "SQLITE_DB_PATH",       "ASQLITE_POOL_SIZE",     "ASQLITE_MAX_OVERFLOW",
-        "ASQLITE_POOL_TIMEOUT", "ASQLITE_POOL_RECYCLE",  "ASQLITE_PRE_PING",
-        "ASQLITE_ECHO",         "ASQLITE_JOURNAL_MODE",  "ASQLITE_SYNCHRONOUS",
+        "SQLITE_DB_PATH",       "ASQLITE_POOL_SIZE",    "ASQLITE_MAX_OVERFLOW",
+        "ASQLITE_POOL_TIMEOUT", "ASQLITE_POOL_RECYCLE", "ASQLITE_PRE_PING",
+        "ASQLITE_ECHO",         "ASQLITE_JOURNAL_MODE", "ASQLITE_SYNCHRONOUS",
         "ASQLITE_FOREIGN_KEYS", "ASQLITE_BUSY_TIMEOUT", "ASQLITE_STATEMENT_CACHE_SIZE",
         "ASQLITE_THREADS"};
     return names;

@@ -11,7 +11,10 @@
 #include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -66,6 +69,14 @@ public:
     /// null when this lane's connections write themselves.
     virtual engine_core* writer_lane() noexcept = 0;
 
+    /// How long SQLITE_BUSY is retried (on timers, never by sleeping on a
+    /// worker) before it reaches the caller: the options' busy_timeout.
+    std::chrono::milliseconds busy_budget() const noexcept { return busy_budget_; }
+    void count_busy_retry() noexcept { busy_retries_.fetch_add(1, std::memory_order_relaxed); }
+    std::uint64_t busy_retries() const noexcept {
+        return busy_retries_.load(std::memory_order_relaxed);
+    }
+
     /// SQL texts seen to write, so later runs go straight to the writer.
     bool known_write(std::string_view sql) const {
         std::shared_lock lock(writes_mutex_);
@@ -94,6 +105,8 @@ public:
     }
 
 protected:
+    std::chrono::milliseconds busy_budget_{0};
+    std::atomic<std::uint64_t> busy_retries_{0};
     struct text_hash {
         using is_transparent = void;
         std::size_t operator()(std::string_view v) const noexcept {
@@ -238,6 +251,31 @@ auto session_op(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token
             return f(c);
         },
         std::forward<Token>(token));
+}
+
+/// Runs attempt() (a callable returning an awaitable) again while it fails
+/// with SQLITE_BUSY, waiting on a timer with exponential backoff (1 ms up to
+/// 100 ms) until `core`'s busy budget is spent. Only for attempts that have
+/// no effect when they fail with BUSY: a read, an autocommit write, BEGIN.
+template <class Attempt>
+auto retry_busy(engine_core& core, Attempt attempt) -> decltype(attempt()) {
+    const auto deadline = std::chrono::steady_clock::now() + core.busy_budget();
+    std::chrono::steady_clock::duration delay = std::chrono::milliseconds(1);
+    for (;;) {
+        try {
+            co_return co_await attempt();
+        } catch (const error& e) {
+            if (primary_code(e.code()) != errc::busy ||
+                std::chrono::steady_clock::now() + delay > deadline) {
+                throw;
+            }
+        }
+        core.count_busy_retry();
+        asio::steady_timer timer(co_await asio::this_coro::executor, delay);
+        co_await timer.async_wait(asio::use_awaitable);
+        delay = std::min<std::chrono::steady_clock::duration>(delay * 2,
+                                                               std::chrono::milliseconds(100));
+    }
 }
 
 }  // namespace asqlite::detail
