@@ -29,9 +29,21 @@ std::exception_ptr closed_error() {
         error(make_error_code(errc::pool_closed), "the async engine is closed"));
 }
 
+std::exception_ptr moved_error(const std::string& path) {
+    return std::make_exception_ptr(error(
+        make_error_code(errc::readonly_dbmoved),
+        fmt::format("database file '{}' was deleted, moved or replaced while open; refusing to "
+                    "write into the old file (the connection is closed, the next one opens "
+                    "the path afresh)",
+                    path)));
+}
+
 bool poisons_connection(const std::error_code& ec) noexcept {
     if (ec.category() != category()) {
         return false;
+    }
+    if (ec == make_error_code(errc::readonly_dbmoved)) {
+        return true;
     }
     switch (primary_code(ec)) {
         case errc::ioerr:
@@ -80,6 +92,7 @@ public:
           options_(options),
           path_(std::move(path)),
           writer_(std::move(writer)),
+          role_(role),
           state_(limits_for(options_, role)),
           strand_(asio::make_strand(io_)),
           timer_(strand_) {
@@ -160,6 +173,7 @@ private:
     std::string path_;
     std::unique_ptr<connection> keeper_;
     std::shared_ptr<async_core> writer_;
+    lane role_;
 
     std::mutex mutex_;
     pool_state state_;
@@ -329,8 +343,10 @@ void async_core::open_one() {
             if (self->options_.on_connect) {
                 self->options_.on_connect(c);
             }
-            self->open_finished(std::make_unique<pooled_connection>(std::move(c), 0, clock::now()),
-                                nullptr);
+            auto pc = std::make_unique<pooled_connection>(std::move(c), 0, clock::now());
+            pc->guard_moved = self->role_ != lane::readers &&
+                              self->path_.find("mode=memory") == std::string::npos;
+            self->open_finished(std::move(pc), nullptr);
         } catch (...) {
             self->open_finished(nullptr, std::current_exception());
         }

@@ -302,6 +302,14 @@ std::int64_t connection::last_insert_rowid() const noexcept {
 }
 std::int64_t connection::changes() const noexcept { return sqlite3_changes64(impl_->db); }
 bool connection::in_transaction() const noexcept { return sqlite3_get_autocommit(impl_->db) == 0; }
+bool connection::file_moved() const noexcept {
+    int moved = 0;
+    if (sqlite3_file_control(impl_->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK) {
+        return false;
+    }
+    return moved != 0;
+}
+
 std::string connection::journal_mode() { return scalar<std::string>("PRAGMA journal_mode"); }
 const std::string& connection::path() const noexcept { return impl_->path; }
 const diagnostics& connection::last_diagnostics() const noexcept { return impl_->last; }

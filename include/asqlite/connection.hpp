@@ -230,6 +230,9 @@ public:
     std::int64_t last_insert_rowid() const noexcept;
     std::int64_t changes() const noexcept;
     bool in_transaction() const noexcept;
+    /// True when the database file was deleted, renamed or replaced since
+    /// this connection opened it (writes would go to an unlinked file).
+    bool file_moved() const noexcept;
     /// The journal mode in effect, as SQLite reports it ("wal", "memory", ...).
     std::string journal_mode();
     const std::string& path() const noexcept;

@@ -43,6 +43,7 @@ enum class errc : int {
     constraint_notnull = 1299,
     constraint_primarykey = 1555,
     constraint_unique = 2067,
+    readonly_dbmoved = 1032,  // the database file was deleted, moved or replaced
 
     library_base = 0x10000,
     pool_timeout,        // no connection became free within pool_timeout

@@ -55,6 +55,7 @@ struct pooled_connection {
     engine_core* writer_core = nullptr;      //   transaction runs (the writer lane)
     bool in_transaction = false;  // (worker) state after the last operation
     bool healthy = true;          // (worker) false: close instead of reusing
+    bool guard_moved = false;     // writes here: refuse them once the file has moved
 };
 
 class engine_core {
@@ -123,6 +124,8 @@ protected:
 std::exception_ptr aborted_error();
 /// The error an operation on a closed engine completes with.
 std::exception_ptr closed_error();
+/// The error a write on a database file that was deleted or replaced gets.
+std::exception_ptr moved_error(const std::string& path);
 /// Whether an error leaves the connection in a state we cannot trust.
 bool poisons_connection(const std::error_code& ec) noexcept;
 
@@ -201,6 +204,10 @@ struct run_initiation {
             std::exception_ptr ep;
             if (c.cancel_requested()) {
                 ep = aborted_error();
+            } else if (pc->guard_moved && c.file_moved()) {
+                // SQLite would write into the unlinked file and lose it all.
+                ep = moved_error(c.path());
+                pc->healthy = false;
             } else {
                 try {
                     if constexpr (std::is_void_v<R>) {
