@@ -9,23 +9,17 @@ cmake --preset release
 cmake --build --preset release -j"$(nproc)"
 
 # ---------------------------------------------------------------------------
-# Main job. Later issues replace this function: first with the async demo,
-# then with the throughput benchmark (asqlite-bench).
-# Now: a fresh database made by the CLI, then the sync demo stores and reads
-# back a few FileInfo rows in it with echo on.
+# Main job: the throughput benchmark, short run. asqlite-bench seeds a fresh
+# temporary database with 10,000 FileInfo rows, runs the read, write, upsert
+# and mixed workloads through the async engine and through raw sqlite3 in the
+# same run, prints both side by side, and removes the database. Longer runs
+# and the figures: docs/benchmarks.md.
 # ---------------------------------------------------------------------------
 main_job() {
     local bin=build/release
-    local db_dir=$bin/main-job
-    local db=$db_dir/demo.db
-
-    rm -rf "$db_dir"
-    mkdir -p "$db_dir"
-    echo "== main job: asqlite-init-db --db $db"
-    "$bin/asqlite-init-db" --db "$db"
-    echo "== main job: asqlite-demo --db $db"
-    "$bin/examples/asqlite-demo" --db "$db"
-    echo "== main job done; the database is $db"
+    echo "== main job: asqlite-bench --ops 10000"
+    "$bin/bench/asqlite-bench" --ops 10000
+    echo "== main job done (figures and how to read them: docs/benchmarks.md)"
 }
 
 main_job

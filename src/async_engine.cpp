@@ -97,10 +97,7 @@ public:
           strand_(asio::make_strand(io_)),
           timer_(strand_) {
         connection_settings_ = options_.connection_settings(false);
-        // SQLite's busy handler would sleep on a worker thread; the sessions
-        // retry BUSY on timers instead (detail::retry_busy).
         busy_budget_ = connection_settings_.busy_timeout;
-        connection_settings_.busy_timeout = std::chrono::milliseconds(0);
         if (role == lane::readers) {
             connection_settings_.query_only = true;
             connection_settings_.reject_writes = true;
@@ -340,6 +337,10 @@ void async_core::open_one() {
         }
         try {
             connection c(self->path_, self->connection_settings_);
+            // Opening (journal_mode=WAL) may wait for a lock inside SQLite; from
+            // here on SQLite's busy handler would sleep on a worker thread, so
+            // the sessions retry BUSY on timers instead (detail::retry_busy).
+            c.set_busy_timeout(std::chrono::milliseconds(0));
             if (self->options_.on_connect) {
                 self->options_.on_connect(c);
             }

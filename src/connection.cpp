@@ -314,6 +314,9 @@ std::string connection::journal_mode() { return scalar<std::string>("PRAGMA jour
 const std::string& connection::path() const noexcept { return impl_->path; }
 const diagnostics& connection::last_diagnostics() const noexcept { return impl_->last; }
 void connection::set_echo(bool on) noexcept { impl_->echo = on; }
+void connection::set_busy_timeout(std::chrono::milliseconds timeout) noexcept {
+    sqlite3_busy_timeout(impl_->db, static_cast<int>(timeout.count()));
+}
 bool connection::echo() const noexcept { return impl_->echo; }
 std::size_t connection::cache_size() const noexcept { return impl_->lru.size(); }
 std::uint64_t connection::cache_hits() const noexcept { return impl_->hits; }

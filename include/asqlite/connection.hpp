@@ -238,6 +238,8 @@ public:
     const std::string& path() const noexcept;
     const diagnostics& last_diagnostics() const noexcept;
 
+    /// How long SQLite itself waits for a lock (sqlite3_busy_timeout).
+    void set_busy_timeout(std::chrono::milliseconds timeout) noexcept;
     void set_echo(bool on) noexcept;
     bool echo() const noexcept;
 
