@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <boost/container/small_vector.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -112,7 +113,7 @@ public:
     const asio::any_io_executor& io_executor() const noexcept override { return io_; }
     const engine_options& options() const noexcept { return options_; }
 
-    void acquire(acquire_handler handler);
+    void acquire(acquire_handler handler, asio::any_io_executor work);
     void release(pooled_connection* pc) noexcept override;
     pool_stats stats();
     void close();
@@ -120,12 +121,14 @@ public:
 private:
     struct waiter_record {
         acquire_handler handler;
-        asio::any_completion_executor work;
+        asio::any_io_executor work;
         clock::time_point since;
     };
     struct actions {
-        std::vector<std::pair<waiter_record, pooled_connection*>> grants;
-        std::vector<std::unique_ptr<pooled_connection>> closes;
+        // Inline room for the common case (one grant, at most one close):
+        // the acquire and release paths allocate nothing here.
+        boost::container::small_vector<std::pair<waiter_record, pooled_connection*>, 1> grants;
+        boost::container::small_vector<std::unique_ptr<pooled_connection>, 1> closes;
         std::size_t opens = 0;
         std::vector<waiter_record> timed_out;
         std::vector<waiter_record> failed;
@@ -145,11 +148,6 @@ private:
         l.timeout = o.pool_timeout;
         l.recycle = o.pool_recycle;
         return l;
-    }
-
-    asio::any_completion_executor tracked(const acquire_handler& h) const {
-        return asio::prefer(asio::get_associated_executor(h, io_),
-                            asio::execution::outstanding_work.tracked);
     }
 
     // Under mutex_: turns the state machine's decisions into owned things to
@@ -272,14 +270,14 @@ void async_core::grant(waiter_record rec, pooled_connection* pc) {
         }
         self->return_connection(pc);
         if (run) {
-            self->acquire(std::move(rec.handler));
+            self->acquire(std::move(rec.handler), std::move(rec.work));
         } else {
             complete_on(self->io_, std::move(rec.work), std::move(rec.handler), closed_error(), session{});
         }
     });
 }
 
-void async_core::acquire(acquire_handler handler) {
+void async_core::acquire(acquire_handler handler, asio::any_io_executor work) {
     const auto now = clock::now();
     pool_effects fx;
     actions act;
@@ -287,15 +285,14 @@ void async_core::acquire(acquire_handler handler) {
         std::unique_lock lock(mutex_);
         if (closed_) {
             lock.unlock();
-            complete_on(io_, tracked(handler), std::move(handler), closed_error(), session{});
+            complete_on(io_, std::move(work), std::move(handler), closed_error(), session{});
             return;
         }
         ++acquires_;
         const waiter_id w = ++next_waiter_;
         if (const auto c = state_.acquire(w, now, fx)) {
-            act.grants.emplace_back(waiter_record{std::move(handler), {}, now},
+            act.grants.emplace_back(waiter_record{std::move(handler), std::move(work), now},
                                     conns_.at(*c).get());
-            act.grants.back().first.work = tracked(act.grants.back().first.handler);
         } else {
             auto slot = asio::get_associated_cancellation_slot(handler);
             if (slot.is_connected()) {
@@ -305,7 +302,6 @@ void async_core::acquire(acquire_handler handler) {
                     }
                 });
             }
-            auto work = tracked(handler);
             waiters_.emplace(w, waiter_record{std::move(handler), std::move(work), now});
         }
         take(fx, act, now);
@@ -502,8 +498,8 @@ void async_core::close() {
     }
 }
 
-void async_acquire(engine_core& core, acquire_handler handler) {
-    static_cast<async_core&>(core).acquire(std::move(handler));
+void async_acquire(engine_core& core, acquire_handler handler, asio::any_io_executor work) {
+    static_cast<async_core&>(core).acquire(std::move(handler), std::move(work));
 }
 
 struct engine_parts {

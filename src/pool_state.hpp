@@ -17,6 +17,8 @@
 #include <optional>
 #include <vector>
 
+#include <boost/container/small_vector.hpp>
+
 namespace asqlite::detail {
 
 using pool_clock = std::chrono::steady_clock;
@@ -35,8 +37,9 @@ struct pool_effects {
         waiter_id waiter;
         conn_id conn;
     };
-    std::vector<grant> grants;        // hand `conn` to `waiter`
-    std::vector<conn_id> closes;      // close these connections
+    // Inline room for one: the common events allocate nothing.
+    boost::container::small_vector<grant, 1> grants;    // hand `conn` to `waiter`
+    boost::container::small_vector<conn_id, 1> closes;  // close these connections
     std::size_t opens = 0;            // start this many connection opens
     std::vector<waiter_id> timed_out; // fail these waiters with pool_timeout
     std::vector<waiter_id> failed;    // fail these waiters with the open error

@@ -9,7 +9,10 @@ namespace detail {
 asio::awaitable<session> acquire_on(engine_core& lane) {
     return asio::async_initiate<const asio::use_awaitable_t<>&,
                                 void(std::exception_ptr, session)>(
-        [&lane](auto handler) { async_acquire(lane, acquire_handler(std::move(handler))); },
+        [&lane](auto handler) {
+            auto work = tracked_executor(handler, lane);
+            async_acquire(lane, acquire_handler(std::move(handler)), std::move(work));
+        },
         asio::use_awaitable);
 }
 

@@ -68,7 +68,9 @@ public:
     auto session(Token&& token = {}) {
         return asio::async_initiate<Token, void(std::exception_ptr, asqlite::session)>(
             [core = core()](auto handler) {
-                detail::async_acquire(*core, detail::acquire_handler(std::move(handler)));
+                auto work = detail::tracked_executor(handler, *core);
+                detail::async_acquire(*core, detail::acquire_handler(std::move(handler)),
+                                      std::move(work));
             },
             token);
     }

@@ -57,8 +57,17 @@ class transaction;
 
 namespace detail {
 using acquire_handler = asio::any_completion_handler<void(std::exception_ptr, session)>;
-/// Checks out a connection of `lane` (the pool, or its writer lane).
-void async_acquire(engine_core& lane, acquire_handler handler);
+/// Checks out a connection of `lane` (the pool, or its writer lane); the
+/// completion goes to `work`, the handler's own executor, work-tracked.
+void async_acquire(engine_core& lane, acquire_handler handler, asio::any_io_executor work);
+
+/// The handler's executor (the lane's io executor if it has none), tracked
+/// as outstanding work, taken before the handler's type is erased.
+template <class Handler>
+asio::any_io_executor tracked_executor(const Handler& handler, engine_core& lane) {
+    return asio::prefer(asio::get_associated_executor(handler, lane.io_executor()),
+                        asio::execution::outstanding_work.tracked);
+}
 asio::awaitable<session> acquire_on(engine_core& lane);
 }  // namespace detail
 

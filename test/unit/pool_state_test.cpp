@@ -18,6 +18,11 @@
 
 #include "pool_state.hpp"
 
+template <class Range>
+std::vector<typename Range::value_type> as_vector(const Range& r) {
+    return {r.begin(), r.end()};
+}
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -222,7 +227,7 @@ TEST(PoolState, OverflowClosedOnReleaseWhenNobodyWaits) {
 
     pool_effects fx;
     st.release(20, t0, true, t0 + 1s, fx);
-    EXPECT_EQ(fx.closes, std::vector<conn_id>{20});
+    EXPECT_EQ(as_vector(fx.closes), std::vector<conn_id>{20});
     EXPECT_TRUE(fx.grants.empty());
     EXPECT_EQ(fx.opens, 0u);
     EXPECT_EQ(st.open_count(), 1u);
@@ -262,7 +267,7 @@ TEST(PoolState, OverflowOpenWhoseWaiterLeftIsClosed) {
     EXPECT_TRUE(st.remove_waiter(2));
     fx = {};
     st.open_succeeded(20, t0 + 1s, fx);
-    EXPECT_EQ(fx.closes, std::vector<conn_id>{20});
+    EXPECT_EQ(as_vector(fx.closes), std::vector<conn_id>{20});
     EXPECT_TRUE(fx.grants.empty());
     EXPECT_EQ(st.open_count(), 1u);
     EXPECT_EQ(st.opening(), 0u);
@@ -277,7 +282,7 @@ TEST(PoolState, UnusableConnectionClosedAndItsPermitOpensForAWaiter) {
 
     fx = {};
     st.release(10, t0, false, t0 + 1s, fx);
-    EXPECT_EQ(fx.closes, std::vector<conn_id>{10});
+    EXPECT_EQ(as_vector(fx.closes), std::vector<conn_id>{10});
     EXPECT_TRUE(fx.grants.empty()) << "an unusable connection is never handed out";
     EXPECT_EQ(fx.opens, 1u);
     EXPECT_EQ(st.open_count(), 0u);
@@ -294,7 +299,7 @@ TEST(PoolState, UnusableConnectionClosedWhenNobodyWaits) {
     hold_new(st, 1, 10, t0);
     pool_effects fx;
     st.release(10, t0, false, t0 + 1s, fx);
-    EXPECT_EQ(fx.closes, std::vector<conn_id>{10});
+    EXPECT_EQ(as_vector(fx.closes), std::vector<conn_id>{10});
     EXPECT_EQ(fx.opens, 0u);
     EXPECT_EQ(st.open_count(), 0u);
     EXPECT_EQ(st.idle_count(), 0u);
@@ -313,7 +318,7 @@ TEST(PoolState, RecycleClosesAStaleIdleConnectionAtCheckout) {
     EXPECT_TRUE(fx.empty());
 
     EXPECT_EQ(st.acquire(3, t0 + 61s, fx), std::nullopt);
-    EXPECT_EQ(fx.closes, std::vector<conn_id>{10});
+    EXPECT_EQ(as_vector(fx.closes), std::vector<conn_id>{10});
     EXPECT_EQ(fx.opens, 1u) << "the permit is reused for the waiter";
     EXPECT_EQ(st.open_count(), 0u);
     EXPECT_EQ(st.waiting(), 1u);
@@ -333,7 +338,7 @@ TEST(PoolState, RecycleSkipsStaleIdleForAFreshOne) {
     ASSERT_TRUE(fx.empty());
 
     EXPECT_EQ(st.acquire(3, t0 + 70s, fx), std::optional<conn_id>(20));
-    EXPECT_EQ(fx.closes, std::vector<conn_id>{10});
+    EXPECT_EQ(as_vector(fx.closes), std::vector<conn_id>{10});
     EXPECT_EQ(fx.opens, 0u);
     EXPECT_EQ(st.open_count(), 1u);
     EXPECT_EQ(st.idle_count(), 0u);
@@ -348,7 +353,7 @@ TEST(PoolState, RecycleClosesAtReleaseAndOpensForTheWaiter) {
 
     fx = {};
     st.release(10, t0, true, t0 + 61s, fx);
-    EXPECT_EQ(fx.closes, std::vector<conn_id>{10});
+    EXPECT_EQ(as_vector(fx.closes), std::vector<conn_id>{10});
     EXPECT_TRUE(fx.grants.empty()) << "a stale connection is not handed off";
     EXPECT_EQ(fx.opens, 1u);
     EXPECT_EQ(st.open_count(), 0u);
@@ -364,7 +369,7 @@ TEST(PoolState, RecycleAtReleaseWithNobodyWaiting) {
     hold_new(st, 1, 10, t0);
     pool_effects fx;
     st.release(10, t0, true, t0 + 61s, fx);
-    EXPECT_EQ(fx.closes, std::vector<conn_id>{10});
+    EXPECT_EQ(as_vector(fx.closes), std::vector<conn_id>{10});
     EXPECT_EQ(fx.opens, 0u);
     EXPECT_EQ(st.open_count(), 0u);
     EXPECT_EQ(st.idle_count(), 0u);
@@ -569,7 +574,7 @@ TEST(PoolState, CloseAllClosesIdleConnections) {
     st.release(30, t0, true, t0, fx);
 
     st.close_all(fx);
-    std::vector<conn_id> closed = fx.closes;
+    std::vector<conn_id> closed = as_vector(fx.closes);
     std::sort(closed.begin(), closed.end());
     EXPECT_EQ(closed, (std::vector<conn_id>{10, 30}));
     EXPECT_TRUE(fx.failed.empty());

@@ -178,15 +178,22 @@ public:
         if constexpr (described_struct<T>) {
             using members = boost::describe::describe_members<T, boost::describe::mod_public>;
             std::size_t k = 0;
+            bool in_order = n == static_cast<int>(width);
             boost::mp11::mp_for_each<members>([&](auto member) {
-                index_[k] = find(s, member.name);
+                // Usual case first: the SELECT lists the members in order.
+                const int at = static_cast<int>(k);
+                index_[k] = at < n && s.column_name(at) == member.name ? at : find(s, member.name);
                 if (index_[k] < 0) {
                     throw_error(errc::column_not_found,
                                 fmt::format("member '{}' has no column of that name in the result",
                                             member.name));
                 }
+                in_order = in_order && index_[k] == at;
                 ++k;
             });
+            if (in_order) {
+                return;  // every column is some member's: no extra column
+            }
             for (int i = 0; i < n; ++i) {
                 bool mapped = false;
                 for (int idx : index_) {
