@@ -114,6 +114,7 @@ public:
     const engine_options& options() const noexcept { return options_; }
 
     void acquire(acquire_handler handler, asio::any_io_executor work);
+    session try_acquire();
     void release(pooled_connection* pc) noexcept override;
     pool_stats stats();
     void close();
@@ -309,6 +310,30 @@ void async_core::acquire(acquire_handler handler, asio::any_io_executor work) {
     run(act, nullptr);
 }
 
+session async_core::try_acquire() {
+    if (options_.pre_ping) {
+        return {};  // the ping needs a hop: take the asynchronous path
+    }
+    const auto now = clock::now();
+    pool_effects fx;
+    actions act;
+    pooled_connection* pc = nullptr;
+    {
+        std::lock_guard lock(mutex_);
+        if (closed_) {
+            return {};
+        }
+        if (const auto c = state_.try_acquire(now, fx)) {
+            ++acquires_;
+            pc = conns_.at(*c).get();
+            ++pc->lease;
+        }
+        take(fx, act, now);
+    }
+    run(act, nullptr);
+    return pc != nullptr ? session(shared_from_this(), pc) : session{};
+}
+
 void async_core::cancel_waiter(waiter_id w) {
     // A node handle, not an assignment: Boost 1.81's any_completion_handler
     // move-assignment recurses forever (it copies from an lvalue).
@@ -497,6 +522,8 @@ void async_core::close() {
         writer_->close();
     }
 }
+
+session try_acquire(engine_core& core) { return static_cast<async_core&>(core).try_acquire(); }
 
 void async_acquire(engine_core& core, acquire_handler handler, asio::any_io_executor work) {
     static_cast<async_core&>(core).acquire(std::move(handler), std::move(work));

@@ -14,8 +14,7 @@ void pool_state::close(conn_id c, pool_effects& fx) {
     fx.closes.push_back(c);
 }
 
-std::optional<conn_id> pool_state::acquire(waiter_id w, pool_clock::time_point now,
-                                           pool_effects& fx) {
+std::optional<conn_id> pool_state::try_acquire(pool_clock::time_point now, pool_effects& fx) {
     if (waiters_.empty()) {
         while (!idle_.empty()) {
             const idle_conn c = idle_.back();
@@ -25,6 +24,14 @@ std::optional<conn_id> pool_state::acquire(waiter_id w, pool_clock::time_point n
             }
             close(c.id, fx);
         }
+    }
+    return std::nullopt;
+}
+
+std::optional<conn_id> pool_state::acquire(waiter_id w, pool_clock::time_point now,
+                                           pool_effects& fx) {
+    if (auto c = try_acquire(now, fx)) {
+        return c;
     }
     waiters_.push_back({w, now + limits_.timeout});
     pump(fx);

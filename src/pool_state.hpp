@@ -54,6 +54,10 @@ class pool_state {
 public:
     explicit pool_state(pool_limits limits) : limits_(limits) {}
 
+    /// An idle, fresh connection when nobody waits (expired idle ones are
+    /// closed on the way); nothing is queued otherwise.
+    std::optional<conn_id> try_acquire(pool_clock::time_point now, pool_effects& fx);
+
     /// A caller wants a connection. Returns one at once when an idle
     /// connection is fresh and nobody waits; otherwise queues `w` (deadline
     /// now + timeout) and may ask for opens.

@@ -7,8 +7,11 @@ namespace asqlite {
 namespace detail {
 
 asio::awaitable<session> acquire_on(engine_core& lane) {
-    return asio::async_initiate<const asio::use_awaitable_t<>&,
-                                void(std::exception_ptr, session)>(
+    if (session s = try_acquire(lane); s.valid()) {
+        co_return s;
+    }
+    co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&,
+                                            void(std::exception_ptr, session)>(
         [&lane](auto handler) {
             auto work = tracked_executor(handler, lane);
             async_acquire(lane, acquire_handler(std::move(handler)), std::move(work));

@@ -61,11 +61,16 @@ public:
     async_engine(async_engine&&) noexcept;
     async_engine& operator=(async_engine&&) noexcept;
 
-    /// Checks out a session. Completion: void(std::exception_ptr, session);
-    /// errors: errc::pool_timeout, errc::pool_closed, the open error,
+    /// Checks out a session: `co_await engine.session()`. Completes at once,
+    /// without a trip through the io_context, when a connection is idle.
+    /// Errors: errc::pool_timeout, errc::pool_closed, the open error,
     /// operation_aborted on cancellation.
-    template <class Token = asio::use_awaitable_t<>>
-    auto session(Token&& token = {}) {
+    asio::awaitable<asqlite::session> session() { return detail::acquire_on(*core()); }
+
+    /// The same with any completion token (callbacks, use_future, ...);
+    /// completion signature void(std::exception_ptr, session).
+    template <class Token>
+    auto session(Token&& token) {
         return asio::async_initiate<Token, void(std::exception_ptr, asqlite::session)>(
             [core = core()](auto handler) {
                 auto work = detail::tracked_executor(handler, *core);
@@ -93,8 +98,9 @@ async_engine create_async_engine(asio::any_io_executor executor, engine_options 
 class session_factory {
 public:
     explicit session_factory(async_engine& engine) noexcept : engine_(&engine) {}
-    template <class Token = asio::use_awaitable_t<>>
-    auto operator()(Token&& token = {}) const {
+    asio::awaitable<session> operator()() const { return engine_->session(); }
+    template <class Token>
+    auto operator()(Token&& token) const {
         return engine_->session(std::forward<Token>(token));
     }
 

@@ -60,6 +60,9 @@ using acquire_handler = asio::any_completion_handler<void(std::exception_ptr, se
 /// Checks out a connection of `lane` (the pool, or its writer lane); the
 /// completion goes to `work`, the handler's own executor, work-tracked.
 void async_acquire(engine_core& lane, acquire_handler handler, asio::any_io_executor work);
+/// A session at once when an idle connection is free and nobody waits (no
+/// trip through the io_context); an empty session otherwise.
+session try_acquire(engine_core& lane);
 
 /// The handler's executor (the lane's io executor if it has none), tracked
 /// as outstanding work, taken before the handler's type is erased.
