@@ -54,8 +54,10 @@ bool poisons_connection(const std::error_code& ec) noexcept {
         case errc::cantopen:
         case errc::misuse:
         case errc::internal:
-        case errc::protocol: return true;
-        default: return false;
+        case errc::protocol:
+            return true;
+        default:
+            return false;
     }
 }
 
@@ -70,7 +72,9 @@ std::size_t thread_count(const engine_options& o) {
     return std::max<std::size_t>(2, std::thread::hardware_concurrency());
 }
 
-bool is_memory(const std::string& path) { return path == ":memory:" || path.empty(); }
+bool is_memory(const std::string& path) {
+    return path == ":memory:" || path.empty();
+}
 
 std::string shared_memory_uri() {
     static std::atomic<std::uint64_t> counter{0};
@@ -86,7 +90,7 @@ std::string shared_memory_uri() {
 enum class lane { readers, writer, single };
 
 class async_core final : public engine_core, public std::enable_shared_from_this<async_core> {
-public:
+  public:
     async_core(asio::any_io_executor io, const engine_options& options, asio::thread_pool& threads,
                lane role, std::string path, std::shared_ptr<async_core> writer)
         : io_(std::move(io)),
@@ -119,7 +123,7 @@ public:
     pool_stats stats();
     void close();
 
-private:
+  private:
     struct waiter_record {
         acquire_handler handler;
         asio::any_io_executor work;
@@ -143,8 +147,12 @@ private:
                 l.size = o.pool_size - 1;
                 l.max_overflow = o.max_overflow;
                 break;
-            case lane::writer: l.size = 1; break;
-            case lane::single: l.size = is_memory(o.path) ? 1 : o.pool_size; break;
+            case lane::writer:
+                l.size = 1;
+                break;
+            case lane::single:
+                l.size = is_memory(o.path) ? 1 : o.pool_size;
+                break;
         }
         l.timeout = o.pool_timeout;
         l.recycle = o.pool_recycle;
@@ -237,14 +245,15 @@ void async_core::run(actions& act, const std::exception_ptr& failure) {
     }
     for (auto& rec : act.timed_out) {
         complete_on(io_, std::move(rec.work), std::move(rec.handler),
-                    std::make_exception_ptr(error(
-                        make_error_code(errc::pool_timeout),
-                        fmt::format("no connection became free within pool_timeout ({} ms)",
-                                    options_.pool_timeout.count()))),
+                    std::make_exception_ptr(
+                        error(make_error_code(errc::pool_timeout),
+                              fmt::format("no connection became free within pool_timeout ({} ms)",
+                                          options_.pool_timeout.count()))),
                     session{});
     }
     for (auto& rec : act.failed) {
-        complete_on(io_, std::move(rec.work), std::move(rec.handler), failure ? failure : closed_error(), session{});
+        complete_on(io_, std::move(rec.work), std::move(rec.handler),
+                    failure ? failure : closed_error(), session{});
     }
     if (act.sync_timer) {
         asio::post(strand_, [self = shared_from_this()] { self->sync_timer(); });
@@ -262,8 +271,8 @@ void async_core::grant(waiter_record rec, pooled_connection* pc) {
         if (run) {
             try {
                 pc->conn.exec("SELECT 1");
-                complete_on(self->io_, std::move(rec.work), std::move(rec.handler), std::exception_ptr{},
-                            session(self, pc));
+                complete_on(self->io_, std::move(rec.work), std::move(rec.handler),
+                            std::exception_ptr{}, session(self, pc));
                 return;
             } catch (const std::exception&) {
                 pc->healthy = false;  // closed below; the waiter tries again
@@ -273,7 +282,8 @@ void async_core::grant(waiter_record rec, pooled_connection* pc) {
         if (run) {
             self->acquire(std::move(rec.handler), std::move(rec.work));
         } else {
-            complete_on(self->io_, std::move(rec.work), std::move(rec.handler), closed_error(), session{});
+            complete_on(self->io_, std::move(rec.work), std::move(rec.handler), closed_error(),
+                        session{});
         }
     });
 }
@@ -458,9 +468,8 @@ void async_core::sync_timer() {
     timer_deadline_ = deadline;
     timer_.expires_at(*deadline);
     timer_.async_wait(asio::bind_executor(
-        strand_, [self = shared_from_this()](const boost::system::error_code& ec) {
-            self->on_timer(ec);
-        }));
+        strand_,
+        [self = shared_from_this()](const boost::system::error_code& ec) { self->on_timer(ec); }));
 }
 
 void async_core::on_timer(const boost::system::error_code& ec) {
@@ -523,7 +532,9 @@ void async_core::close() {
     }
 }
 
-session try_acquire(engine_core& core) { return static_cast<async_core&>(core).try_acquire(); }
+session try_acquire(engine_core& core) {
+    return static_cast<async_core&>(core).try_acquire();
+}
 
 void async_acquire(engine_core& core, acquire_handler handler, asio::any_io_executor work) {
     static_cast<async_core&>(core).acquire(std::move(handler), std::move(work));
@@ -569,7 +580,9 @@ async_engine::async_engine(asio::any_io_executor executor, engine_options option
         detail::engine_parts{std::move(threads), std::move(core)});
 }
 
-async_engine::~async_engine() { close(); }
+async_engine::~async_engine() {
+    close();
+}
 async_engine::async_engine(async_engine&&) noexcept = default;
 async_engine& async_engine::operator=(async_engine&& other) noexcept {
     if (this != &other) {
@@ -601,7 +614,9 @@ pool_stats async_engine::stats() const {
     }
     return s;
 }
-const engine_options& async_engine::options() const noexcept { return parts_->core->options(); }
+const engine_options& async_engine::options() const noexcept {
+    return parts_->core->options();
+}
 const asio::any_io_executor& async_engine::get_executor() const noexcept {
     return parts_->core->io_executor();
 }
@@ -613,7 +628,9 @@ void async_engine::close() {
     }
 }
 
-std::shared_ptr<detail::engine_core> async_engine::core() const noexcept { return parts_->core; }
+std::shared_ptr<detail::engine_core> async_engine::core() const noexcept {
+    return parts_->core;
+}
 
 async_engine create_async_engine(asio::any_io_executor executor, engine_options options) {
     return async_engine(std::move(executor), std::move(options));

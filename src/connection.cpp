@@ -15,7 +15,9 @@ namespace {
 
 constexpr std::size_t max_logged_text = 64;
 
-bool is_memory_path(std::string_view path) { return path.empty() || path == ":memory:"; }
+bool is_memory_path(std::string_view path) {
+    return path.empty() || path == ":memory:";
+}
 
 void check_directory(std::string_view path) {
     if (is_memory_path(path) || path.starts_with("file:")) {
@@ -49,25 +51,29 @@ void connection_options::validate() const {
                                 journal_mode));
     }
     if (!one_of(synchronous, {"off", "normal", "full", "extra"})) {
-        throw_error(errc::invalid_option,
-                    fmt::format("synchronous '{}' is not one of off, normal, full, extra",
-                                synchronous));
+        throw_error(
+            errc::invalid_option,
+            fmt::format("synchronous '{}' is not one of off, normal, full, extra", synchronous));
     }
 }
 
 namespace detail {
 std::string param_text(const value& v) {
     switch (v.type()) {
-        case value_type::null: return "NULL";
-        case value_type::integer: return std::to_string(v.integer());
-        case value_type::real: return fmt::format("{}", v.real());
+        case value_type::null:
+            return "NULL";
+        case value_type::integer:
+            return std::to_string(v.integer());
+        case value_type::real:
+            return fmt::format("{}", v.real());
         case value_type::text:
             if (v.text().size() > max_logged_text) {
                 return fmt::format("'{}…' ({} bytes)", v.text().substr(0, max_logged_text),
                                    v.text().size());
             }
             return fmt::format("'{}'", v.text());
-        case value_type::blob: return fmt::format("<blob {} bytes>", v.bytes().size());
+        case value_type::blob:
+            return fmt::format("<blob {} bytes>", v.bytes().size());
     }
     return "?";
 }
@@ -173,8 +179,8 @@ void connection::exec(std::string_view script) {
     while (cursor < end) {
         sqlite3_stmt* raw = nullptr;
         const char* tail = nullptr;
-        const int rc = sqlite3_prepare_v2(impl_->db, cursor, static_cast<int>(end - cursor), &raw,
-                                          &tail);
+        const int rc =
+            sqlite3_prepare_v2(impl_->db, cursor, static_cast<int>(end - cursor), &raw, &tail);
         if (rc != SQLITE_OK) {
             detail::throw_sqlite(impl_->db, rc, std::string_view(cursor, end));
         }
@@ -201,7 +207,9 @@ void connection::exec(std::string_view script) {
     }
 }
 
-statement connection::prepare(std::string_view sql) { return statement(impl_->db, sql); }
+statement connection::prepare(std::string_view sql) {
+    return statement(impl_->db, sql);
+}
 
 statement_lease connection::prepare_cached(std::string_view sql) {
     auto& s = *impl_;
@@ -300,8 +308,12 @@ void connection::record_failure(const error& e) {
 std::int64_t connection::last_insert_rowid() const noexcept {
     return sqlite3_last_insert_rowid(impl_->db);
 }
-std::int64_t connection::changes() const noexcept { return sqlite3_changes64(impl_->db); }
-bool connection::in_transaction() const noexcept { return sqlite3_get_autocommit(impl_->db) == 0; }
+std::int64_t connection::changes() const noexcept {
+    return sqlite3_changes64(impl_->db);
+}
+bool connection::in_transaction() const noexcept {
+    return sqlite3_get_autocommit(impl_->db) == 0;
+}
 bool connection::file_moved() const noexcept {
     int moved = 0;
     if (sqlite3_file_control(impl_->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK) {
@@ -310,17 +322,33 @@ bool connection::file_moved() const noexcept {
     return moved != 0;
 }
 
-std::string connection::journal_mode() { return scalar<std::string>("PRAGMA journal_mode"); }
-const std::string& connection::path() const noexcept { return impl_->path; }
-const diagnostics& connection::last_diagnostics() const noexcept { return impl_->last; }
-void connection::set_echo(bool on) noexcept { impl_->echo = on; }
+std::string connection::journal_mode() {
+    return scalar<std::string>("PRAGMA journal_mode");
+}
+const std::string& connection::path() const noexcept {
+    return impl_->path;
+}
+const diagnostics& connection::last_diagnostics() const noexcept {
+    return impl_->last;
+}
+void connection::set_echo(bool on) noexcept {
+    impl_->echo = on;
+}
 void connection::set_busy_timeout(std::chrono::milliseconds timeout) noexcept {
     sqlite3_busy_timeout(impl_->db, static_cast<int>(timeout.count()));
 }
-bool connection::echo() const noexcept { return impl_->echo; }
-std::size_t connection::cache_size() const noexcept { return impl_->lru.size(); }
-std::uint64_t connection::cache_hits() const noexcept { return impl_->hits; }
-std::uint64_t connection::cache_misses() const noexcept { return impl_->misses; }
+bool connection::echo() const noexcept {
+    return impl_->echo;
+}
+std::size_t connection::cache_size() const noexcept {
+    return impl_->lru.size();
+}
+std::uint64_t connection::cache_hits() const noexcept {
+    return impl_->hits;
+}
+std::uint64_t connection::cache_misses() const noexcept {
+    return impl_->misses;
+}
 void connection::clear_cache() noexcept {
     impl_->index.clear();
     impl_->lru.clear();
@@ -329,7 +357,9 @@ void connection::clear_cache() noexcept {
 void connection::begin_operation(std::uint64_t op) noexcept {
     impl_->active_op.store(op, std::memory_order_relaxed);
 }
-void connection::end_operation() noexcept { impl_->active_op.store(0, std::memory_order_relaxed); }
+void connection::end_operation() noexcept {
+    impl_->active_op.store(0, std::memory_order_relaxed);
+}
 void connection::request_cancel(std::uint64_t op) noexcept {
     impl_->cancel_op.store(op, std::memory_order_relaxed);
 }
@@ -337,15 +367,22 @@ bool connection::cancel_requested() const noexcept {
     const auto active = impl_->active_op.load(std::memory_order_relaxed);
     return active != 0 && impl_->cancel_op.load(std::memory_order_relaxed) == active;
 }
-void connection::interrupt() noexcept { sqlite3_interrupt(impl_->db); }
-sqlite3* connection::native_handle() const noexcept { return impl_->db; }
+void connection::interrupt() noexcept {
+    sqlite3_interrupt(impl_->db);
+}
+sqlite3* connection::native_handle() const noexcept {
+    return impl_->db;
+}
 
 namespace {
 std::string_view begin_sql(transaction_mode mode) {
     switch (mode) {
-        case transaction_mode::deferred: return "BEGIN DEFERRED";
-        case transaction_mode::immediate: return "BEGIN IMMEDIATE";
-        case transaction_mode::exclusive: return "BEGIN EXCLUSIVE";
+        case transaction_mode::deferred:
+            return "BEGIN DEFERRED";
+        case transaction_mode::immediate:
+            return "BEGIN IMMEDIATE";
+        case transaction_mode::exclusive:
+            return "BEGIN EXCLUSIVE";
     }
     return "BEGIN";
 }

@@ -23,14 +23,14 @@ default_slot& slot() {
 // Closes the default engine when the execution context it runs on shuts
 // down, so its timer and strand never outlive their io_context.
 class default_engine_guard : public asio::execution_context::service {
-public:
+  public:
     using key_type = default_engine_guard;
     static inline asio::execution_context::id id;
 
     explicit default_engine_guard(asio::execution_context& ctx)
         : asio::execution_context::service(ctx) {}
 
-private:
+  private:
     void shutdown() override { reset_default_engine(); }
 };
 

@@ -4,7 +4,9 @@
 
 namespace asqlite {
 
-engine::engine(engine_options options) : options_(std::move(options)) { options_.validate(); }
+engine::engine(engine_options options) : options_(std::move(options)) {
+    options_.validate();
+}
 
 connection engine::connect() const {
     connection c(options_.path, options_.connection_settings(true));
@@ -14,9 +16,13 @@ connection engine::connect() const {
     return c;
 }
 
-engine create_engine(engine_options options) { return engine(std::move(options)); }
+engine create_engine(engine_options options) {
+    return engine(std::move(options));
+}
 
-engine create_engine(std::string_view url) { return engine(engine_options::from_url(url)); }
+engine create_engine(std::string_view url) {
+    return engine(engine_options::from_url(url));
+}
 
 std::vector<table_report> init_db(const engine& e, const metadata& tables) {
     auto c = e.connect();

@@ -8,31 +8,51 @@ namespace {
 
 const char* library_message(errc e) {
     switch (e) {
-        case errc::pool_timeout: return "timed out waiting for a pooled connection";
-        case errc::pool_closed: return "the engine is closed";
-        case errc::null_value: return "NULL read into a non-optional type";
-        case errc::type_mismatch: return "column type does not match the requested type";
-        case errc::value_out_of_range: return "value out of range for the target type";
-        case errc::column_not_found: return "no such column";
-        case errc::extra_column: return "result has a column the target does not map";
-        case errc::column_count_mismatch: return "result column count does not match the target";
-        case errc::unknown_parameter: return "no such SQL parameter name";
-        case errc::bind_out_of_range: return "bind index out of range";
-        case errc::parameter_count_mismatch: return "wrong number of SQL parameters";
-        case errc::no_rows: return "query returned no rows";
-        case errc::too_many_rows: return "query returned more than one row";
-        case errc::bad_timestamp: return "text is not an ISO-8601 timestamp";
-        case errc::invalid_option: return "invalid configuration value";
-        case errc::invalid_url: return "invalid database URL";
-        case errc::directory_missing: return "database directory does not exist";
-        case errc::transaction_state: return "invalid transaction state";
-        case errc::needs_writer: return "statement writes; it must run on the writer connection";
-        default: return "unknown asqlite error";
+        case errc::pool_timeout:
+            return "timed out waiting for a pooled connection";
+        case errc::pool_closed:
+            return "the engine is closed";
+        case errc::null_value:
+            return "NULL read into a non-optional type";
+        case errc::type_mismatch:
+            return "column type does not match the requested type";
+        case errc::value_out_of_range:
+            return "value out of range for the target type";
+        case errc::column_not_found:
+            return "no such column";
+        case errc::extra_column:
+            return "result has a column the target does not map";
+        case errc::column_count_mismatch:
+            return "result column count does not match the target";
+        case errc::unknown_parameter:
+            return "no such SQL parameter name";
+        case errc::bind_out_of_range:
+            return "bind index out of range";
+        case errc::parameter_count_mismatch:
+            return "wrong number of SQL parameters";
+        case errc::no_rows:
+            return "query returned no rows";
+        case errc::too_many_rows:
+            return "query returned more than one row";
+        case errc::bad_timestamp:
+            return "text is not an ISO-8601 timestamp";
+        case errc::invalid_option:
+            return "invalid configuration value";
+        case errc::invalid_url:
+            return "invalid database URL";
+        case errc::directory_missing:
+            return "database directory does not exist";
+        case errc::transaction_state:
+            return "invalid transaction state";
+        case errc::needs_writer:
+            return "statement writes; it must run on the writer connection";
+        default:
+            return "unknown asqlite error";
     }
 }
 
 class asqlite_category final : public std::error_category {
-public:
+  public:
     const char* name() const noexcept override { return "asqlite"; }
     std::string message(int value) const override {
         if (value >= 0 && value < static_cast<int>(errc::library_base)) {

@@ -7,12 +7,18 @@ namespace asqlite {
 
 std::string_view to_string(log_level level) noexcept {
     switch (level) {
-        case log_level::trace: return "TRACE";
-        case log_level::debug: return "DEBUG";
-        case log_level::info: return "INFO";
-        case log_level::warn: return "WARN";
-        case log_level::error: return "ERROR";
-        case log_level::off: return "OFF";
+        case log_level::trace:
+            return "TRACE";
+        case log_level::debug:
+            return "DEBUG";
+        case log_level::info:
+            return "INFO";
+        case log_level::warn:
+            return "WARN";
+        case log_level::error:
+            return "ERROR";
+        case log_level::off:
+            return "OFF";
     }
     return "?";
 }

@@ -9,10 +9,11 @@
 namespace asqlite {
 namespace {
 
-[[noreturn]] void bad_env(std::string_view name, std::string_view value, std::string_view expected) {
-    throw_error(errc::invalid_option,
-                fmt::format("environment variable {}='{}' is invalid: expected {}", name, value,
-                            expected));
+[[noreturn]] void bad_env(std::string_view name, std::string_view value,
+                          std::string_view expected) {
+    throw_error(
+        errc::invalid_option,
+        fmt::format("environment variable {}='{}' is invalid: expected {}", name, value, expected));
 }
 
 std::size_t parse_count(std::string_view name, std::string_view text, bool allow_zero) {
@@ -28,8 +29,8 @@ std::size_t parse_count(std::string_view name, std::string_view text, bool allow
 std::chrono::milliseconds parse_seconds(std::string_view name, std::string_view text) {
     double v = 0;
     const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    if (text.empty() || ec != std::errc{} || ptr != text.data() + text.size() || !std::isfinite(v) ||
-        v < 0 || v > 1e9) {
+    if (text.empty() || ec != std::errc{} || ptr != text.data() + text.size() ||
+        !std::isfinite(v) || v < 0 || v > 1e9) {
         bad_env(name, text, "a non-negative number of seconds");
     }
     return std::chrono::milliseconds{static_cast<std::int64_t>(std::llround(v * 1000.0))};

@@ -40,9 +40,9 @@ struct pool_effects {
     // Inline room for one: the common events allocate nothing.
     boost::container::small_vector<grant, 1> grants;    // hand `conn` to `waiter`
     boost::container::small_vector<conn_id, 1> closes;  // close these connections
-    std::size_t opens = 0;            // start this many connection opens
-    std::vector<waiter_id> timed_out; // fail these waiters with pool_timeout
-    std::vector<waiter_id> failed;    // fail these waiters with the open error
+    std::size_t opens = 0;                              // start this many connection opens
+    std::vector<waiter_id> timed_out;                   // fail these waiters with pool_timeout
+    std::vector<waiter_id> failed;                      // fail these waiters with the open error
 
     bool empty() const noexcept {
         return grants.empty() && closes.empty() && opens == 0 && timed_out.empty() &&
@@ -51,7 +51,7 @@ struct pool_effects {
 };
 
 class pool_state {
-public:
+  public:
     explicit pool_state(pool_limits limits) : limits_(limits) {}
 
     /// An idle, fresh connection when nobody waits (expired idle ones are
@@ -92,7 +92,7 @@ public:
     std::size_t waiting() const noexcept { return waiters_.size(); }
     const pool_limits& limits() const noexcept { return limits_; }
 
-private:
+  private:
     struct idle_conn {
         conn_id id;
         pool_clock::time_point created;

@@ -15,9 +15,9 @@ int row::index_of(std::string_view name) const {
 
 void row::check_index(int i) const {
     if (i < 0 || i >= size()) {
-        throw_error(errc::column_not_found,
-                    fmt::format("column index {} is out of range: the row has {} columns", i,
-                                size()));
+        throw_error(
+            errc::column_not_found,
+            fmt::format("column index {} is out of range: the row has {} columns", i, size()));
     }
 }
 

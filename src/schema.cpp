@@ -10,24 +10,36 @@ namespace asqlite {
 
 std::string_view to_sql(column_type type) noexcept {
     switch (type) {
-        case column_type::integer: return "INTEGER";
-        case column_type::real: return "REAL";
-        case column_type::text: return "TEXT";
-        case column_type::varchar: return "VARCHAR";
-        case column_type::blob: return "BLOB";
-        case column_type::boolean: return "BOOLEAN";
-        case column_type::datetime: return "DATETIME";
-        case column_type::numeric: return "NUMERIC";
+        case column_type::integer:
+            return "INTEGER";
+        case column_type::real:
+            return "REAL";
+        case column_type::text:
+            return "TEXT";
+        case column_type::varchar:
+            return "VARCHAR";
+        case column_type::blob:
+            return "BLOB";
+        case column_type::boolean:
+            return "BOOLEAN";
+        case column_type::datetime:
+            return "DATETIME";
+        case column_type::numeric:
+            return "NUMERIC";
     }
     return "TEXT";
 }
 
 std::string_view to_string(table_status status) noexcept {
     switch (status) {
-        case table_status::created: return "created";
-        case table_status::already_present: return "already present";
-        case table_status::dropped: return "dropped";
-        case table_status::absent: return "absent";
+        case table_status::created:
+            return "created";
+        case table_status::already_present:
+            return "already present";
+        case table_status::dropped:
+            return "dropped";
+        case table_status::absent:
+            return "absent";
     }
     return "?";
 }
@@ -46,8 +58,12 @@ std::string doubled(std::string_view text, char quote) {
 }
 }  // namespace
 
-std::string sql_literal(std::string_view text) { return doubled(text, '\''); }
-std::string quote_identifier(std::string_view name) { return doubled(name, '"'); }
+std::string sql_literal(std::string_view text) {
+    return doubled(text, '\'');
+}
+std::string quote_identifier(std::string_view name) {
+    return doubled(name, '"');
+}
 
 table::table(std::string name, std::vector<column_def> columns, std::vector<index_def> indexes)
     : name_(std::move(name)), columns_(std::move(columns)), indexes_(std::move(indexes)) {
@@ -61,7 +77,8 @@ table::table(std::string name, std::vector<column_def> columns, std::vector<inde
                                            [](const column_def& c) { return c.primary_key; });
     for (const auto& c : columns_) {
         if (c.name.empty()) {
-            throw_error(errc::invalid_option, fmt::format("table '{}' has an unnamed column", name_));
+            throw_error(errc::invalid_option,
+                        fmt::format("table '{}' has an unnamed column", name_));
         }
         if (std::count_if(columns_.begin(), columns_.end(),
                           [&](const column_def& o) { return o.name == c.name; }) > 1) {
@@ -198,7 +215,8 @@ std::vector<table_report> metadata::create_all(connection& c, create_options opt
         for (const auto& ix : t.create_index_sql()) {
             c.exec(ix);
         }
-        report.push_back({t.name(), existed ? table_status::already_present : table_status::created});
+        report.push_back(
+            {t.name(), existed ? table_status::already_present : table_status::created});
     }
     tx.commit();
     return report;

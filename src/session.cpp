@@ -33,7 +33,9 @@ session& session::operator=(session&& other) noexcept {
     return *this;
 }
 
-session::~session() { release(); }
+session::~session() {
+    release();
+}
 
 void session::release() noexcept {
     if (pc_ != nullptr) {
@@ -46,7 +48,8 @@ void session::release() noexcept {
 
 void session::check_usable() const {
     if (pc_ == nullptr) {
-        throw_error(errc::transaction_state, "the session holds no connection (moved from or empty)");
+        throw_error(errc::transaction_state,
+                    "the session holds no connection (moved from or empty)");
     }
 }
 

@@ -48,7 +48,9 @@ statement::statement(sqlite3* db, std::string_view sql, bool persistent) {
     }
 }
 
-statement::~statement() { sqlite3_finalize(stmt_); }
+statement::~statement() {
+    sqlite3_finalize(stmt_);
+}
 
 statement::statement(statement&& other) noexcept : stmt_(std::exchange(other.stmt_, nullptr)) {}
 
@@ -60,7 +62,9 @@ statement& statement::operator=(statement&& other) noexcept {
     return *this;
 }
 
-int statement::parameter_count() const noexcept { return sqlite3_bind_parameter_count(stmt_); }
+int statement::parameter_count() const noexcept {
+    return sqlite3_bind_parameter_count(stmt_);
+}
 
 int statement::parameter_index(std::string_view name) const {
     std::string key(name);
@@ -96,12 +100,15 @@ void statement::check_bind(int rc, int index) {
 }
 
 void statement::range_error(int index, const std::string& v) const {
-    throw_error(errc::value_out_of_range,
-                fmt::format("parameter {}: value {} does not fit SQLite's 64-bit integer", index, v),
-                std::string(sql()));
+    throw_error(
+        errc::value_out_of_range,
+        fmt::format("parameter {}: value {} does not fit SQLite's 64-bit integer", index, v),
+        std::string(sql()));
 }
 
-void statement::bind_null(int index) { check_bind(sqlite3_bind_null(stmt_, index + 1), index); }
+void statement::bind_null(int index) {
+    check_bind(sqlite3_bind_null(stmt_, index + 1), index);
+}
 
 void statement::bind_int64(int index, std::int64_t v) {
     check_bind(sqlite3_bind_int64(stmt_, index + 1, v), index);
@@ -112,9 +119,9 @@ void statement::bind_double(int index, double v) {
 }
 
 void statement::bind_text(int index, std::string_view v) {
-    check_bind(sqlite3_bind_text64(stmt_, index + 1, v.data(), v.size(), SQLITE_TRANSIENT,
-                                   SQLITE_UTF8),
-               index);
+    check_bind(
+        sqlite3_bind_text64(stmt_, index + 1, v.data(), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8),
+        index);
 }
 
 void statement::bind_blob(int index, std::span<const std::byte> v) {
@@ -127,11 +134,21 @@ void statement::bind_blob(int index, std::span<const std::byte> v) {
 
 void statement::bind_value(int index, const value& v) {
     switch (v.type()) {
-        case value_type::null: bind_null(index); break;
-        case value_type::integer: bind_int64(index, v.integer()); break;
-        case value_type::real: bind_double(index, v.real()); break;
-        case value_type::text: bind_text(index, v.text()); break;
-        case value_type::blob: bind_blob(index, v.bytes()); break;
+        case value_type::null:
+            bind_null(index);
+            break;
+        case value_type::integer:
+            bind_int64(index, v.integer());
+            break;
+        case value_type::real:
+            bind_double(index, v.real());
+            break;
+        case value_type::text:
+            bind_text(index, v.text());
+            break;
+        case value_type::blob:
+            bind_blob(index, v.bytes());
+            break;
     }
 }
 
@@ -155,11 +172,17 @@ bool statement::step() {
     detail::throw_sqlite(sqlite3_db_handle(stmt_), rc, sql());
 }
 
-void statement::reset() noexcept { sqlite3_reset(stmt_); }
+void statement::reset() noexcept {
+    sqlite3_reset(stmt_);
+}
 
-void statement::clear_bindings() noexcept { sqlite3_clear_bindings(stmt_); }
+void statement::clear_bindings() noexcept {
+    sqlite3_clear_bindings(stmt_);
+}
 
-int statement::column_count() const noexcept { return sqlite3_column_count(stmt_); }
+int statement::column_count() const noexcept {
+    return sqlite3_column_count(stmt_);
+}
 
 void statement::check_column(int i) const {
     if (i < 0 || i >= column_count()) {
@@ -187,17 +210,26 @@ int statement::column_index(std::string_view name) const {
 
 value_type statement::column_type(int i) const {
     switch (sqlite3_column_type(stmt_, i)) {
-        case SQLITE_INTEGER: return value_type::integer;
-        case SQLITE_FLOAT: return value_type::real;
-        case SQLITE_TEXT: return value_type::text;
-        case SQLITE_BLOB: return value_type::blob;
-        default: return value_type::null;
+        case SQLITE_INTEGER:
+            return value_type::integer;
+        case SQLITE_FLOAT:
+            return value_type::real;
+        case SQLITE_TEXT:
+            return value_type::text;
+        case SQLITE_BLOB:
+            return value_type::blob;
+        default:
+            return value_type::null;
     }
 }
 
-std::int64_t statement::column_int64(int i) const { return sqlite3_column_int64(stmt_, i); }
+std::int64_t statement::column_int64(int i) const {
+    return sqlite3_column_int64(stmt_, i);
+}
 
-double statement::column_double(int i) const { return sqlite3_column_double(stmt_, i); }
+double statement::column_double(int i) const {
+    return sqlite3_column_double(stmt_, i);
+}
 
 std::string_view statement::column_text(int i) const {
     const auto* text = sqlite3_column_text(stmt_, i);
@@ -218,6 +250,8 @@ std::string_view statement::sql() const noexcept {
     return text != nullptr ? std::string_view(text) : std::string_view();
 }
 
-bool statement::readonly() const noexcept { return sqlite3_stmt_readonly(stmt_) != 0; }
+bool statement::readonly() const noexcept {
+    return sqlite3_stmt_readonly(stmt_) != 0;
+}
 
 }  // namespace asqlite

@@ -8,11 +8,16 @@ namespace asqlite {
 
 std::string_view to_string(value_type type) noexcept {
     switch (type) {
-        case value_type::null: return "NULL";
-        case value_type::integer: return "INTEGER";
-        case value_type::real: return "REAL";
-        case value_type::text: return "TEXT";
-        case value_type::blob: return "BLOB";
+        case value_type::null:
+            return "NULL";
+        case value_type::integer:
+            return "INTEGER";
+        case value_type::real:
+            return "REAL";
+        case value_type::text:
+            return "TEXT";
+        case value_type::blob:
+            return "BLOB";
     }
     return "?";
 }
@@ -37,7 +42,7 @@ std::string format_timestamp(timestamp t) {
 namespace {
 
 class timestamp_parser {
-public:
+  public:
     explicit timestamp_parser(std::string_view text) : text_(text) {}
 
     timestamp parse() {
@@ -99,7 +104,7 @@ public:
         return time_point_cast<timestamp::duration>(t);
     }
 
-private:
+  private:
     bool peek(char c) const { return pos_ < text_.size() && text_[pos_] == c; }
     void expect(char c) {
         if (!peek(c)) {
@@ -152,6 +157,8 @@ private:
 
 }  // namespace
 
-timestamp parse_timestamp(std::string_view text) { return timestamp_parser{text}.parse(); }
+timestamp parse_timestamp(std::string_view text) {
+    return timestamp_parser{text}.parse();
+}
 
 }  // namespace asqlite

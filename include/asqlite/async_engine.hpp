@@ -28,7 +28,7 @@
 namespace asqlite {
 
 struct pool_stats {
-    std::size_t size = 0;     // connections open now
+    std::size_t size = 0;  // connections open now
     std::size_t idle = 0;
     std::size_t in_use = 0;
     std::size_t waiters = 0;
@@ -52,7 +52,7 @@ struct engine_parts;
 }  // namespace detail
 
 class async_engine {
-public:
+  public:
     /// Validates the options (errc::invalid_option) and starts the blocking
     /// pool; connections are opened lazily. ":memory:" becomes one shared
     /// in-memory database seen by every pooled connection.
@@ -86,7 +86,7 @@ public:
     /// See the lifetime notes above; idempotent.
     void close();
 
-private:
+  private:
     std::shared_ptr<detail::engine_core> core() const noexcept;
 
     std::unique_ptr<detail::engine_parts> parts_;
@@ -96,7 +96,7 @@ async_engine create_async_engine(asio::any_io_executor executor, engine_options 
 
 /// The seed's `async_session_local`: a callable that checks out a session.
 class session_factory {
-public:
+  public:
     explicit session_factory(async_engine& engine) noexcept : engine_(&engine) {}
     asio::awaitable<session> operator()() const { return engine_->session(); }
     template <class Token>
@@ -104,7 +104,7 @@ public:
         return engine_->session(std::forward<Token>(token));
     }
 
-private:
+  private:
     async_engine* engine_;
 };
 

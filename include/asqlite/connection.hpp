@@ -28,7 +28,7 @@
 namespace asqlite {
 
 struct connection_options {
-    std::string journal_mode = "wal";  // delete|truncate|persist|memory|wal|off
+    std::string journal_mode = "wal";    // delete|truncate|persist|memory|wal|off
     std::string synchronous = "normal";  // off|normal|full|extra
     bool foreign_keys = true;
     std::chrono::milliseconds busy_timeout{5000};
@@ -38,8 +38,8 @@ struct connection_options {
     /// Statements that would write fail with errc::needs_writer before they
     /// run (the async engine's read connections; it then uses its writer).
     bool reject_writes = false;
-    bool echo = false;        // log each statement, its parameters and time
-    logger* log = nullptr;    // nullptr: logger::global()
+    bool echo = false;      // log each statement, its parameters and time
+    logger* log = nullptr;  // nullptr: logger::global()
 
     /// Throws errc::invalid_option for a journal_mode or synchronous value
     /// SQLite does not know (they are spliced into PRAGMA text).
@@ -59,7 +59,7 @@ class connection;
 /// A transaction on a synchronous connection: rolls back on destruction
 /// unless commit() was called.
 class transaction_guard {
-public:
+  public:
     explicit transaction_guard(connection& c, transaction_mode mode = transaction_mode::immediate);
     ~transaction_guard();
     transaction_guard(const transaction_guard&) = delete;
@@ -68,7 +68,7 @@ public:
     void commit();
     void rollback();
 
-private:
+  private:
     connection* conn_;
     bool open_ = true;
 };
@@ -77,7 +77,7 @@ private:
 /// its bindings cleared) when the lease ends. When the cached statement is
 /// already leased (a nested use of the same SQL), the lease owns a fresh one.
 class statement_lease {
-public:
+  public:
     statement_lease(statement* cached, bool* busy) : stmt_(cached), busy_(busy) { *busy_ = true; }
     explicit statement_lease(statement owned) : owned_(std::move(owned)), stmt_(&owned_) {}
     ~statement_lease();
@@ -87,7 +87,7 @@ public:
     statement& operator*() const noexcept { return *stmt_; }
     statement* operator->() const noexcept { return stmt_; }
 
-private:
+  private:
     statement owned_;
     statement* stmt_;
     bool* busy_ = nullptr;
@@ -120,7 +120,7 @@ std::string param_text(const T& v) {
 }  // namespace detail
 
 class connection {
-public:
+  public:
     /// Opens `path` (a file path, ":memory:" or a "file:" URI). A missing
     /// parent directory is errc::directory_missing; it is never created.
     explicit connection(std::string_view path, const connection_options& options = {});
@@ -134,11 +134,14 @@ public:
     /// Runs one statement and materialises its rows.
     template <bindable... P>
     result execute(std::string_view sql, const P&... params) {
-        return echoed(sql, [&] {
-            auto lease = prepare_cached(sql);
-            lease->bind_all(params...);
-            return collect(*lease);
-        }, params...);
+        return echoed(
+            sql,
+            [&] {
+                auto lease = prepare_cached(sql);
+                lease->bind_all(params...);
+                return collect(*lease);
+            },
+            params...);
     }
     template <bindable... P>
     result execute(std::error_code& ec, std::string_view sql, const P&... params) {
@@ -149,20 +152,23 @@ public:
     /// std::tuple (by position) or one scalar column.
     template <class T, bindable... P>
     std::vector<T> query(std::string_view sql, const P&... params) {
-        return echoed(sql, [&] {
-            auto lease = prepare_cached(sql);
-            lease->bind_all(params...);
-            // Columns are read after the first step, which re-prepares a cached
-            // statement whose schema changed, and even when no row comes back,
-            // so a target that cannot map always fails.
-            bool has_row = lease->step();
-            const detail::row_reader<T> reader(*lease);
-            std::vector<T> out;
-            for (; has_row; has_row = lease->step()) {
-                out.push_back(reader.read(*lease));
-            }
-            return out;
-        }, params...);
+        return echoed(
+            sql,
+            [&] {
+                auto lease = prepare_cached(sql);
+                lease->bind_all(params...);
+                // Columns are read after the first step, which re-prepares a cached
+                // statement whose schema changed, and even when no row comes back,
+                // so a target that cannot map always fails.
+                bool has_row = lease->step();
+                const detail::row_reader<T> reader(*lease);
+                std::vector<T> out;
+                for (; has_row; has_row = lease->step()) {
+                    out.push_back(reader.read(*lease));
+                }
+                return out;
+            },
+            params...);
     }
     template <class T, bindable... P>
     std::vector<T> query(std::error_code& ec, std::string_view sql, const P&... params) {
@@ -183,39 +189,46 @@ public:
     /// Zero or one row: errc::too_many_rows for more.
     template <class T, bindable... P>
     std::optional<T> one_or_none(std::string_view sql, const P&... params) {
-        return echoed(sql, [&]() -> std::optional<T> {
-            auto lease = prepare_cached(sql);
-            lease->bind_all(params...);
-            const bool has_row = lease->step();
-            const detail::row_reader<T> reader(*lease);
-            if (!has_row) {
-                return std::nullopt;
-            }
-            std::optional<T> out(reader.read(*lease));
-            if (lease->step()) {
-                throw_error(errc::too_many_rows, "query returned more than one row",
-                            std::string(sql));
-            }
-            return out;
-        }, params...);
+        return echoed(
+            sql,
+            [&]() -> std::optional<T> {
+                auto lease = prepare_cached(sql);
+                lease->bind_all(params...);
+                const bool has_row = lease->step();
+                const detail::row_reader<T> reader(*lease);
+                if (!has_row) {
+                    return std::nullopt;
+                }
+                std::optional<T> out(reader.read(*lease));
+                if (lease->step()) {
+                    throw_error(errc::too_many_rows, "query returned more than one row",
+                                std::string(sql));
+                }
+                return out;
+            },
+            params...);
     }
 
     /// First column of the first row. No row: std::nullopt when T is an
     /// optional, errc::no_rows otherwise.
     template <class T, bindable... P>
     T scalar(std::string_view sql, const P&... params) {
-        return echoed(sql, [&]() -> T {
-            auto lease = prepare_cached(sql);
-            lease->bind_all(params...);
-            if (!lease->step()) {
-                if constexpr (detail::is_optional<T>::value) {
-                    return std::nullopt;
-                } else {
-                    throw_error(errc::no_rows, "scalar query returned no rows", std::string(sql));
+        return echoed(
+            sql,
+            [&]() -> T {
+                auto lease = prepare_cached(sql);
+                lease->bind_all(params...);
+                if (!lease->step()) {
+                    if constexpr (detail::is_optional<T>::value) {
+                        return std::nullopt;
+                    } else {
+                        throw_error(errc::no_rows, "scalar query returned no rows",
+                                    std::string(sql));
+                    }
                 }
-            }
-            return lease->template get<T>(0);
-        }, params...);
+                return lease->template get<T>(0);
+            },
+            params...);
     }
 
     /// A statement compiled for this call only (not cached).
@@ -261,7 +274,7 @@ public:
     void interrupt() noexcept;
     sqlite3* native_handle() const noexcept;
 
-private:
+  private:
     struct impl;
 
     result collect(statement& s);

@@ -15,7 +15,7 @@
 namespace asqlite {
 
 class engine {
-public:
+  public:
     /// Validates the options (errc::invalid_option); opens nothing yet.
     explicit engine(engine_options options);
 
@@ -23,7 +23,7 @@ public:
     /// Opens a connection with the engine's pragmas; echo defaults to on.
     connection connect() const;
 
-private:
+  private:
     engine_options options_;
 };
 

@@ -54,17 +54,17 @@ enum class errc : int {
     column_not_found,    // a column name, or a described member, has no column
     extra_column,        // the result has a column the target struct lacks
     column_count_mismatch,
-    unknown_parameter,   // bind by a name the statement does not have
-    bind_out_of_range,   // bind index outside the statement's parameters
+    unknown_parameter,  // bind by a name the statement does not have
+    bind_out_of_range,  // bind index outside the statement's parameters
     parameter_count_mismatch,
-    no_rows,             // one()/scalar() on an empty result
-    too_many_rows,       // one()/one_or_none() on more than one row
-    bad_timestamp,       // text that is not an ISO-8601 timestamp
-    invalid_option,      // a malformed configuration value
-    invalid_url,         // a database URL asqlite does not understand
-    directory_missing,   // the database file's directory does not exist
-    transaction_state,   // begin() inside a transaction, commit() without one, ...
-    needs_writer,        // a write statement on a read connection (routed to the writer lane)
+    no_rows,            // one()/scalar() on an empty result
+    too_many_rows,      // one()/one_or_none() on more than one row
+    bad_timestamp,      // text that is not an ISO-8601 timestamp
+    invalid_option,     // a malformed configuration value
+    invalid_url,        // a database URL asqlite does not understand
+    directory_missing,  // the database file's directory does not exist
+    transaction_state,  // begin() inside a transaction, commit() without one, ...
+    needs_writer,       // a write statement on a read connection (routed to the writer lane)
 };
 
 const std::error_category& category() noexcept;
@@ -81,13 +81,13 @@ errc primary_code(const std::error_code& ec) noexcept;
 /// code, the human message (SQLite's own text where SQLite produced the
 /// error) and the SQL text involved, if any.
 class error : public std::system_error {
-public:
+  public:
     error(std::error_code code, std::string message, std::string sql = {});
 
     const std::string& message() const noexcept { return message_; }
     const std::string& sql() const noexcept { return sql_; }
 
-private:
+  private:
     std::string message_;
     std::string sql_;
 };

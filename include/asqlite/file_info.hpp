@@ -27,8 +27,8 @@ struct file_info {
 };
 
 BOOST_DESCRIBE_STRUCT(file_info, (),
-                      (id, file_id, filename, file_path, description, file_size, status,
-                       request_id, create_time))
+                      (id, file_id, filename, file_path, description, file_size, status, request_id,
+                       create_time))
 
 /// The `fileinfo` table declaration, registered in metadata::global().
 const table& file_info_table();

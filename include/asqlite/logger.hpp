@@ -19,7 +19,7 @@ enum class log_level { trace, debug, info, warn, error, off };
 std::string_view to_string(log_level level) noexcept;
 
 class logger {
-public:
+  public:
     using sink_type = std::function<void(log_level, std::string_view)>;
 
     /// The process-wide logger used by the engines unless told otherwise.
@@ -43,7 +43,7 @@ public:
         }
     }
 
-private:
+  private:
     std::atomic<log_level> level_{log_level::info};
     std::mutex mutex_;
     sink_type sink_;

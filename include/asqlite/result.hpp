@@ -12,7 +12,7 @@
 namespace asqlite {
 
 class result {
-public:
+  public:
     result() = default;
     result(row::column_names columns, std::vector<row> rows, std::int64_t rows_affected,
            std::int64_t last_insert_id)
@@ -48,7 +48,7 @@ public:
         return out;
     }
 
-private:
+  private:
     row::column_names columns_;
     std::vector<row> rows_;
     std::int64_t rows_affected_ = 0;

@@ -12,7 +12,7 @@
 namespace asqlite {
 
 class row {
-public:
+  public:
     using column_names = std::shared_ptr<const std::vector<std::string>>;
 
     row() = default;
@@ -50,7 +50,7 @@ public:
     std::string_view column_text(int i) const { return (*this)[i].text(); }
     std::span<const std::byte> column_blob(int i) const { return (*this)[i].bytes(); }
 
-private:
+  private:
     void check_index(int i) const;
 
     column_names names_;

@@ -39,7 +39,7 @@ std::string sql_literal(std::string_view text);
 std::string quote_identifier(std::string_view name);
 
 class table {
-public:
+  public:
     table(std::string name, std::vector<column_def> columns, std::vector<index_def> indexes = {});
 
     const std::string& name() const noexcept { return name_; }
@@ -51,7 +51,7 @@ public:
     std::vector<std::string> create_index_sql() const;
     std::string drop_sql() const;
 
-private:
+  private:
     std::string name_;
     std::vector<column_def> columns_;
     std::vector<index_def> indexes_;
@@ -72,7 +72,7 @@ struct create_options {
 };
 
 class metadata {
-public:
+  public:
     /// The registry that init_db() uses; the FileInfo table is in it.
     static metadata& global();
 
@@ -88,7 +88,7 @@ public:
     /// Drops every registered table (reverse order) in one transaction.
     std::vector<table_report> drop_all(connection& c) const;
 
-private:
+  private:
     std::vector<table> tables_;
 };
 

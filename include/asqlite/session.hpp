@@ -75,7 +75,7 @@ asio::awaitable<session> acquire_on(engine_core& lane);
 }  // namespace detail
 
 class session {
-public:
+  public:
     session() = default;
     session(std::shared_ptr<detail::engine_core> core, detail::pooled_connection* pc) noexcept
         : core_(std::move(core)), pc_(pc) {}
@@ -86,10 +86,10 @@ public:
     /// Runs one statement; all rows are materialised.
     template <class... P>
     asio::awaitable<result> execute(std::string_view sql, P... params) {
-        return routed<result>(sql, [sql, params = std::make_tuple(std::move(params)...)](
-                                       connection& c) {
-            return std::apply([&](const auto&... p) { return c.execute(sql, p...); }, params);
-        });
+        return routed<result>(
+            sql, [sql, params = std::make_tuple(std::move(params)...)](connection& c) {
+                return std::apply([&](const auto&... p) { return c.execute(sql, p...); }, params);
+            });
     }
     /// Token form (callbacks, use_future, ...): parameters as a tuple, e.g.
     /// async_execute(sql, std::tuple{id}, handler). Signature
@@ -183,9 +183,9 @@ public:
         // transaction was rolled back, so fn runs again from the start.
         if (detail::engine_core* lane = core_->writer_lane()) {
             session writer = co_await detail::acquire_on(*lane);
-            co_return co_await detail::retry_busy(
-                *lane, [&] { return writer.op<R>(decltype(in_transaction)(in_transaction),
-                                                  asio::use_awaitable); });
+            co_return co_await detail::retry_busy(*lane, [&] {
+                return writer.op<R>(decltype(in_transaction)(in_transaction), asio::use_awaitable);
+            });
         }
         co_return co_await detail::retry_busy(*core_, [&] {
             return op<R>(decltype(in_transaction)(in_transaction), asio::use_awaitable);
@@ -200,7 +200,7 @@ public:
     /// A transaction of this session is open.
     bool in_transaction() const noexcept { return pc_ != nullptr && pc_->tx_open; }
 
-private:
+  private:
     friend class transaction;
 
     void check_usable() const;
@@ -247,7 +247,7 @@ private:
 /// Without commit() it rolls back when destroyed, before the writer
 /// connection serves anyone else.
 class transaction {
-public:
+  public:
     transaction() = default;
     transaction(transaction&& other) noexcept;
     transaction& operator=(transaction&& other) noexcept;
@@ -260,10 +260,13 @@ public:
 
     bool active() const noexcept { return owner_ != nullptr; }
 
-private:
+  private:
     friend class session;
     transaction(detail::engine_core* owner_core, detail::pooled_connection* owner, session writer)
-        : owner_core_(owner_core), owner_(owner), lease_(owner->lease), writer_(std::move(writer)) {}
+        : owner_core_(owner_core),
+          owner_(owner),
+          lease_(owner->lease),
+          writer_(std::move(writer)) {}
 
     /// Ends the claim on the owning session; returns where the transaction
     /// runs. Throws errc::transaction_state when finished or orphaned.

@@ -34,7 +34,7 @@ concept bindable =
     std::same_as<T, value> || detail::is_optional<T>::value;
 
 class statement {
-public:
+  public:
     statement() = default;
     /// Prepares the first statement of `sql`; text after it other than
     /// whitespace, ';' or comments is an error (use connection::exec for
@@ -140,7 +140,7 @@ public:
     bool valid() const noexcept { return stmt_ != nullptr; }
     sqlite3_stmt* native_handle() const noexcept { return stmt_; }
 
-private:
+  private:
     void check_parameter_count(int given) const;
     void check_column(int i) const;
     void check_bind(int rc, int index);

@@ -21,7 +21,7 @@ enum class value_type { null, integer, real, text, blob };
 std::string_view to_string(value_type type) noexcept;
 
 class value {
-public:
+  public:
     value() = default;
     value(std::nullptr_t) {}
     value(std::int64_t v) : data_(v) {}
@@ -42,7 +42,7 @@ public:
 
     friend bool operator==(const value&, const value&) = default;
 
-private:
+  private:
     std::variant<std::monostate, std::int64_t, double, std::string, blob> data_;
 };
 

@@ -49,9 +49,8 @@ TEST_F(AsyncBusy, AnotherProcessHoldingTheLockIsWaitedOutOnTimers) {
     }
     constexpr int cli_rounds = 6;
     const std::string script = lock_holder_script(dir.path().string(), cli_rounds);
-    const std::string command =
-        fmt::format("sqlite3 '{}' < '{}' > '{}/holder.out' 2>&1", db_path, script,
-                    dir.path().string());
+    const std::string command = fmt::format("sqlite3 '{}' < '{}' > '{}/holder.out' 2>&1", db_path,
+                                            script, dir.path().string());
     FILE* holder = ::popen(command.c_str(), "r");
     ASSERT_NE(holder, nullptr);
 

@@ -45,9 +45,8 @@ TEST_F(AsyncCrash, EveryAcknowledgedCommitSurvivesKillNine) {
                               const_cast<char*>(db_path.c_str()), const_cast<char*>(first.c_str()),
                               nullptr};
         pid_t pid = 0;
-        ASSERT_EQ(posix_spawn(&pid, ASQLITE_CRASH_WRITER_EXE, &actions, nullptr, child_argv,
-                              environ),
-                  0);
+        ASSERT_EQ(
+            posix_spawn(&pid, ASQLITE_CRASH_WRITER_EXE, &actions, nullptr, child_argv, environ), 0);
         posix_spawn_file_actions_destroy(&actions);
         ::close(fds[1]);
 

@@ -21,7 +21,7 @@ using test::run_coro;
 namespace asio = boost::asio;
 
 class AsyncEngine : public test::temp_dir_test {
-protected:
+  protected:
     engine_options options() {
         engine_options o;
         o.path = db_path;
@@ -150,9 +150,9 @@ TEST_F(AsyncEngine, MemoryDatabaseIsSharedByEverySession) {
     io.restart();
     run_coro(io, [&]() -> asio::awaitable<void> {
         auto c = co_await other.session();
-        EXPECT_EQ(co_await c.scalar<int>(
-                      "SELECT count(*) FROM sqlite_schema WHERE name = 'shared_t'"),
-                  0);
+        EXPECT_EQ(
+            co_await c.scalar<int>("SELECT count(*) FROM sqlite_schema WHERE name = 'shared_t'"),
+            0);
     }());
 }
 

@@ -21,7 +21,7 @@ using test::run_coro;
 namespace asio = boost::asio;
 
 class AsyncFaults : public test::temp_dir_test {
-protected:
+  protected:
     void SetUp() override {
         connection c(db_path);
         c.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, data BLOB)");
@@ -169,23 +169,23 @@ TEST_F(AsyncFaults, HostileValuesStayData) {
         auto s = co_await db.session();
         const std::string injection = "x'); DROP TABLE items; --";
         co_await s.execute("INSERT INTO items (name) VALUES (?)", injection);
-        EXPECT_EQ(co_await s.scalar<std::string>("SELECT name FROM items WHERE name = ?",
-                                                 injection),
-                  injection);
+        EXPECT_EQ(
+            co_await s.scalar<std::string>("SELECT name FROM items WHERE name = ?", injection),
+            injection);
         EXPECT_EQ(co_await s.scalar<int>("SELECT count(*) FROM items"), 2);
 
         const std::string invalid_utf8("\xff\xfe\x80 ok \xc3\x28", 9);
-        auto id = co_await s.one<std::int64_t>(
-            "INSERT INTO items (name) VALUES (?) RETURNING id", invalid_utf8);
+        auto id = co_await s.one<std::int64_t>("INSERT INTO items (name) VALUES (?) RETURNING id",
+                                               invalid_utf8);
         EXPECT_EQ(co_await s.scalar<std::string>("SELECT name FROM items WHERE id = ?", id),
                   invalid_utf8);
 
         const std::string large(1'500'000, 'L');
-        auto big = co_await s.one<std::int64_t>(
-            "INSERT INTO items (name) VALUES (?) RETURNING id", large);
-        EXPECT_EQ(co_await s.scalar<std::int64_t>("SELECT length(name) FROM items WHERE id = ?",
-                                                  big),
-                  1'500'000);
+        auto big =
+            co_await s.one<std::int64_t>("INSERT INTO items (name) VALUES (?) RETURNING id", large);
+        EXPECT_EQ(
+            co_await s.scalar<std::int64_t>("SELECT length(name) FROM items WHERE id = ?", big),
+            1'500'000);
         try {
             co_await s.execute("INSERT INTO items (data) VALUES (?)", blob(3'000'000));
             ADD_FAILURE() << "a value over SQLITE_LIMIT_LENGTH was accepted";

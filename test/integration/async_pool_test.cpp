@@ -31,7 +31,7 @@ using test::sleep_for;
 namespace asio = boost::asio;
 
 class AsyncPool : public test::temp_dir_test {
-protected:
+  protected:
     engine_options options(std::size_t pool_size) {
         engine_options o;
         o.path = db_path;
@@ -180,11 +180,12 @@ TEST_F(AsyncPool, CancellationBySignalCompletesWithOperationAborted) {
     db.session([&](std::exception_ptr ep, session s) {
         ASSERT_FALSE(ep);
         held.emplace(std::move(s));
-        db.session(asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr ep2, session s2) {
-            completed = true;
-            outcome = ep2;
-            EXPECT_FALSE(s2.valid());
-        }));
+        db.session(
+            asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr ep2, session s2) {
+                completed = true;
+                outcome = ep2;
+                EXPECT_FALSE(s2.valid());
+            }));
         asio::post(io, [&] { signal.emit(asio::cancellation_type::terminal); });
     });
     io.run();
@@ -331,7 +332,8 @@ TEST_F(AsyncPool, ShutdownFailsWaitersAndFinishesWorkInFlight) {
     ASSERT_TRUE(held.has_value());
     io.restart();
     std::exception_ptr late;
-    held->async_execute("SELECT 1", std::tuple<>{}, [&](std::exception_ptr ep, result) { late = ep; });
+    held->async_execute("SELECT 1", std::tuple<>{},
+                        [&](std::exception_ptr ep, result) { late = ep; });
     io.run();
     EXPECT_EQ(error_code_of(late), make_error_code(errc::pool_closed));
     held.reset();

@@ -29,7 +29,7 @@ constexpr std::string_view long_query =
     "SELECT count(*) FROM c WHERE x < 0";
 
 class AsyncTx : public test::temp_dir_test {
-protected:
+  protected:
     void SetUp() override {
         auto c = connection(db_path);
         c.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT UNIQUE)");

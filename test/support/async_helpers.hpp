@@ -56,8 +56,8 @@ inline asio::awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {
 }  // namespace asqlite::test
 
 /// ASSERT_* cannot be used in coroutines (they `return`); this can.
-#define ASQLITE_CO_ASSERT(cond)                          \
-    if (!(cond)) {                                       \
+#define ASQLITE_CO_ASSERT(cond)                         \
+    if (!(cond)) {                                      \
         ADD_FAILURE() << "assertion failed: " << #cond; \
-        co_return;                                       \
+        co_return;                                      \
     }

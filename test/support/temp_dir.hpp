@@ -11,9 +11,10 @@
 namespace asqlite::test {
 
 class temp_dir {
-public:
+  public:
     temp_dir() {
-        std::string pattern = (std::filesystem::temp_directory_path() / "asqlite-test-XXXXXX").string();
+        std::string pattern =
+            (std::filesystem::temp_directory_path() / "asqlite-test-XXXXXX").string();
         if (::mkdtemp(pattern.data()) == nullptr) {
             throw std::runtime_error("mkdtemp failed");
         }
@@ -29,13 +30,13 @@ public:
     const std::filesystem::path& path() const { return path_; }
     std::string file(const std::string& name) const { return (path_ / name).string(); }
 
-private:
+  private:
     std::filesystem::path path_;
 };
 
 /// Fixture base: `dir` is fresh for each test, `db_path` a database file in it.
 class temp_dir_test : public ::testing::Test {
-protected:
+  protected:
     temp_dir dir;
     std::string db_path = dir.file("test.db");
 };

@@ -2,9 +2,9 @@
 // Checked conversion of result columns into C++ types, written once for every
 // column source (a live statement row or a materialised row).
 
+#include <fmt/format.h>
 #include <boost/describe/members.hpp>
 #include <boost/mp11/algorithm.hpp>
-#include <fmt/format.h>
 
 #include <array>
 #include <concepts>
@@ -43,8 +43,7 @@ template <class... Ts>
 struct is_tuple<std::tuple<Ts...>> : std::true_type {};
 
 template <class T>
-concept described_struct =
-    std::is_class_v<T> && boost::describe::has_describe_members<T>::value;
+concept described_struct = std::is_class_v<T> && boost::describe::has_describe_members<T>::value;
 
 template <class T>
 constexpr std::string_view type_label() {
@@ -76,8 +75,9 @@ template <class T, column_source S>
 T decode_integer(const S& s, int i) {
     const auto type = s.column_type(i);
     if (type != value_type::integer) {
-        column_error(errc::type_mismatch, s, i,
-                     fmt::format("holds {}, cannot read it as {}", to_string(type), type_label<T>()));
+        column_error(
+            errc::type_mismatch, s, i,
+            fmt::format("holds {}, cannot read it as {}", to_string(type), type_label<T>()));
     }
     const std::int64_t v = s.column_int64(i);
     if constexpr (std::same_as<T, bool>) {
@@ -108,10 +108,14 @@ T decode_column(const S& s, int i) {
         return decode_column<typename T::value_type>(s, i);
     } else if constexpr (std::same_as<T, value>) {
         switch (type) {
-            case value_type::null: return value{};
-            case value_type::integer: return value{s.column_int64(i)};
-            case value_type::real: return value{s.column_double(i)};
-            case value_type::text: return value{std::string(s.column_text(i))};
+            case value_type::null:
+                return value{};
+            case value_type::integer:
+                return value{s.column_int64(i)};
+            case value_type::real:
+                return value{s.column_double(i)};
+            case value_type::text:
+                return value{std::string(s.column_text(i))};
             case value_type::blob: {
                 const auto b = s.column_blob(i);
                 return value{blob(b.begin(), b.end())};
@@ -120,9 +124,9 @@ T decode_column(const S& s, int i) {
         return value{};
     } else {
         if (type == value_type::null) {
-            column_error(errc::null_value, s, i,
-                         fmt::format("is NULL, cannot read it as a non-optional {}",
-                                     type_label<T>()));
+            column_error(
+                errc::null_value, s, i,
+                fmt::format("is NULL, cannot read it as a non-optional {}", type_label<T>()));
         }
         if constexpr (std::is_enum_v<T>) {
             return static_cast<T>(decode_integer<std::underlying_type_t<T>>(s, i));
@@ -133,9 +137,9 @@ T decode_column(const S& s, int i) {
                 return static_cast<T>(s.column_int64(i));
             }
             if (type != value_type::real) {
-                column_error(errc::type_mismatch, s, i,
-                             fmt::format("holds {}, cannot read it as floating point",
-                                         to_string(type)));
+                column_error(
+                    errc::type_mismatch, s, i,
+                    fmt::format("holds {}, cannot read it as floating point", to_string(type)));
             }
             return static_cast<T>(s.column_double(i));
         } else if constexpr (std::same_as<T, std::string> || std::same_as<T, timestamp>) {
@@ -171,7 +175,7 @@ T decode_column(const S& s, int i) {
 /// column names, then applied to each row.
 template <class T>
 class row_reader {
-public:
+  public:
     template <column_source S>
     explicit row_reader(const S& s) {
         const int n = s.column_count();
@@ -208,9 +212,9 @@ public:
         } else {
             constexpr int expected = static_cast<int>(width);
             if (n != expected) {
-                throw_error(errc::column_count_mismatch,
-                            fmt::format("result has {} columns, the target type reads {}", n,
-                                        expected));
+                throw_error(
+                    errc::column_count_mismatch,
+                    fmt::format("result has {} columns, the target type reads {}", n, expected));
             }
         }
     }
@@ -233,7 +237,7 @@ public:
         }
     }
 
-private:
+  private:
     static constexpr std::size_t count_width() {
         if constexpr (described_struct<T>) {
             return boost::mp11::mp_size<

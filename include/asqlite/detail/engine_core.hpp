@@ -47,19 +47,19 @@ struct pooled_connection {
     connection conn;
     std::uint64_t id;
     std::chrono::steady_clock::time_point created;
-    std::uint64_t last_op = 0;       // io side: numbering for cancellation
-    std::uint64_t lease = 0;         // io side: bumped at every checkout
-    bool tx_open = false;            // io side: a transaction object is alive
-    bool pending_rollback = false;   // io side: a transaction was dropped uncommitted
+    std::uint64_t last_op = 0;               // io side: numbering for cancellation
+    std::uint64_t lease = 0;                 // io side: bumped at every checkout
+    bool tx_open = false;                    // io side: a transaction object is alive
+    bool pending_rollback = false;           // io side: a transaction was dropped uncommitted
     pooled_connection* writer_pc = nullptr;  // io side: where this session's open
     engine_core* writer_core = nullptr;      //   transaction runs (the writer lane)
-    bool in_transaction = false;  // (worker) state after the last operation
-    bool healthy = true;          // (worker) false: close instead of reusing
-    bool guard_moved = false;     // writes here: refuse them once the file has moved
+    bool in_transaction = false;             // (worker) state after the last operation
+    bool healthy = true;                     // (worker) false: close instead of reusing
+    bool guard_moved = false;                // writes here: refuse them once the file has moved
 };
 
 class engine_core {
-public:
+  public:
     virtual ~engine_core() = default;
 
     /// Fallback executor for completions whose handler has none.
@@ -105,7 +105,7 @@ public:
         job(false);
     }
 
-protected:
+  protected:
     std::chrono::milliseconds busy_budget_{0};
     std::atomic<std::uint64_t> busy_retries_{0};
     struct text_hash {
@@ -150,10 +150,8 @@ using op_signature = typename op_signature_of<R>::type;
 /// type-erased executor share a reference count whose fences ThreadSanitizer
 /// cannot see.
 template <class Executor, class Handler, class... Args>
-void complete_on(const asio::any_io_executor& io, Executor ex, Handler&& handler,
-                 Args&&... args) {
-    auto invoke = [h = std::forward<Handler>(handler),
-                   ... a = std::forward<Args>(args)]() mutable {
+void complete_on(const asio::any_io_executor& io, Executor ex, Handler&& handler, Args&&... args) {
+    auto invoke = [h = std::forward<Handler>(handler), ... a = std::forward<Args>(args)]() mutable {
         auto slot = asio::get_associated_cancellation_slot(h);
         if (slot.is_connected()) {
             slot.clear();
@@ -281,7 +279,7 @@ auto retry_busy(engine_core& core, Attempt attempt) -> decltype(attempt()) {
         asio::steady_timer timer(co_await asio::this_coro::executor, delay);
         co_await timer.async_wait(asio::use_awaitable);
         delay = std::min<std::chrono::steady_clock::duration>(delay * 2,
-                                                               std::chrono::milliseconds(100));
+                                                              std::chrono::milliseconds(100));
     }
 }
 
