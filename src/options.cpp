@@ -75,6 +75,9 @@ std::string path_from_url(std::string_view url) {
     if (url == ":memory:" || url.empty()) {
         return ":memory:";
     }
+    if (url.starts_with("file:")) {
+        return std::string(url);  // an SQLite URI, passed to SQLite as it is
+    }
     for (std::string_view scheme : {"sqlite+aiosqlite://", "sqlite+pysqlite://", "sqlite://"}) {
         if (url.starts_with(scheme)) {
             std::string_view rest = url.substr(scheme.size());
@@ -146,7 +149,7 @@ engine_options engine_options::from_env() {
         o.statement_cache_size = parse_count("ASQLITE_STATEMENT_CACHE_SIZE", v, true);
     }
     if (const char* v = env("ASQLITE_THREADS")) {
-        o.threads = parse_count("ASQLITE_THREADS", v, false);
+        o.threads = parse_count("ASQLITE_THREADS", v, true);  // 0: hardware concurrency
     }
     return o;
 }

@@ -267,6 +267,35 @@ TEST_F(AsyncPool, OldConnectionsAreRecycledAtCheckout) {
     EXPECT_EQ(st.size, 1u);
 }
 
+TEST_F(AsyncPool, PrePingChecksEveryCheckout) {
+    auto o = options(3);
+    o.pre_ping = true;
+    std::atomic<int> pings{0};
+    o.on_connect = [&](connection& c) {
+        opens.fetch_add(1);
+        // Count the pings: SQLite traces every statement the connection runs.
+        sqlite3_trace_v2(
+            c.native_handle(), SQLITE_TRACE_STMT,
+            [](unsigned, void* ctx, void* stmt, void*) {
+                if (std::string_view(sqlite3_sql(static_cast<sqlite3_stmt*>(stmt))) == "SELECT 1") {
+                    static_cast<std::atomic<int>*>(ctx)->fetch_add(1);
+                }
+                return 0;
+            },
+            &pings);
+    };
+    auto db = create_async_engine(io.get_executor(), o);
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        for (int i = 0; i < 20; ++i) {
+            auto s = co_await db.session();
+            EXPECT_EQ(co_await s.scalar<int>("SELECT ?", i), i);
+        }
+    }());
+    EXPECT_EQ(pings.load(), 20);
+    EXPECT_EQ(db.stats().acquires, 20u);
+    EXPECT_EQ(opens.load(), 1);
+}
+
 TEST_F(AsyncPool, SafeOnAMultiThreadedIoContext) {
     auto db = create_async_engine(io.get_executor(), options(4));
     run_coro(io, [&]() -> asio::awaitable<void> {

@@ -175,7 +175,7 @@ INSTANTIATE_TEST_SUITE_P(
         bad_env_case{"ASQLITE_SYNCHRONOUS", "sometimes"},
         bad_env_case{"ASQLITE_FOREIGN_KEYS", "enabled"},
         bad_env_case{"ASQLITE_BUSY_TIMEOUT", "forever"},
-        bad_env_case{"ASQLITE_STATEMENT_CACHE_SIZE", "-5"}, bad_env_case{"ASQLITE_THREADS", "0"}),
+        bad_env_case{"ASQLITE_STATEMENT_CACHE_SIZE", "-5"}, bad_env_case{"ASQLITE_THREADS", "-1"}),
     [](const ::testing::TestParamInfo<bad_env_case>& info) {
         std::string name = std::string(info.param.name) + "_" + std::to_string(info.index);
         for (char& ch : name) {

@@ -63,4 +63,9 @@ TEST(Url, FromUrlKeepsOtherDefaults) {
     EXPECT_EQ(o.journal_mode, "wal");
 }
 
+TEST(Url, SqliteUrisPassThrough) {
+    EXPECT_EQ(path_from_url("file:///abs.db?mode=ro"), "file:///abs.db?mode=ro");
+    EXPECT_EQ(path_from_url("file:data.db?cache=shared"), "file:data.db?cache=shared");
+}
+
 }  // namespace
