@@ -72,6 +72,15 @@ asio::any_io_executor tracked_executor(const Handler& handler, engine_core& lane
                         asio::execution::outstanding_work.tracked);
 }
 asio::awaitable<session> acquire_on(engine_core& lane);
+
+/// Calls `fn` where it lives: for attempts made from a coroutine frame that
+/// outlives them (the frame awaits each attempt, and an operation completes
+/// only after the worker is done), so a retry needs no copy of fn and its
+/// parameters.
+template <class R, class Fn>
+auto by_ref(Fn& fn) {
+    return [&fn](connection& c) -> R { return fn(c); };
+}
 }  // namespace detail
 
 class session {
@@ -184,12 +193,11 @@ class session {
         if (detail::engine_core* lane = core_->writer_lane()) {
             session writer = co_await detail::acquire_on(*lane);
             co_return co_await detail::retry_busy(*lane, [&] {
-                return writer.op<R>(decltype(in_transaction)(in_transaction), asio::use_awaitable);
+                return writer.op<R>(detail::by_ref<R>(in_transaction), asio::use_awaitable);
             });
         }
-        co_return co_await detail::retry_busy(*core_, [&] {
-            return op<R>(decltype(in_transaction)(in_transaction), asio::use_awaitable);
-        });
+        co_return co_await detail::retry_busy(
+            *core_, [&] { return op<R>(detail::by_ref<R>(in_transaction), asio::use_awaitable); });
     }
 
     /// BEGIN IMMEDIATE on the writer lane (waiting FIFO for it). Throws
@@ -226,7 +234,7 @@ class session {
         if (lane == nullptr || !core_->known_write(sql)) {
             try {
                 co_return co_await detail::retry_busy(
-                    *core_, [&] { return op<R>(Fn(fn), asio::use_awaitable); });
+                    *core_, [&] { return op<R>(detail::by_ref<R>(fn), asio::use_awaitable); });
             } catch (const error& e) {
                 if (lane == nullptr || e.code() != make_error_code(errc::needs_writer)) {
                     throw;
@@ -236,7 +244,7 @@ class session {
         }
         session writer = co_await detail::acquire_on(*lane);
         co_return co_await detail::retry_busy(
-            *lane, [&] { return writer.op<R>(Fn(fn), asio::use_awaitable); });
+            *lane, [&] { return writer.op<R>(detail::by_ref<R>(fn), asio::use_awaitable); });
     }
 
     std::shared_ptr<detail::engine_core> core_;
