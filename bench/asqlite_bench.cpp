@@ -42,6 +42,7 @@
 #include "asqlite/async_engine.hpp"
 #include "asqlite/engine.hpp"
 #include "asqlite/file_info.hpp"
+#include "stress.hpp"
 
 namespace {
 
@@ -98,6 +99,10 @@ statements) on the same database, and prints both side by side.
   --journal MODE    delete | truncate | persist | memory | wal | off (wal)
   --synchronous S   off | normal | full | extra (normal)
   --json            machine-readable results on stdout instead of the table
+  --stress S [--db PATH]
+                    instead of the comparison: 64 writers + 64 readers for S
+                    seconds; fails if any error (BUSY/LOCKED included)
+                    reaches a caller or an acknowledged write is missing
   --help            this text
 )";
 
@@ -1138,6 +1143,29 @@ int run(const bench_options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    // asqlite-bench --stress SECONDS [--db PATH]: the concurrency stress run
+    // (bench/stress.cpp), separate from the throughput comparison.
+    if (argc >= 3 && std::string_view(argv[1]) == "--stress") {
+        try {
+            const double seconds = std::stod(argv[2]);
+            if (!(seconds > 0)) {
+                throw std::invalid_argument("seconds");
+            }
+            const bool own_db = !(argc >= 5 && std::string_view(argv[3]) == "--db");
+            std::optional<temp_db> tmp;
+            if (own_db) {
+                tmp.emplace();
+            }
+            return asqlite::bench::run_stress(own_db ? tmp->path() : std::string(argv[4]), seconds,
+                                              64, 64);
+        } catch (const std::invalid_argument&) {
+            fmt::print(stderr, "asqlite-bench: --stress wants a positive number of seconds\n");
+            return 2;
+        } catch (const std::exception& e) {
+            fmt::print(stderr, "asqlite-bench: {}\n", e.what());
+            return 1;
+        }
+    }
     const bench_options options = parse_options(argc, argv);
     try {
         return run(options);
