@@ -68,8 +68,12 @@ std::string param_text(const value& v) {
             return fmt::format("{}", v.real());
         case value_type::text:
             if (v.text().size() > max_logged_text) {
-                return fmt::format("'{}…' ({} bytes)", v.text().substr(0, max_logged_text),
-                                   v.text().size());
+                // Cut on a UTF-8 character boundary: never before a continuation byte.
+                std::size_t cut = max_logged_text;
+                while (cut > 0 && (static_cast<unsigned char>(v.text()[cut]) & 0xC0) == 0x80) {
+                    --cut;
+                }
+                return fmt::format("'{}…' ({} bytes)", v.text().substr(0, cut), v.text().size());
             }
             return fmt::format("'{}'", v.text());
         case value_type::blob:

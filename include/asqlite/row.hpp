@@ -20,7 +20,11 @@ class row {
         : names_(std::move(names)), values_(std::move(values)) {}
 
     int size() const noexcept { return static_cast<int>(values_.size()); }
-    const value& operator[](int i) const { return values_.at(static_cast<std::size_t>(i)); }
+    /// Throws errc::column_not_found for an index out of range.
+    const value& operator[](int i) const {
+        check_index(i);
+        return values_[static_cast<std::size_t>(i)];
+    }
     const std::vector<value>& values() const noexcept { return values_; }
 
     /// Checked typed access, 0-based; see detail::decode_column for the rules.

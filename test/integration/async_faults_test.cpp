@@ -107,6 +107,42 @@ TEST_F(AsyncFaults, FileDeletedUnderAnOpenPool) {
     EXPECT_EQ(db.stats().in_use, 0u);
 }
 
+TEST_F(AsyncFaults, FileReplacedUnderAnOpenPool) {
+    auto db = create_async_engine(io.get_executor(), options());
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        {
+            auto s = co_await db.session();
+            co_await s.execute("INSERT INTO items (name) VALUES ('before')");
+        }
+        // Another program swaps in a different database file at the same path.
+        const auto other = dir.file("other.db");
+        {
+            connection c(other);
+            c.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, data BLOB)");
+        }
+        std::filesystem::rename(other, db_path);
+        auto s = co_await db.session();
+        try {
+            co_await s.execute("INSERT INTO items (name) VALUES ('into the old inode')");
+            ADD_FAILURE() << "a write went to the replaced file";
+        } catch (const error& e) {
+            EXPECT_EQ(e.code(), make_error_code(errc::readonly_dbmoved)) << e.what();
+            EXPECT_NE(e.message().find("moved or replaced"), std::string::npos) << e.message();
+        }
+        // The writer was closed; its replacement opens the new file and works.
+        co_await s.execute("INSERT INTO items (name) VALUES ('into the new file')");
+    }());
+    // The old connections' WAL still sits beside the path, so what a reader
+    // of the path sees includes the commits made before the swap: nothing
+    // committed is lost, and the file is sound.
+    connection c(db_path);
+    EXPECT_EQ(c.scalar<std::string>("PRAGMA integrity_check"), "ok");
+    EXPECT_EQ(c.scalar<int>("SELECT count(*) FROM items WHERE name IN ('committed', 'before', "
+                            "'into the new file')"),
+              3);
+    EXPECT_EQ(c.scalar<int>("SELECT count(*) FROM items WHERE name = 'into the old inode'"), 0);
+}
+
 TEST_F(AsyncFaults, CorruptFileFailsEveryAcquireClearly) {
     const auto bad = dir.file("corrupt.db");
     {

@@ -85,6 +85,16 @@ TEST_F(Echo, LongTextIsTruncated) {
     EXPECT_FALSE(contains(lines[0], std::string(65, 'x')));
 }
 
+TEST_F(Echo, TruncationNeverSplitsAUtf8Character) {
+    auto c = open();
+    // 63 ASCII bytes, then 'é' (2 bytes) straddling the 64-byte cut.
+    const std::string text = std::string(63, 'a') + "\xc3\xa9" + std::string(100, 'b');
+    c.execute("SELECT length(?)", text);
+    ASSERT_EQ(lines.size(), 1u);
+    EXPECT_TRUE(contains(lines[0], "'" + std::string(63, 'a') + "…' (165 bytes)")) << lines[0];
+    EXPECT_FALSE(contains(lines[0], "\xc3'")) << "half a character was logged";
+}
+
 TEST_F(Echo, EveryHelperAndScriptStatementIsLogged) {
     auto c = open();
     c.exec("CREATE TABLE t(x); INSERT INTO t VALUES (1);");

@@ -64,6 +64,13 @@ TEST_F(Row, GetByIndexAndName) {
     EXPECT_EQ(ann.column_name(2), "email");
 }
 
+TEST_F(Row, IndexOutOfRangeIsAnAsqliteError) {
+    const auto r = c.execute("SELECT id, name FROM people ORDER BY id");
+    EXPECT_TRUE(
+        fails_with([&] { (void)r[0][2]; }, errc::column_not_found, {"index 2", "2 columns"}));
+    EXPECT_TRUE(fails_with([&] { (void)r[0][-1]; }, errc::column_not_found, {"index -1"}));
+}
+
 TEST_F(Row, NullIntoNonOptional) {
     const auto r = c.execute("SELECT email FROM people WHERE name = 'bob'");
     auto e = catch_error([&] { (void)r[0].get<std::string>(0); });
