@@ -91,8 +91,9 @@ enum class lane { readers, writer, single };
 
 class async_core final : public engine_core, public std::enable_shared_from_this<async_core> {
   public:
-    async_core(asio::any_io_executor io, const engine_options& options, asio::thread_pool& threads,
-               lane role, std::string path, std::shared_ptr<async_core> writer)
+    async_core(asio::any_io_executor io, const engine_options& options,
+               std::shared_ptr<blocking_pool> threads, lane role, std::string path,
+               std::shared_ptr<async_core> writer)
         : io_(std::move(io)),
           options_(options),
           path_(std::move(path)),
@@ -107,7 +108,7 @@ class async_core final : public engine_core, public std::enable_shared_from_this
             connection_settings_.query_only = true;
             connection_settings_.reject_writes = true;
         }
-        pool_ = &threads;
+        pool_ = std::move(threads);
     }
 
     engine_core* writer_lane() noexcept override { return writer_.get(); }
@@ -509,17 +510,14 @@ pool_stats async_core::stats() {
 }
 
 void async_core::close() {
-    {
-        std::unique_lock post_lock(post_mutex_);
-        if (pool_ == nullptr) {
-            return;
-        }
-        pool_ = nullptr;  // from here on post_blocking runs jobs inline as "closed"
-    }
+    pool_->close();  // from here on post_blocking runs jobs inline as "closed"
     pool_effects fx;
     actions act;
     {
         std::lock_guard lock(mutex_);
+        if (closed_) {
+            return;
+        }
         closed_ = true;
         state_.close_all(fx);
         take(fx, act, clock::now());
@@ -541,13 +539,13 @@ void async_acquire(engine_core& core, acquire_handler handler, asio::any_io_exec
 }
 
 struct engine_parts {
-    std::unique_ptr<asio::thread_pool> threads;
+    std::shared_ptr<blocking_pool> threads;
     std::shared_ptr<async_core> core;
 };
 
 namespace {
 std::shared_ptr<async_core> make_lanes(asio::any_io_executor io, const engine_options& options,
-                                       asio::thread_pool& threads) {
+                                       const std::shared_ptr<blocking_pool>& threads) {
     if (is_memory(options.path)) {
         // Every pooled connection must see one database: a named shared
         // in-memory database, kept alive by a connection that is never handed
@@ -574,8 +572,10 @@ std::shared_ptr<async_core> make_lanes(asio::any_io_executor io, const engine_op
 
 async_engine::async_engine(asio::any_io_executor executor, engine_options options) {
     options.validate();
-    auto threads = std::make_unique<asio::thread_pool>(detail::thread_count(options));
-    auto core = detail::make_lanes(std::move(executor), options, *threads);
+    detail::blocking_pool_options po;
+    po.threads = detail::thread_count(options);
+    auto threads = std::make_shared<detail::blocking_pool>(executor, po);
+    auto core = detail::make_lanes(std::move(executor), options, threads);
     parts_ = std::make_unique<detail::engine_parts>(
         detail::engine_parts{std::move(threads), std::move(core)});
 }
@@ -624,7 +624,7 @@ void async_engine::close() {
     if (parts_ && parts_->threads) {
         parts_->core->close();
         parts_->threads->join();  // operations already on the pool finish first
-        parts_->threads.reset();
+        parts_->threads.reset();  // the lanes keep the (closed) pool alive
     }
 }
 

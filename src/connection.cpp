@@ -1,4 +1,5 @@
 #include "asqlite/connection.hpp"
+#include "asqlite/detail/blocking_pool.hpp"
 
 #include <fmt/chrono.h>
 #include <sqlite3.h>
@@ -111,6 +112,7 @@ struct connection::impl {
     }
 
     static int on_progress(void* self) {
+        detail::blocking_pool::on_progress();
         auto* me = static_cast<impl*>(self);
         const auto active = me->active_op.load(std::memory_order_relaxed);
         return active != 0 && me->cancel_op.load(std::memory_order_relaxed) == active ? 1 : 0;

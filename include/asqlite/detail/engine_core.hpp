@@ -13,7 +13,6 @@
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
-#include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <atomic>
@@ -29,6 +28,7 @@
 #include <utility>
 
 #include "asqlite/connection.hpp"
+#include "asqlite/detail/blocking_pool.hpp"
 #include "asqlite/error.hpp"
 
 namespace asqlite::detail {
@@ -94,16 +94,9 @@ class engine_core {
     /// the engine is closed (the job then only reports that).
     template <class Job>
     void post_blocking(Job&& job) {
-        {
-            std::shared_lock lock(post_mutex_);
-            if (pool_ != nullptr) {
-                asio::post(pool_->get_executor(),
-                           [j = std::forward<Job>(job)]() mutable { j(true); });
-                return;
-            }
-        }
-        job(false);
+        pool_->post(std::forward<Job>(job));
     }
+    blocking_pool& pool() noexcept { return *pool_; }
 
   protected:
     std::chrono::milliseconds busy_budget_{0};
@@ -116,8 +109,7 @@ class engine_core {
     };
     mutable std::shared_mutex writes_mutex_;
     std::unordered_set<std::string, text_hash, std::equal_to<>> writes_;
-    std::shared_mutex post_mutex_;
-    asio::thread_pool* pool_ = nullptr;  // null once closed
+    std::shared_ptr<blocking_pool> pool_;  // shared by the lanes of an engine
 };
 
 /// The error a cancelled operation completes with.
@@ -167,6 +159,24 @@ void complete_on(const asio::any_io_executor& io, Executor ex, Handler&& handler
     }
 }
 
+/// From a worker: completes `handler` on its executor `ex` through the
+/// pool's batched inbox (see blocking_pool.hpp), clearing its cancellation
+/// slot first. The inbox runs on the engine's io executor; from there the
+/// handler is dispatched, so it runs at once when `ex` is that executor.
+template <class Executor, class Handler, class... Args>
+void deliver_on(blocking_pool& pool, Executor ex, Handler&& handler, Args&&... args) {
+    pool.deliver([ex = std::move(ex), h = std::forward<Handler>(handler),
+                  ... a = std::forward<Args>(args)]() mutable {
+        asio::dispatch(std::move(ex), [h = std::move(h), ... a = std::move(a)]() mutable {
+            auto slot = asio::get_associated_cancellation_slot(h);
+            if (slot.is_connected()) {
+                slot.clear();
+            }
+            std::move(h)(std::move(a)...);
+        });
+    });
+}
+
 /// Runs fn(connection&) on the blocking pool and completes with its value
 /// (or exception) on the handler's executor. Cancellation requested through
 /// the handler's slot stops the running statement (progress handler) and the
@@ -186,7 +196,8 @@ struct run_initiation {
         if (slot.is_connected()) {
             slot.assign([c = &pc->conn, op](asio::cancellation_type) { c->request_cancel(op); });
         }
-        auto job = [pc = pc, op, ex, io = core->io_executor(), h = std::forward<Handler>(handler),
+        auto job = [pc = pc, op, ex, io = core->io_executor(), pool = &core->pool(),
+                    h = std::forward<Handler>(handler),
                     f = std::forward<Fn>(fn)](bool run) mutable {
             std::conditional_t<std::is_void_v<R>, int, R> out{};
             if (!run) {
@@ -226,10 +237,12 @@ struct run_initiation {
             }
             c.end_operation();
             pc->in_transaction = c.in_transaction();
+            // Everything the io side will touch is moved along: nothing of it
+            // may be released here once the completion is handed over.
             if constexpr (std::is_void_v<R>) {
-                complete_on(io, std::move(ex), std::move(h), ep);
+                deliver_on(*pool, std::move(ex), std::move(h), std::move(ep));
             } else {
-                complete_on(io, std::move(ex), std::move(h), ep, std::move(out));
+                deliver_on(*pool, std::move(ex), std::move(h), std::move(ep), std::move(out));
             }
         };
         core->post_blocking(std::move(job));
