@@ -2,6 +2,8 @@
 
 #include <boost/asio/post.hpp>
 
+#include <thread>
+
 namespace asqlite::detail {
 
 namespace {
@@ -13,6 +15,11 @@ std::int64_t now_ns() noexcept {
         .count();
 }
 }  // namespace
+
+std::size_t blocking_pool::default_active() noexcept {
+    const std::size_t cores = std::thread::hardware_concurrency();
+    return cores > 2 ? cores - 1 : 1;
+}
 
 void blocking_pool::list::push(blocking_job* j) noexcept {
     j->next_ = nullptr;
@@ -68,9 +75,12 @@ blocking_pool::blocking_pool(boost::asio::any_io_executor io, const blocking_poo
     : io_(std::move(io)),
       batch_(options.batch == 0 ? 1 : options.batch),
       max_hold_ns_(std::chrono::duration_cast<std::chrono::nanoseconds>(options.max_hold).count()),
+      stall_ns_(std::chrono::duration_cast<std::chrono::nanoseconds>(options.stall).count()),
+      active_(options.active != 0 ? options.active : default_active()),
+      running_since_(options.threads, 0),
       threads_(options.threads) {
     for (std::size_t i = 0; i < options.threads; ++i) {
-        boost::asio::post(threads_, [this] { work(); });
+        boost::asio::post(threads_, [this, i] { work(i); });
     }
 }
 
@@ -90,7 +100,8 @@ void blocking_pool::submit(blocking_job* job) noexcept {
         std::lock_guard lock(mutex_);
         if (!closed_) {
             jobs_.push(job);
-            wake = sleeping_ > 0;
+            queued_hint_.store(jobs_.size, std::memory_order_relaxed);
+            wake = sleeping_ > 0 && !enough_awake(now_ns());
             job = nullptr;
         }
     }
@@ -99,6 +110,26 @@ void blocking_pool::submit(blocking_job* job) noexcept {
     } else if (wake) {
         wake_.notify_one();
     }
+}
+
+bool blocking_pool::enough_awake(std::int64_t now) const noexcept {
+    // An awake thread that is between jobs, or whose job started less than
+    // stall_ ago, will come for the queue soon. Waking a sleeper for work
+    // such a thread takes anyway only adds a context switch, and on a small
+    // machine a thread competing with the io thread for a core.
+    std::size_t soon = 0;
+    for (const std::int64_t since : running_since_) {
+        if (since == 0 || now - since < stall_ns_) {
+            ++soon;
+        }
+    }
+    soon -= std::min(soon, sleeping_);  // sleepers count as "between jobs"
+    if (soon == 0) {
+        return false;
+    }
+    // A longer queue wants more threads, up to `active` of them (by default
+    // one core is left to the io thread).
+    return soon >= active_ || jobs_.size <= backlog_per_thread * soon;
 }
 
 bool blocking_pool::flush_due(std::int64_t now) noexcept {
@@ -194,22 +225,43 @@ void blocking_pool::flush_if_aged() noexcept {
 void blocking_pool::on_progress() noexcept {
     if (current_pool != nullptr) {
         current_pool->flush_if_aged();
+        current_pool->wake_if_stalled();
     }
 }
 
-void blocking_pool::work() {
+void blocking_pool::wake_if_stalled() noexcept {
+    // Inside a long statement: let a sleeping thread take the queue.
+    if (queued_hint_.load(std::memory_order_relaxed) == 0 ||
+        sleeping_hint_.load(std::memory_order_relaxed) == 0) {
+        return;
+    }
+    bool wake = false;
+    {
+        std::lock_guard lock(mutex_);
+        wake = jobs_.size != 0 && sleeping_ > 0 && !enough_awake(now_ns());
+    }
+    if (wake) {
+        wake_.notify_one();
+    }
+}
+
+void blocking_pool::work(std::size_t slot) {
     current_pool = this;
     std::unique_lock lock(mutex_);
     for (;;) {
         if (blocking_job* job = jobs_.pop()) {
+            queued_hint_.store(jobs_.size, std::memory_order_relaxed);
+            const std::int64_t now = now_ns();
+            running_since_[slot] = now;
             // Hand over what waits before a job that may take long.
-            const bool post = flush_due(now_ns());
+            const bool post = flush_due(now);
             lock.unlock();
             if (post) {
                 post_drain();
             }
             job->run(true);
             lock.lock();
+            running_since_[slot] = 0;
             continue;
         }
         if (flush_due(now_ns())) {
@@ -222,8 +274,10 @@ void blocking_pool::work() {
             break;  // closed and drained
         }
         ++sleeping_;
+        sleeping_hint_.store(sleeping_, std::memory_order_relaxed);
         wake_.wait(lock);
         --sleeping_;
+        sleeping_hint_.store(sleeping_, std::memory_order_relaxed);
     }
     current_pool = nullptr;
 }

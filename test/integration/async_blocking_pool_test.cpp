@@ -26,11 +26,15 @@ using detail::blocking_pool_options;
 using namespace std::chrono_literals;
 
 std::shared_ptr<blocking_pool> make_pool(asio::io_context& io, std::size_t threads,
-                                         std::size_t batch, std::chrono::microseconds hold) {
+                                         std::size_t batch, std::chrono::microseconds hold,
+                                         std::size_t active = 0,
+                                         std::chrono::microseconds stall = 1ms) {
     blocking_pool_options o;
     o.threads = threads;
     o.batch = batch;
     o.max_hold = hold;
+    o.active = active;
+    o.stall = stall;
     return std::make_shared<blocking_pool>(io.get_executor(), o);
 }
 
@@ -131,6 +135,44 @@ TEST(BlockingPool, ACompletionIsNotHeldBehindALongStatement) {
     EXPECT_EQ(delivered.load(), 3);
     EXPECT_TRUE(seen_while_long_ran.load())
         << "the completion waited for the long statement to finish";
+}
+
+TEST(BlockingPool, AStalledThreadLetsASleepingOneTakeTheQueue) {
+    // One thread works the queue at a time (active = 1); when its job is a
+    // long statement, the queue must not wait for it: the progress handler
+    // wakes the second thread once the job has run longer than `stall`.
+    asio::io_context io;
+    // stall is long enough that J2 is queued well before J1 counts as
+    // stalled: only the progress handler inside J1 can wake the second thread.
+    auto pool = make_pool(io, 2, 8, 200us, 1, 100ms);
+    std::this_thread::sleep_for(50ms);  // both threads asleep
+    connection db(":memory:");
+    std::atomic<bool> long_started{false};
+    std::atomic<bool> long_done{false};
+    std::atomic<bool> short_ran_during_long{false};
+    std::atomic<bool> short_done{false};
+    pool->post([&](bool) {
+        long_started = true;
+        db.scalar<std::int64_t>(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 6000000) "
+            "SELECT count(*) FROM c");
+        long_done = true;
+    });
+    while (!long_started.load()) {
+        std::this_thread::yield();
+    }
+    std::this_thread::sleep_for(5ms);  // the other thread is back asleep
+    pool->post([&](bool) {
+        short_ran_during_long = !long_done.load();
+        short_done = true;
+    });
+    // Not join() yet: closing the pool wakes every thread.
+    while (!short_done.load() && !long_done.load()) {
+        std::this_thread::sleep_for(1ms);
+    }
+    pool->join();
+    EXPECT_TRUE(short_done.load());
+    EXPECT_TRUE(short_ran_during_long.load()) << "the queue waited for the long statement";
 }
 
 TEST(BlockingPool, CompletionsOfADestroyedIoContextAreFreedNotRun) {

@@ -34,6 +34,7 @@
 #include <mutex>
 #include <new>
 #include <utility>
+#include <vector>
 
 namespace asqlite::detail {
 
@@ -58,6 +59,13 @@ struct blocking_pool_options {
     std::size_t batch = 8;
     /// ... or when the oldest has waited this long.
     std::chrono::microseconds max_hold{200};
+    /// A sleeping thread is woken for queued work only when no awake thread
+    /// will take it soon: all are running jobs older than this (or the
+    /// queue is long).
+    std::chrono::microseconds stall{1000};
+    /// How many threads work the queue at once while none is stalled;
+    /// 0: the hardware threads less one for the io thread (at least 1).
+    std::size_t active = 0;
 };
 
 class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
@@ -138,19 +146,28 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     void post_drain() noexcept;
     void drain();
     void flush_if_aged() noexcept;
-    void work();
+    void work(std::size_t slot);
+    bool enough_awake(std::int64_t now) const noexcept;
+    void wake_if_stalled() noexcept;
+    static std::size_t default_active() noexcept;
+    static constexpr std::size_t backlog_per_thread = 2;
 
     const boost::asio::any_io_executor io_;
     const std::size_t batch_;
     const std::int64_t max_hold_ns_;
+    const std::int64_t stall_ns_;
+    const std::size_t active_;
     std::mutex mutex_;
     std::condition_variable wake_;
     list jobs_;   // under mutex_
     list inbox_;  // under mutex_
     std::size_t sleeping_ = 0;
+    std::vector<std::int64_t> running_since_;  // per thread: job start (ns), 0: none
     bool drain_pending_ = false;
     bool closed_ = false;
-    std::atomic<std::int64_t> held_since_{0};  // oldest inbox entry (ns), 0: none
+    std::atomic<std::int64_t> held_since_{0};    // oldest inbox entry (ns), 0: none
+    std::atomic<std::size_t> queued_hint_{0};    // jobs_.size, for the progress hook
+    std::atomic<std::size_t> sleeping_hint_{0};  // sleeping_, likewise
     boost::asio::thread_pool threads_;
     bool joined_ = false;
 };
