@@ -232,13 +232,21 @@ class session {
         }
         detail::engine_core* lane = core_->writer_lane();
         if (lane == nullptr || !core_->known_write(sql)) {
+            // The first attempt straight away (no retry frame on the common
+            // path); BUSY falls back to the retry loop, a write to the writer.
+            auto attempt = [&] { return op<R>(detail::by_ref<R>(fn), asio::use_awaitable); };
+            std::exception_ptr busy;
             try {
-                co_return co_await detail::retry_busy(
-                    *core_, [&] { return op<R>(detail::by_ref<R>(fn), asio::use_awaitable); });
+                co_return co_await attempt();
             } catch (const error& e) {
-                if (lane == nullptr || e.code() != make_error_code(errc::needs_writer)) {
+                if (primary_code(e.code()) == errc::busy) {
+                    busy = std::current_exception();
+                } else if (lane == nullptr || e.code() != make_error_code(errc::needs_writer)) {
                     throw;
                 }
+            }
+            if (busy) {
+                co_return co_await detail::retry_busy(*core_, attempt, std::move(busy));
             }
             core_->remember_write(sql);
         }

@@ -275,17 +275,28 @@ auto session_op(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token
 /// with SQLITE_BUSY, waiting on a timer with exponential backoff (1 ms up to
 /// 100 ms) until `core`'s busy budget is spent. Only for attempts that have
 /// no effect when they fail with BUSY: a read, an autocommit write, BEGIN.
+/// first_failure: the caller made the first attempt itself and it failed
+/// with this BUSY error, so this starts with the wait (or rethrows it when
+/// the budget allows no retry).
 template <class Attempt>
-auto retry_busy(engine_core& core, Attempt attempt) -> decltype(attempt()) {
+auto retry_busy(engine_core& core, Attempt attempt, std::exception_ptr first_failure = nullptr)
+    -> decltype(attempt()) {
     const auto deadline = std::chrono::steady_clock::now() + core.busy_budget();
     std::chrono::steady_clock::duration delay = std::chrono::milliseconds(1);
     for (;;) {
-        try {
-            co_return co_await attempt();
-        } catch (const error& e) {
-            if (primary_code(e.code()) != errc::busy ||
-                std::chrono::steady_clock::now() + delay > deadline) {
-                throw;
+        if (first_failure) {
+            if (std::chrono::steady_clock::now() + delay > deadline) {
+                std::rethrow_exception(first_failure);
+            }
+            first_failure = nullptr;
+        } else {
+            try {
+                co_return co_await attempt();
+            } catch (const error& e) {
+                if (primary_code(e.code()) != errc::busy ||
+                    std::chrono::steady_clock::now() + delay > deadline) {
+                    throw;
+                }
             }
         }
         core.count_busy_retry();
