@@ -310,6 +310,8 @@ struct phase_result {
     double wall_s = 0;
     double cpu_s = 0;
     double sys_s = 0;
+    double main_cpu_s = 0;  // the calling thread: the io thread on the asqlite side
+    double sleeps = 0;      // voluntary context switches, all threads
     std::vector<std::int64_t> latency_ns;
 };
 
@@ -317,6 +319,20 @@ double process_cpu_seconds() {
     timespec ts{};
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+double thread_cpu_seconds() {
+    timespec ts{};
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+// Times a thread went to sleep waiting (futex, epoll, I/O): each one is a
+// hand-off that ended in a context switch.
+double process_voluntary_switches() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return static_cast<double>(ru.ru_nvcsw);
 }
 
 // The kernel's share of the CPU time (futex wake-ups, context switches, I/O).
@@ -462,6 +478,8 @@ class async_side {
             }
             const double cpu0 = process_cpu_seconds();
             const double sys0 = process_sys_seconds();
+            const double main0 = thread_cpu_seconds();
+            const double sleeps0 = process_voluntary_switches();
             const auto t0 = steady::now();
             std::vector<std::thread> extra;
             for (std::size_t i = 1; i < io_threads_; ++i) {
@@ -474,6 +492,8 @@ class async_side {
             r.wall_s = std::chrono::duration<double>(steady::now() - t0).count();
             r.cpu_s = process_cpu_seconds() - cpu0;
             r.sys_s = process_sys_seconds() - sys0;
+            r.main_cpu_s = thread_cpu_seconds() - main0;
+            r.sleeps = process_voluntary_switches() - sleeps0;
         });
         state.fill(r);
         for (auto& l : latencies) {
@@ -615,6 +635,8 @@ class raw_side {
         progress.run_with(label, spec, state.progress(), [&] {
             const double cpu0 = process_cpu_seconds();
             const double sys0 = process_sys_seconds();
+            const double main0 = thread_cpu_seconds();
+            const double sleeps0 = process_voluntary_switches();
             const auto t0 = steady::now();
             while (const auto k = state.next()) {
                 const bool write = spec.is_write(*k);
@@ -640,6 +662,8 @@ class raw_side {
             r.wall_s = std::chrono::duration<double>(steady::now() - t0).count();
             r.cpu_s = process_cpu_seconds() - cpu0;
             r.sys_s = process_sys_seconds() - sys0;
+            r.main_cpu_s = thread_cpu_seconds() - main0;
+            r.sleeps = process_voluntary_switches() - sleeps0;
         });
         state.fill(r);
         return r;
@@ -836,6 +860,8 @@ struct side_summary {
     double max_us = 0;
     double cpu_us_per_op = 0;
     double sys_us_per_op = 0;
+    double main_us_per_op = 0;
+    double sleeps_per_op = 0;
     std::uint64_t ops = 0;
 };
 
@@ -845,6 +871,8 @@ side_summary summarise(phase_result& r) {
     s.ops_per_s = r.wall_s > 0 ? static_cast<double>(r.ops) / r.wall_s : 0;
     s.cpu_us_per_op = r.ops > 0 ? r.cpu_s * 1e6 / static_cast<double>(r.ops) : 0;
     s.sys_us_per_op = r.ops > 0 ? r.sys_s * 1e6 / static_cast<double>(r.ops) : 0;
+    s.main_us_per_op = r.ops > 0 ? r.main_cpu_s * 1e6 / static_cast<double>(r.ops) : 0;
+    s.sleeps_per_op = r.ops > 0 ? r.sleeps / static_cast<double>(r.ops) : 0;
     auto& v = r.latency_ns;
     if (!v.empty()) {
         std::sort(v.begin(), v.end());
@@ -888,6 +916,9 @@ side_summary median_side(const std::vector<repetition>& reps, side_summary repet
     s.p99_us = median_of(reps, [&](const repetition& r) { return (r.*side).p99_us; });
     s.cpu_us_per_op = median_of(reps, [&](const repetition& r) { return (r.*side).cpu_us_per_op; });
     s.sys_us_per_op = median_of(reps, [&](const repetition& r) { return (r.*side).sys_us_per_op; });
+    s.main_us_per_op =
+        median_of(reps, [&](const repetition& r) { return (r.*side).main_us_per_op; });
+    s.sleeps_per_op = median_of(reps, [&](const repetition& r) { return (r.*side).sleeps_per_op; });
     for (const auto& r : reps) {
         s.max_us = std::max(s.max_us, (r.*side).max_us);
         s.ops += (r.*side).ops;
@@ -931,13 +962,16 @@ void print_table(const bench_options& o, const std::string& path, std::size_t th
                o.seconds > 0 ? fmt::format("{} s per workload and side", o.seconds)
                              : fmt::format("{} ops per workload and side", o.ops),
                o.repeat);
-    fmt::print("{:<8} {:<8} {:>10} {:>9} {:>9} {:>10} {:>11} {:>9}\n", "workload", "side", "ops/s",
-               "p50 us", "p99 us", "max us", "CPU us/op", "of it sys");
+    fmt::print("{:<8} {:<8} {:>10} {:>9} {:>9} {:>10} {:>11} {:>9} {:>11} {:>9}\n", "workload",
+               "side", "ops/s", "p50 us", "p99 us", "max us", "CPU us/op", "of it sys", "io thread",
+               "sleeps/op");
     for (const auto& w : results) {
         for (const auto& [label, s] : {std::pair{"asqlite", w.async}, std::pair{"raw", w.raw}}) {
-            fmt::print("{:<8} {:<8} {:>10.0f} {:>9.1f} {:>9.1f} {:>10.1f} {:>11.2f} {:>9.2f}\n",
-                       name_of(w.kind), label, s.ops_per_s, s.p50_us, s.p99_us, s.max_us,
-                       s.cpu_us_per_op, s.sys_us_per_op);
+            fmt::print(
+                "{:<8} {:<8} {:>10.0f} {:>9.1f} {:>9.1f} {:>10.1f} {:>11.2f} {:>9.2f} {:>11.2f} "
+                "{:>9.2f}\n",
+                name_of(w.kind), label, s.ops_per_s, s.p50_us, s.p99_us, s.max_us, s.cpu_us_per_op,
+                s.sys_us_per_op, s.main_us_per_op, s.sleeps_per_op);
         }
         std::string verdict;
         if (const auto t = ratio_target(w.kind)) {
@@ -955,8 +989,9 @@ void print_table(const bench_options& o, const std::string& path, std::size_t th
 
 std::string json_side(const side_summary& s) {
     return fmt::format(
-        R"({{"ops": {}, "ops_per_s": {:.1f}, "p50_us": {:.2f}, "p99_us": {:.2f}, "max_us": {:.2f}, "cpu_us_per_op": {:.3f}, "sys_us_per_op": {:.3f}}})",
-        s.ops, s.ops_per_s, s.p50_us, s.p99_us, s.max_us, s.cpu_us_per_op, s.sys_us_per_op);
+        R"({{"ops": {}, "ops_per_s": {:.1f}, "p50_us": {:.2f}, "p99_us": {:.2f}, "max_us": {:.2f}, "cpu_us_per_op": {:.3f}, "sys_us_per_op": {:.3f}, "io_thread_cpu_us_per_op": {:.3f}, "sleeps_per_op": {:.3f}}})",
+        s.ops, s.ops_per_s, s.p50_us, s.p99_us, s.max_us, s.cpu_us_per_op, s.sys_us_per_op,
+        s.main_us_per_op, s.sleeps_per_op);
 }
 
 std::string json_escape(std::string_view text) {
