@@ -39,7 +39,9 @@ struct engine_options {
     std::size_t statement_cache_size = 100;
 
     /// Threads of the async engine's blocking pool; 0: hardware concurrency,
-    /// at least 2.
+    /// at least 2. Only as many as the cores less one for the io thread (at
+    /// least one) work at once while they keep up; the others are woken when
+    /// those are stuck in long statements.
     std::size_t threads = 0;
 
     /// Called on every new connection (on a blocking-pool thread for the
