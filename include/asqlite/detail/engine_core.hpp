@@ -196,15 +196,18 @@ struct run_initiation {
         if (slot.is_connected()) {
             slot.assign([c = &pc->conn, op](asio::cancellation_type) { c->request_cancel(op); });
         }
-        auto job = [pc = pc, op, ex, io = core->io_executor(), pool = &core->pool(),
+        // Moved, never copied: each copy of a type-erased executor costs a
+        // virtual call here and another where it is destroyed, on the worker.
+        auto job = [pc = pc, op, ex = std::move(ex), core = core, pool = &core->pool(),
                     h = std::forward<Handler>(handler),
                     f = std::forward<Fn>(fn)](bool run) mutable {
             std::conditional_t<std::is_void_v<R>, int, R> out{};
             if (!run) {
                 if constexpr (std::is_void_v<R>) {
-                    complete_on(io, std::move(ex), std::move(h), closed_error());
+                    complete_on(core->io_executor(), std::move(ex), std::move(h), closed_error());
                 } else {
-                    complete_on(io, std::move(ex), std::move(h), closed_error(), std::move(out));
+                    complete_on(core->io_executor(), std::move(ex), std::move(h), closed_error(),
+                                std::move(out));
                 }
                 return;
             }
