@@ -17,8 +17,8 @@ cmake --build --preset release -j"$(nproc)"
 # ---------------------------------------------------------------------------
 main_job() {
     local bin=build/release
-    echo "== main job: asqlite-bench --ops 10000"
-    "$bin/bench/asqlite-bench" --ops 10000
+    echo "== main job: asqlite-bench --ops 20000 --repeat 3"
+    "$bin/bench/asqlite-bench" --ops 20000 --repeat 3
     echo "== main job done (figures and how to read them: docs/benchmarks.md)"
 }
 
