@@ -1,6 +1,8 @@
 #include "asqlite/detail/blocking_pool.hpp"
 
+#include <boost/asio/execution/context.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/query.hpp>
 
 #include <thread>
 
@@ -8,6 +10,7 @@ namespace asqlite::detail {
 
 namespace {
 thread_local blocking_pool* current_pool = nullptr;  // the pool this worker serves
+thread_local std::int64_t next_stall_check = 0;      // wake_if_stalled's rate limit
 
 std::int64_t now_ns() noexcept {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -73,6 +76,7 @@ class blocking_pool::drainer {
 
 blocking_pool::blocking_pool(boost::asio::any_io_executor io, const blocking_pool_options& options)
     : io_(std::move(io)),
+      context_(&boost::asio::query(io_, boost::asio::execution::context)),
       batch_(options.batch == 0 ? 1 : options.batch),
       max_hold_ns_(std::chrono::duration_cast<std::chrono::nanoseconds>(options.max_hold).count()),
       stall_ns_(std::chrono::duration_cast<std::chrono::nanoseconds>(options.stall).count()),
@@ -218,6 +222,7 @@ void blocking_pool::flush_if_aged() noexcept {
         post = flush_due(now);
     }
     if (post) {
+        progress_flushes_.fetch_add(1, std::memory_order_relaxed);
         post_drain();
     }
 }
@@ -230,29 +235,48 @@ void blocking_pool::on_progress() noexcept {
 }
 
 void blocking_pool::wake_if_stalled() noexcept {
-    // Inside a long statement: let a sleeping thread take the queue.
+    // Inside a long statement: let a sleeping thread take the queue. Looked
+    // at under the lock at most once per `stall` per thread.
     if (queued_hint_.load(std::memory_order_relaxed) == 0 ||
         sleeping_hint_.load(std::memory_order_relaxed) == 0) {
         return;
     }
+    const std::int64_t now = now_ns();
+    if (now < next_stall_check) {
+        return;
+    }
+    next_stall_check = now + stall_ns_;
     bool wake = false;
     {
         std::lock_guard lock(mutex_);
-        wake = jobs_.size != 0 && sleeping_ > 0 && !enough_awake(now_ns());
+        wake = jobs_.size != 0 && sleeping_ > 0 && !enough_awake(now);
     }
     if (wake) {
+        progress_wakes_.fetch_add(1, std::memory_order_relaxed);
         wake_.notify_one();
     }
+}
+
+bool blocking_pool::any_running() const noexcept {
+    for (const std::int64_t since : running_since_) {
+        if (since != 0) {
+            return true;
+        }
+    }
+    return false;
 }
 
 void blocking_pool::work(std::size_t slot) {
     current_pool = this;
     std::unique_lock lock(mutex_);
+    bool may_take = true;  // false: woke only to look whether a job stalls
     for (;;) {
-        if (blocking_job* job = jobs_.pop()) {
+        if (blocking_job* job = may_take ? jobs_.pop() : nullptr) {
             queued_hint_.store(jobs_.size, std::memory_order_relaxed);
             const std::int64_t now = now_ns();
             running_since_[slot] = now;
+            last_job_start_ = now;
+            next_stall_check = now + stall_ns_;
             // Hand over what waits before a job that may take long.
             const bool post = flush_due(now);
             lock.unlock();
@@ -275,7 +299,24 @@ void blocking_pool::work(std::size_t slot) {
         }
         ++sleeping_;
         sleeping_hint_.store(sleeping_, std::memory_order_relaxed);
-        wake_.wait(lock);
+        if (any_running() || now_ns() - last_job_start_ < watch_window_ns) {
+            // Watch while the pool is busy: a job that blocks outside
+            // SQLite's virtual machine (an fsync, a checkpoint at close, a
+            // lock wait at open) never runs the progress handler, so look
+            // again after `stall` whether the queue or the inbox is stuck
+            // behind it. (A thread that fell asleep on an idle pool sleeps
+            // on; then only submit-time checks cover the first `stall` of
+            // such a job.)
+            const bool timed_out = wake_.wait_for(lock, std::chrono::nanoseconds(stall_ns_)) ==
+                                   std::cv_status::timeout;
+            may_take = !timed_out || closed_ || !enough_awake(now_ns());
+            if (timed_out && may_take && jobs_.size != 0) {
+                watch_wakes_.fetch_add(1, std::memory_order_relaxed);
+            }
+        } else {
+            wake_.wait(lock);
+            may_take = true;
+        }
         --sleeping_;
         sleeping_hint_.store(sleeping_, std::memory_order_relaxed);
     }

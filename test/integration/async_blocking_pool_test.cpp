@@ -14,8 +14,9 @@
 #include <thread>
 #include <vector>
 
-#include "asqlite/connection.hpp"
+#include "asqlite/asqlite.hpp"
 #include "asqlite/detail/blocking_pool.hpp"
+#include "support/temp_dir.hpp"
 
 namespace asqlite {
 namespace {
@@ -135,6 +136,7 @@ TEST(BlockingPool, ACompletionIsNotHeldBehindALongStatement) {
     EXPECT_EQ(delivered.load(), 3);
     EXPECT_TRUE(seen_while_long_ran.load())
         << "the completion waited for the long statement to finish";
+    EXPECT_GE(pool->progress_flushes(), 1u) << "not handed over from the progress handler";
 }
 
 TEST(BlockingPool, AStalledThreadLetsASleepingOneTakeTheQueue) {
@@ -173,6 +175,76 @@ TEST(BlockingPool, AStalledThreadLetsASleepingOneTakeTheQueue) {
     pool->join();
     EXPECT_TRUE(short_done.load());
     EXPECT_TRUE(short_ran_during_long.load()) << "the queue waited for the long statement";
+    EXPECT_GE(pool->progress_wakes(), 1u) << "not woken from the progress handler";
+}
+
+TEST(BlockingPool, AJobBlockedOutsideSqliteDoesNotHoldUpTheQueue) {
+    // A job that blocks without running SQLite's virtual machine (an fsync,
+    // a checkpoint, a lock wait at open) never calls the progress handler:
+    // a thread that went to sleep while it ran looks again after `stall`
+    // and takes the job queued behind it.
+    asio::io_context io;
+    auto pool = make_pool(io, 2, 8, 200us, 1, 20ms);
+    // Make the pool busy first, so that both threads go to sleep watching.
+    std::atomic<int> warm{0};
+    pool->post([&](bool) { warm.fetch_add(1); });
+    pool->post([&](bool) { warm.fetch_add(1); });
+    while (warm.load() < 2) {
+        std::this_thread::yield();
+    }
+    std::this_thread::sleep_for(1ms);
+    std::atomic<bool> blocked_started{false};
+    std::atomic<bool> blocked_done{false};
+    std::atomic<bool> queued_ran_during_block{false};
+    std::atomic<bool> queued_done{false};
+    pool->post([&](bool) {
+        blocked_started = true;
+        std::this_thread::sleep_for(600ms);
+        blocked_done = true;
+    });
+    while (!blocked_started.load()) {
+        std::this_thread::yield();
+    }
+    // Queued well inside `stall`, so submit itself sees a fresh job and wakes
+    // nobody; only the watching thread can take it.
+    pool->post([&](bool) {
+        queued_ran_during_block = !blocked_done.load();
+        queued_done = true;
+    });
+    while (!queued_done.load() && !blocked_done.load()) {
+        std::this_thread::sleep_for(1ms);
+    }
+    pool->join();
+    EXPECT_TRUE(queued_done.load());
+    EXPECT_TRUE(queued_ran_during_block.load()) << "the queue waited for the blocked job";
+    EXPECT_GE(pool->watch_wakes(), 1u);
+}
+
+TEST(BlockingPool, AHandlerOnAnotherContextNeedsNotTheEnginesContext) {
+    // The inbox runs on the engine's executor; a coroutine on another
+    // io_context must get its results even when the engine's never runs.
+    test::temp_dir dir;
+    engine_options o;
+    o.path = dir.file("other.db");
+    o.pool_size = 3;
+    o.threads = 2;
+    init_db(create_engine(o));
+    asio::io_context engine_io;  // never run
+    asio::io_context user_io;
+    auto db = create_async_engine(engine_io.get_executor(), o);
+    std::optional<std::int64_t> got;
+    std::exception_ptr failure;
+    asio::co_spawn(
+        user_io,
+        [&]() -> asio::awaitable<void> {
+            auto s = co_await db.session();
+            got = co_await s.scalar<std::int64_t>("SELECT 41 + 1");
+            got = *got + co_await s.scalar<std::int64_t>("SELECT count(*) FROM fileinfo");
+        },
+        [&](std::exception_ptr ep) { failure = ep; });
+    user_io.run_for(20s);
+    ASSERT_FALSE(failure);
+    EXPECT_EQ(got, 42);
 }
 
 TEST(BlockingPool, CompletionsOfADestroyedIoContextAreFreedNotRun) {

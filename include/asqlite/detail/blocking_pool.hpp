@@ -85,6 +85,10 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     void deliver(F&& f) {
         hand_over(make_job([g = std::forward<F>(f)](bool) mutable { g(); }));
     }
+    /// The executor completions are handed to, and its execution context.
+    const boost::asio::any_io_executor& io() const noexcept { return io_; }
+    const void* io_context_id() const noexcept { return context_; }
+
     /// Refuses new work from now on (it runs inline as "not live"); queued
     /// jobs still run.
     void close() noexcept;
@@ -95,6 +99,20 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     /// Called from SQLite's progress handler on any thread: hands over the
     /// inbox of the pool this thread works for if it has waited too long.
     static void on_progress() noexcept;
+
+    /// How often the inbox was handed over, or a sleeping thread woken,
+    /// from inside a running statement (the progress handler), and how often
+    /// a watching thread took over a queue stuck behind a job: for tests and
+    /// diagnostics.
+    std::uint64_t progress_flushes() const noexcept {
+        return progress_flushes_.load(std::memory_order_relaxed);
+    }
+    std::uint64_t progress_wakes() const noexcept {
+        return progress_wakes_.load(std::memory_order_relaxed);
+    }
+    std::uint64_t watch_wakes() const noexcept {
+        return watch_wakes_.load(std::memory_order_relaxed);
+    }
 
   private:
     template <class F>
@@ -149,10 +167,12 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     void work(std::size_t slot);
     bool enough_awake(std::int64_t now) const noexcept;
     void wake_if_stalled() noexcept;
+    bool any_running() const noexcept;
     static std::size_t default_active() noexcept;
     static constexpr std::size_t backlog_per_thread = 2;
 
     const boost::asio::any_io_executor io_;
+    const void* context_;  // io_'s execution context
     const std::size_t batch_;
     const std::int64_t max_hold_ns_;
     const std::int64_t stall_ns_;
@@ -163,11 +183,16 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     list inbox_;  // under mutex_
     std::size_t sleeping_ = 0;
     std::vector<std::int64_t> running_since_;  // per thread: job start (ns), 0: none
+    std::int64_t last_job_start_ = 0;          // ns; sleepers watch while it is recent
+    static constexpr std::int64_t watch_window_ns = 100'000'000;
     bool drain_pending_ = false;
     bool closed_ = false;
     std::atomic<std::int64_t> held_since_{0};    // oldest inbox entry (ns), 0: none
     std::atomic<std::size_t> queued_hint_{0};    // jobs_.size, for the progress hook
     std::atomic<std::size_t> sleeping_hint_{0};  // sleeping_, likewise
+    std::atomic<std::uint64_t> progress_flushes_{0};
+    std::atomic<std::uint64_t> progress_wakes_{0};
+    std::atomic<std::uint64_t> watch_wakes_{0};
     boost::asio::thread_pool threads_;
     bool joined_ = false;
 };

@@ -8,9 +8,11 @@
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/execution/context.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
+#include <boost/asio/query.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -163,8 +165,27 @@ void complete_on(const asio::any_io_executor& io, Executor ex, Handler&& handler
 /// pool's batched inbox (see blocking_pool.hpp), clearing its cancellation
 /// slot first. The inbox runs on the engine's io executor; from there the
 /// handler is dispatched, so it runs at once when `ex` is that executor.
+/// A handler whose executor belongs to another execution context is posted
+/// there directly (as before the inbox existed).
+template <class Executor>
+bool same_context(const Executor& ex, const blocking_pool& pool) noexcept {
+    if constexpr (requires { asio::query(ex, asio::execution::context); }) {
+        return static_cast<const void*>(&asio::query(ex, asio::execution::context)) ==
+               pool.io_context_id();
+    } else {
+        return false;
+    }
+}
+
 template <class Executor, class Handler, class... Args>
 void deliver_on(blocking_pool& pool, Executor ex, Handler&& handler, Args&&... args) {
+    if (!same_context(ex, pool)) {
+        // The handler lives on another execution context: straight there, so
+        // its completion never waits for the engine's io_context to run.
+        complete_on(pool.io(), std::move(ex), std::forward<Handler>(handler),
+                    std::forward<Args>(args)...);
+        return;
+    }
     pool.deliver([ex = std::move(ex), h = std::forward<Handler>(handler),
                   ... a = std::forward<Args>(args)]() mutable {
         asio::dispatch(std::move(ex), [h = std::move(h), ... a = std::move(a)]() mutable {
