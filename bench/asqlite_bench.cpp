@@ -315,33 +315,42 @@ struct phase_result {
     std::vector<std::int64_t> latency_ns;
 };
 
-double process_cpu_seconds() {
-    timespec ts{};
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
+/// What a phase costs, read when it starts and when it ends: wall time, the
+/// process's CPU and kernel time, the calling thread's CPU time (the io
+/// thread on the asqlite side) and the voluntary context switches of all
+/// threads (hand-offs that ended in a sleep).
+class phase_meter {
+  public:
+    phase_meter() : start_(now()) {}
+    void fill(phase_result& r) const {
+        const reading end = now();
+        r.wall_s = std::chrono::duration<double>(end.wall - start_.wall).count();
+        r.cpu_s = end.cpu - start_.cpu;
+        r.sys_s = end.sys - start_.sys;
+        r.main_cpu_s = end.thread_cpu - start_.thread_cpu;
+        r.sleeps = end.sleeps - start_.sleeps;
+    }
 
-double thread_cpu_seconds() {
-    timespec ts{};
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
-
-// Times a thread went to sleep waiting (futex, epoll, I/O): each one is a
-// hand-off that ended in a context switch.
-double process_voluntary_switches() {
-    rusage ru{};
-    getrusage(RUSAGE_SELF, &ru);
-    return static_cast<double>(ru.ru_nvcsw);
-}
-
-// The kernel's share of the CPU time (futex wake-ups, context switches, I/O).
-double process_sys_seconds() {
-    rusage ru{};
-    getrusage(RUSAGE_SELF, &ru);
-    return static_cast<double>(ru.ru_stime.tv_sec) +
-           static_cast<double>(ru.ru_stime.tv_usec) * 1e-6;
-}
+  private:
+    struct reading {
+        steady::time_point wall;
+        double cpu, sys, thread_cpu, sleeps;
+    };
+    static double seconds(clockid_t clock) {
+        timespec ts{};
+        clock_gettime(clock, &ts);
+        return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+    }
+    static reading now() {
+        rusage ru{};
+        getrusage(RUSAGE_SELF, &ru);
+        return {steady::now(), seconds(CLOCK_PROCESS_CPUTIME_ID),
+                static_cast<double>(ru.ru_stime.tv_sec) +
+                    static_cast<double>(ru.ru_stime.tv_usec) * 1e-6,
+                seconds(CLOCK_THREAD_CPUTIME_ID), static_cast<double>(ru.ru_nvcsw)};
+    }
+    reading start_;
+};
 
 /// Shared bookkeeping of a phase: the operation counter, failures, the end.
 class phase_state {
@@ -476,11 +485,7 @@ class async_side {
                 l.reserve(spec.ops != 0 ? spec.ops / concurrency_ + 2 : 1024);
                 asio::co_spawn(io_, worker(spec, state, l), asio::detached);
             }
-            const double cpu0 = process_cpu_seconds();
-            const double sys0 = process_sys_seconds();
-            const double main0 = thread_cpu_seconds();
-            const double sleeps0 = process_voluntary_switches();
-            const auto t0 = steady::now();
+            const phase_meter meter;
             std::vector<std::thread> extra;
             for (std::size_t i = 1; i < io_threads_; ++i) {
                 extra.emplace_back([this] { io_.run(); });
@@ -489,11 +494,7 @@ class async_side {
             for (auto& t : extra) {
                 t.join();
             }
-            r.wall_s = std::chrono::duration<double>(steady::now() - t0).count();
-            r.cpu_s = process_cpu_seconds() - cpu0;
-            r.sys_s = process_sys_seconds() - sys0;
-            r.main_cpu_s = thread_cpu_seconds() - main0;
-            r.sleeps = process_voluntary_switches() - sleeps0;
+            meter.fill(r);
         });
         state.fill(r);
         for (auto& l : latencies) {
@@ -633,11 +634,7 @@ class raw_side {
             r.latency_ns.reserve(spec.ops);
         }
         progress.run_with(label, spec, state.progress(), [&] {
-            const double cpu0 = process_cpu_seconds();
-            const double sys0 = process_sys_seconds();
-            const double main0 = thread_cpu_seconds();
-            const double sleeps0 = process_voluntary_switches();
-            const auto t0 = steady::now();
+            const phase_meter meter;
             while (const auto k = state.next()) {
                 const bool write = spec.is_write(*k);
                 const auto op0 = steady::now();
@@ -659,11 +656,7 @@ class raw_side {
                 r.latency_ns.push_back(std::chrono::nanoseconds(steady::now() - op0).count());
                 state.done(write);
             }
-            r.wall_s = std::chrono::duration<double>(steady::now() - t0).count();
-            r.cpu_s = process_cpu_seconds() - cpu0;
-            r.sys_s = process_sys_seconds() - sys0;
-            r.main_cpu_s = thread_cpu_seconds() - main0;
-            r.sleeps = process_voluntary_switches() - sleeps0;
+            meter.fill(r);
         });
         state.fill(r);
         return r;
