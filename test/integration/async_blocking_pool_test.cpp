@@ -39,6 +39,40 @@ std::shared_ptr<blocking_pool> make_pool(asio::io_context& io, std::size_t threa
     return std::make_shared<blocking_pool>(io.get_executor(), o);
 }
 
+/// Posts `long_job`, then (once it runs, and `gap` later) a short job, waits
+/// until either finishes, and joins the pool (not earlier: closing wakes
+/// every thread). Says whether the short job ran, and ran before the long
+/// one had finished.
+struct overlap {
+    bool short_ran = false;
+    bool short_ran_during_long = false;
+};
+template <class LongJob>
+overlap queue_behind(blocking_pool& pool, LongJob long_job, std::chrono::milliseconds gap) {
+    std::atomic<bool> long_started{false};
+    std::atomic<bool> long_done{false};
+    std::atomic<bool> short_ran_during_long{false};
+    std::atomic<bool> short_done{false};
+    pool.post([&](bool) {
+        long_started = true;
+        long_job();
+        long_done = true;
+    });
+    while (!long_started.load()) {
+        std::this_thread::yield();
+    }
+    std::this_thread::sleep_for(gap);
+    pool.post([&](bool) {
+        short_ran_during_long = !long_done.load();
+        short_done = true;
+    });
+    while (!short_done.load() && !long_done.load()) {
+        std::this_thread::sleep_for(1ms);
+    }
+    pool.join();
+    return {short_done.load(), short_ran_during_long.load()};
+}
+
 TEST(BlockingPool, EveryJobRunsOnAWorkerAndCompletesOnceOnTheIoThread) {
     asio::io_context io;
     auto pool = make_pool(io, 2, 8, 200us);
@@ -149,32 +183,16 @@ TEST(BlockingPool, AStalledThreadLetsASleepingOneTakeTheQueue) {
     auto pool = make_pool(io, 2, 8, 200us, 1, 100ms);
     std::this_thread::sleep_for(50ms);  // both threads asleep
     connection db(":memory:");
-    std::atomic<bool> long_started{false};
-    std::atomic<bool> long_done{false};
-    std::atomic<bool> short_ran_during_long{false};
-    std::atomic<bool> short_done{false};
-    pool->post([&](bool) {
-        long_started = true;
-        db.scalar<std::int64_t>(
-            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 6000000) "
-            "SELECT count(*) FROM c");
-        long_done = true;
-    });
-    while (!long_started.load()) {
-        std::this_thread::yield();
-    }
-    std::this_thread::sleep_for(5ms);  // the other thread is back asleep
-    pool->post([&](bool) {
-        short_ran_during_long = !long_done.load();
-        short_done = true;
-    });
-    // Not join() yet: closing the pool wakes every thread.
-    while (!short_done.load() && !long_done.load()) {
-        std::this_thread::sleep_for(1ms);
-    }
-    pool->join();
-    EXPECT_TRUE(short_done.load());
-    EXPECT_TRUE(short_ran_during_long.load()) << "the queue waited for the long statement";
+    const overlap r = queue_behind(
+        *pool,
+        [&] {
+            db.scalar<std::int64_t>(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 6000000) "
+                "SELECT count(*) FROM c");
+        },
+        5ms);  // the other thread is back asleep
+    EXPECT_TRUE(r.short_ran);
+    EXPECT_TRUE(r.short_ran_during_long) << "the queue waited for the long statement";
     EXPECT_GE(pool->progress_wakes(), 1u) << "not woken from the progress handler";
 }
 
@@ -193,30 +211,12 @@ TEST(BlockingPool, AJobBlockedOutsideSqliteDoesNotHoldUpTheQueue) {
         std::this_thread::yield();
     }
     std::this_thread::sleep_for(1ms);
-    std::atomic<bool> blocked_started{false};
-    std::atomic<bool> blocked_done{false};
-    std::atomic<bool> queued_ran_during_block{false};
-    std::atomic<bool> queued_done{false};
-    pool->post([&](bool) {
-        blocked_started = true;
-        std::this_thread::sleep_for(600ms);
-        blocked_done = true;
-    });
-    while (!blocked_started.load()) {
-        std::this_thread::yield();
-    }
-    // Queued well inside `stall`, so submit itself sees a fresh job and wakes
-    // nobody; only the watching thread can take it.
-    pool->post([&](bool) {
-        queued_ran_during_block = !blocked_done.load();
-        queued_done = true;
-    });
-    while (!queued_done.load() && !blocked_done.load()) {
-        std::this_thread::sleep_for(1ms);
-    }
-    pool->join();
-    EXPECT_TRUE(queued_done.load());
-    EXPECT_TRUE(queued_ran_during_block.load()) << "the queue waited for the blocked job";
+    // The short job is queued well inside `stall`, so submit itself sees a
+    // fresh job and wakes nobody; only the watching thread can take it.
+    const overlap r = queue_behind(
+        *pool, [] { std::this_thread::sleep_for(600ms); }, 0ms);
+    EXPECT_TRUE(r.short_ran);
+    EXPECT_TRUE(r.short_ran_during_long) << "the queue waited for the blocked job";
     EXPECT_GE(pool->watch_wakes(), 1u);
 }
 
