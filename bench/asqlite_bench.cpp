@@ -312,6 +312,11 @@ struct phase_result {
     double sys_s = 0;
     double main_cpu_s = 0;  // the calling thread: the io thread on the asqlite side
     double sleeps = 0;      // voluntary context switches, all threads
+    // asqlite side: blocking-pool jobs, completion batches handed to the io
+    // thread, and blocking threads woken for work (engine stats).
+    double jobs = 0;
+    double handovers = 0;
+    double wakes = 0;
     std::vector<std::int64_t> latency_ns;
 };
 
@@ -486,6 +491,7 @@ class async_side {
                 asio::co_spawn(io_, worker(spec, state, l), asio::detached);
             }
             const phase_meter meter;
+            const asqlite::pool_stats before = engine_.stats();
             std::vector<std::thread> extra;
             for (std::size_t i = 1; i < io_threads_; ++i) {
                 extra.emplace_back([this] { io_.run(); });
@@ -495,6 +501,10 @@ class async_side {
                 t.join();
             }
             meter.fill(r);
+            const asqlite::pool_stats after = engine_.stats();
+            r.jobs = static_cast<double>(after.blocking_jobs - before.blocking_jobs);
+            r.handovers = static_cast<double>(after.handovers - before.handovers);
+            r.wakes = static_cast<double>(after.thread_wakes - before.thread_wakes);
         });
         state.fill(r);
         for (auto& l : latencies) {
@@ -514,6 +524,10 @@ class async_side {
         e.journal_mode = o.journal;
         e.synchronous = o.synchronous;
         e.echo = false;
+        if (const char* x = std::getenv("XP_PRAGMA")) {
+            std::string sql = x;
+            e.on_connect = [sql](asqlite::connection& c) { c.execute(sql); };
+        }
         return e;
     }
 
@@ -855,6 +869,8 @@ struct side_summary {
     double sys_us_per_op = 0;
     double main_us_per_op = 0;
     double sleeps_per_op = 0;
+    double batch = 0;          // blocking jobs per completion hand-over (asqlite)
+    double wakes_per_op = 0;   // blocking threads woken for work (asqlite)
     std::uint64_t ops = 0;
 };
 
@@ -866,6 +882,8 @@ side_summary summarise(phase_result& r) {
     s.sys_us_per_op = r.ops > 0 ? r.sys_s * 1e6 / static_cast<double>(r.ops) : 0;
     s.main_us_per_op = r.ops > 0 ? r.main_cpu_s * 1e6 / static_cast<double>(r.ops) : 0;
     s.sleeps_per_op = r.ops > 0 ? r.sleeps / static_cast<double>(r.ops) : 0;
+    s.batch = r.handovers > 0 ? r.jobs / r.handovers : 0;
+    s.wakes_per_op = r.ops > 0 ? r.wakes / static_cast<double>(r.ops) : 0;
     auto& v = r.latency_ns;
     if (!v.empty()) {
         std::sort(v.begin(), v.end());
@@ -912,6 +930,8 @@ side_summary median_side(const std::vector<repetition>& reps, side_summary repet
     s.main_us_per_op =
         median_of(reps, [&](const repetition& r) { return (r.*side).main_us_per_op; });
     s.sleeps_per_op = median_of(reps, [&](const repetition& r) { return (r.*side).sleeps_per_op; });
+    s.batch = median_of(reps, [&](const repetition& r) { return (r.*side).batch; });
+    s.wakes_per_op = median_of(reps, [&](const repetition& r) { return (r.*side).wakes_per_op; });
     for (const auto& r : reps) {
         s.max_us = std::max(s.max_us, (r.*side).max_us);
         s.ops += (r.*side).ops;
@@ -955,16 +975,17 @@ void print_table(const bench_options& o, const std::string& path, std::size_t th
                o.seconds > 0 ? fmt::format("{} s per workload and side", o.seconds)
                              : fmt::format("{} ops per workload and side", o.ops),
                o.repeat);
-    fmt::print("{:<8} {:<8} {:>10} {:>9} {:>9} {:>10} {:>11} {:>9} {:>11} {:>9}\n", "workload",
-               "side", "ops/s", "p50 us", "p99 us", "max us", "CPU us/op", "of it sys", "io thread",
-               "sleeps/op");
+    fmt::print("{:<8} {:<8} {:>10} {:>9} {:>9} {:>10} {:>11} {:>9} {:>11} {:>9} {:>6}\n",
+               "workload", "side", "ops/s", "p50 us", "p99 us", "max us", "CPU us/op", "of it sys",
+               "io thread", "sleeps/op", "batch");
     for (const auto& w : results) {
         for (const auto& [label, s] : {std::pair{"asqlite", w.async}, std::pair{"raw", w.raw}}) {
             fmt::print(
                 "{:<8} {:<8} {:>10.0f} {:>9.1f} {:>9.1f} {:>10.1f} {:>11.2f} {:>9.2f} {:>11.2f} "
-                "{:>9.2f}\n",
+                "{:>9.2f} {:>6}\n",
                 name_of(w.kind), label, s.ops_per_s, s.p50_us, s.p99_us, s.max_us, s.cpu_us_per_op,
-                s.sys_us_per_op, s.main_us_per_op, s.sleeps_per_op);
+                s.sys_us_per_op, s.main_us_per_op, s.sleeps_per_op,
+                s.batch > 0 ? fmt::format("{:.1f}", s.batch) : std::string("-"));
         }
         std::string verdict;
         if (const auto t = ratio_target(w.kind)) {
@@ -982,9 +1003,9 @@ void print_table(const bench_options& o, const std::string& path, std::size_t th
 
 std::string json_side(const side_summary& s) {
     return fmt::format(
-        R"({{"ops": {}, "ops_per_s": {:.1f}, "p50_us": {:.2f}, "p99_us": {:.2f}, "max_us": {:.2f}, "cpu_us_per_op": {:.3f}, "sys_us_per_op": {:.3f}, "io_thread_cpu_us_per_op": {:.3f}, "sleeps_per_op": {:.3f}}})",
+        R"({{"ops": {}, "ops_per_s": {:.1f}, "p50_us": {:.2f}, "p99_us": {:.2f}, "max_us": {:.2f}, "cpu_us_per_op": {:.3f}, "sys_us_per_op": {:.3f}, "io_thread_cpu_us_per_op": {:.3f}, "sleeps_per_op": {:.3f}, "jobs_per_handover": {:.2f}, "wakes_per_op": {:.3f}}})",
         s.ops, s.ops_per_s, s.p50_us, s.p99_us, s.max_us, s.cpu_us_per_op, s.sys_us_per_op,
-        s.main_us_per_op, s.sleeps_per_op);
+        s.main_us_per_op, s.sleeps_per_op, s.batch, s.wakes_per_op);
 }
 
 std::string json_escape(std::string_view text) {

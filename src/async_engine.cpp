@@ -612,6 +612,11 @@ pool_stats async_engine::stats() const {
         s.writer_in_use = ws.in_use;
         s.busy_retries += w->busy_retries();
     }
+    const auto bs = parts_->core->pool().stats();
+    s.blocking_jobs = bs.jobs;
+    s.handovers = bs.handovers;
+    s.thread_sleeps = bs.sleeps;
+    s.thread_wakes = bs.wakes;
     return s;
 }
 const engine_options& async_engine::options() const noexcept {

@@ -12,12 +12,29 @@ namespace {
 thread_local blocking_pool* current_pool = nullptr;  // the pool this worker serves
 thread_local std::int64_t next_stall_check = 0;      // wake_if_stalled's rate limit
 
+// The pool's lock is held for a few dozen instructions at a time. A thread
+// that finds it taken tries again briefly before it sleeps on it: on a VM a
+// futex sleep and wake-up cost more than the whole critical section.
+void lock_spinning(std::unique_lock<std::mutex>& lock) noexcept {
+    for (int i = 0; i < 100; ++i) {
+        if (lock.try_lock()) {
+            return;
+        }
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+    }
+    lock.lock();
+}
+
 std::int64_t now_ns() noexcept {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
                std::chrono::steady_clock::now().time_since_epoch())
         .count();
 }
 }  // namespace
+
+thread_local blocking_pool::list* blocking_pool::finished_ = nullptr;
 
 std::size_t blocking_pool::default_active() noexcept {
     const std::size_t cores = std::thread::hardware_concurrency();
@@ -33,6 +50,20 @@ void blocking_pool::list::push(blocking_job* j) noexcept {
     }
     tail = j;
     ++size;
+}
+
+void blocking_pool::list::splice(list&& other) noexcept {
+    if (other.head == nullptr) {
+        return;
+    }
+    if (tail != nullptr) {
+        tail->next_ = other.head;
+    } else {
+        head = other.head;
+    }
+    tail = other.tail;
+    size += other.size;
+    other = list{};
 }
 
 blocking_job* blocking_pool::list::pop() noexcept {
@@ -83,6 +114,11 @@ blocking_pool::blocking_pool(boost::asio::any_io_executor io, const blocking_poo
       active_(options.active != 0 ? options.active : default_active()),
       running_since_(options.threads, 0),
       threads_(options.threads) {
+    sleepers_.reserve(options.threads);
+    idle_.reserve(options.threads);
+    for (std::size_t i = 0; i < options.threads; ++i) {
+        sleepers_.push_back(std::make_unique<sleeper>());
+    }
     for (std::size_t i = 0; i < options.threads; ++i) {
         boost::asio::post(threads_, [this, i] { work(i); });
     }
@@ -99,20 +135,51 @@ blocking_pool::~blocking_pool() {
 }
 
 void blocking_pool::submit(blocking_job* job) noexcept {
-    bool wake = false;
+    wake_up wake;
     {
-        std::lock_guard lock(mutex_);
+        std::unique_lock lock(mutex_, std::defer_lock);
+        lock_spinning(lock);
         if (!closed_) {
             jobs_.push(job);
             queued_hint_.store(jobs_.size, std::memory_order_relaxed);
-            wake = sleeping_ > 0 && !enough_awake(now_ns());
+            if (!idle_.empty() && !enough_awake(now_ns())) {
+                wake = claim_sleeper();
+            }
             job = nullptr;
         }
     }
     if (job != nullptr) {
         job->run(false);
-    } else if (wake) {
-        wake_.notify_one();
+    } else {
+        wake.notify();
+    }
+}
+
+blocking_pool::wake_up blocking_pool::claim_sleeper() noexcept {
+    wake_up w;
+    if (idle_.empty()) {
+        return w;
+    }
+    sleeper& s = *sleepers_[idle_.back()];
+    idle_.pop_back();
+    sleeping_hint_.store(idle_.size(), std::memory_order_relaxed);
+    s.woken = true;
+    ++counters_.wakes;
+    w.claimed = &s.cv;
+    // The pool is busy now. A thread that fell asleep on an idle pool does
+    // not watch; if it is the one to watch now, let it look.
+    if (!idle_.empty() && !sleepers_[idle_.front()]->watching) {
+        w.nudged = &sleepers_[idle_.front()]->cv;
+    }
+    return w;
+}
+
+void blocking_pool::wake_up::notify() const noexcept {
+    if (claimed != nullptr) {
+        claimed->notify_one();
+    }
+    if (nudged != nullptr) {
+        nudged->notify_one();
     }
 }
 
@@ -127,7 +194,7 @@ bool blocking_pool::enough_awake(std::int64_t now) const noexcept {
             ++soon;
         }
     }
-    soon -= std::min(soon, sleeping_);  // sleepers count as "between jobs"
+    soon -= std::min(soon, idle_.size());  // sleepers count as "between jobs"
     if (soon == 0) {
         return false;
     }
@@ -141,7 +208,7 @@ bool blocking_pool::flush_due(std::int64_t now) noexcept {
         return false;
     }
     const std::int64_t since = held_since_.load(std::memory_order_relaxed);
-    if (jobs_.size == 0 || inbox_.size >= batch_ || closed_ ||
+    if (jobs_.size == 0 || inbox_.size >= batch_ || inbox_.size >= jobs_.size || closed_ ||
         (since != 0 && now - since >= max_hold_ns_)) {
         drain_pending_ = true;
         return true;
@@ -150,10 +217,17 @@ bool blocking_pool::flush_due(std::int64_t now) noexcept {
 }
 
 void blocking_pool::hand_over(blocking_job* job) noexcept {
+    if (current_pool == this && finished_ != nullptr) {
+        // From a job on one of our threads: the thread puts it in the inbox
+        // when the job returns, under the lock it takes for the next job.
+        finished_->push(job);
+        return;
+    }
     const std::int64_t now = now_ns();
     bool post = false;
     {
-        std::lock_guard lock(mutex_);
+        std::unique_lock lock(mutex_, std::defer_lock);
+        lock_spinning(lock);
         if (inbox_.size == 0) {
             held_since_.store(now, std::memory_order_relaxed);
         }
@@ -179,6 +253,7 @@ void blocking_pool::drain() {
     {
         std::lock_guard lock(mutex_);
         batch = std::exchange(inbox_, list{});
+        ++counters_.handovers;
         drain_pending_ = false;
         held_since_.store(0, std::memory_order_relaxed);
     }
@@ -191,11 +266,7 @@ void blocking_pool::drain() {
             if (batch.size != 0) {
                 {
                     std::lock_guard lock(mutex_);
-                    if (inbox_.size != 0) {
-                        batch.tail->next_ = inbox_.head;
-                        batch.tail = inbox_.tail;
-                        batch.size += inbox_.size;
-                    }
+                    batch.splice(std::exchange(inbox_, list{}));
                     inbox_ = batch;
                     drain_pending_ = true;
                     held_since_.store(now_ns(), std::memory_order_relaxed);
@@ -246,14 +317,16 @@ void blocking_pool::wake_if_stalled() noexcept {
         return;
     }
     next_stall_check = now + stall_ns_;
-    bool wake = false;
+    wake_up wake;
     {
         std::lock_guard lock(mutex_);
-        wake = jobs_.size != 0 && sleeping_ > 0 && !enough_awake(now);
+        if (jobs_.size != 0 && !idle_.empty() && !enough_awake(now)) {
+            wake = claim_sleeper();
+        }
     }
-    if (wake) {
+    if (wake.claimed != nullptr) {
         progress_wakes_.fetch_add(1, std::memory_order_relaxed);
-        wake_.notify_one();
+        wake.notify();
     }
 }
 
@@ -268,14 +341,16 @@ bool blocking_pool::any_running() const noexcept {
 
 void blocking_pool::work(std::size_t slot) {
     current_pool = this;
+    list finished;  // completions of the job just run
+    finished_ = &finished;
     std::unique_lock lock(mutex_);
-    bool may_take = true;  // false: woke only to look whether a job stalls
     for (;;) {
-        if (blocking_job* job = may_take ? jobs_.pop() : nullptr) {
+        if (blocking_job* job = jobs_.pop()) {
             queued_hint_.store(jobs_.size, std::memory_order_relaxed);
             const std::int64_t now = now_ns();
             running_since_[slot] = now;
             last_job_start_ = now;
+            ++counters_.jobs;
             next_stall_check = now + stall_ns_;
             // Hand over what waits before a job that may take long.
             const bool post = flush_due(now);
@@ -284,8 +359,14 @@ void blocking_pool::work(std::size_t slot) {
                 post_drain();
             }
             job->run(true);
-            lock.lock();
+            lock_spinning(lock);
             running_since_[slot] = 0;
+            if (finished.size != 0) {
+                if (inbox_.size == 0) {
+                    held_since_.store(now_ns(), std::memory_order_relaxed);
+                }
+                inbox_.splice(std::exchange(finished, list{}));
+            }
             continue;
         }
         if (flush_due(now_ns())) {
@@ -297,38 +378,76 @@ void blocking_pool::work(std::size_t slot) {
         if (closed_) {
             break;  // closed and drained
         }
-        ++sleeping_;
-        sleeping_hint_.store(sleeping_, std::memory_order_relaxed);
-        if (any_running() || now_ns() - last_job_start_ < watch_window_ns) {
-            // Watch while the pool is busy: a job that blocks outside
-            // SQLite's virtual machine (an fsync, a checkpoint at close, a
-            // lock wait at open) never runs the progress handler, so look
-            // again after `stall` whether the queue or the inbox is stuck
-            // behind it. (A thread that fell asleep on an idle pool sleeps
-            // on; then only submit-time checks cover the first `stall` of
-            // such a job.)
-            const bool timed_out = wake_.wait_for(lock, std::chrono::nanoseconds(stall_ns_)) ==
-                                   std::cv_status::timeout;
-            may_take = !timed_out || closed_ || !enough_awake(now_ns());
-            if (timed_out && may_take && jobs_.size != 0) {
-                watch_wakes_.fetch_add(1, std::memory_order_relaxed);
-            }
-        } else {
-            wake_.wait(lock);
-            may_take = true;
-        }
-        --sleeping_;
-        sleeping_hint_.store(sleeping_, std::memory_order_relaxed);
+        sleep(slot, lock);
     }
+    finished_ = nullptr;
     current_pool = nullptr;
 }
 
-void blocking_pool::close() noexcept {
-    {
-        std::lock_guard lock(mutex_);
-        closed_ = true;
+void blocking_pool::sleep(std::size_t slot, std::unique_lock<std::mutex>& lock) {
+    sleeper& me = *sleepers_[slot];
+    me.woken = false;
+    ++counters_.sleeps;
+    idle_.push_back(slot);
+    sleeping_hint_.store(idle_.size(), std::memory_order_relaxed);
+    std::condition_variable* nudge = nullptr;
+    while (!me.woken) {
+        // The thread asleep longest watches while the pool is busy: a job
+        // that blocks outside SQLite's virtual machine (an fsync, a
+        // checkpoint at close, a lock wait at open) never runs the progress
+        // handler, so it looks every 2 `stall`s whether the queue or the inbox
+        // is stuck behind such a job. On an idle pool it sleeps without a
+        // timeout; claim_sleeper() nudges it when work arrives.
+        const bool watch = idle_.front() == slot &&
+                           (any_running() || jobs_.size != 0 ||
+                            now_ns() - last_job_start_ < watch_window_ns);
+        me.watching = watch;
+        if (!watch) {
+            me.cv.wait(lock);
+            continue;
+        }
+        // Every two `stall`s: a statement in SQLite's virtual machine is
+        // caught by the progress handler after one, without this wake-up.
+        if (me.cv.wait_for(lock, std::chrono::nanoseconds(2 * stall_ns_)) ==
+                std::cv_status::no_timeout ||
+            me.woken || idle_.front() != slot) {
+            continue;
+        }
+        if (jobs_.size != 0 && !enough_awake(now_ns())) {
+            // Stuck: take the queue, and let the next sleeper watch.
+            idle_.erase(idle_.begin());
+            sleeping_hint_.store(idle_.size(), std::memory_order_relaxed);
+            watch_wakes_.fetch_add(1, std::memory_order_relaxed);
+            if (!idle_.empty() && !sleepers_[idle_.front()]->watching) {
+                nudge = &sleepers_[idle_.front()]->cv;
+            }
+            break;
+        }
+        if (flush_due(now_ns())) {
+            lock.unlock();
+            post_drain();
+            lock.lock();
+        }
     }
-    wake_.notify_all();
+    if (nudge != nullptr) {
+        nudge->notify_one();
+    }
+}
+
+blocking_pool::counters blocking_pool::stats() {
+    std::lock_guard lock(mutex_);
+    return counters_;
+}
+
+void blocking_pool::close() noexcept {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+    for (const std::size_t slot : idle_) {
+        sleepers_[slot]->woken = true;
+        sleepers_[slot]->cv.notify_one();
+    }
+    idle_.clear();
+    sleeping_hint_.store(0, std::memory_order_relaxed);
 }
 
 void blocking_pool::join() {

@@ -45,6 +45,13 @@ struct pool_stats {
     std::size_t writer_waiters = 0;
     /// SQLITE_BUSY results retried on a timer (another process held a lock).
     std::uint64_t busy_retries = 0;
+    /// The blocking pool: sqlite3 jobs run, batches of completions handed
+    /// back to the io executor, and how often its threads slept and were
+    /// woken for work. jobs / handovers is the mean batch size.
+    std::uint64_t blocking_jobs = 0;
+    std::uint64_t handovers = 0;
+    std::uint64_t thread_sleeps = 0;
+    std::uint64_t thread_wakes = 0;
 };
 
 namespace detail {

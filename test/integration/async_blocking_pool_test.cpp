@@ -128,9 +128,11 @@ TEST(BlockingPool, AnIdlePoolDeliversAtOnceWhateverTheHoldLimit) {
 }
 
 TEST(BlockingPool, ACompletionIsNotHeldBehindALongStatement) {
-    // One worker: J1 finishes while J2 (a long statement) and J3 wait, so
-    // J1's completion is held for batching. SQLite's progress handler inside
-    // J2 must hand it over once max_hold has passed, long before J2 ends.
+    // One worker: J1 finishes while J2 (a long statement), J3 and J4 wait,
+    // so J1's completion is held for batching (one completion, two jobs
+    // still queued behind J2: no hand-over is due when J2 starts). SQLite's
+    // progress handler inside J2 must hand it over once max_hold has passed,
+    // long before J2 ends.
     asio::io_context io;
     auto pool = make_pool(io, 1, 1000, 2ms);
     connection db(":memory:");
@@ -158,6 +160,7 @@ TEST(BlockingPool, ACompletionIsNotHeldBehindALongStatement) {
         long_done = true;
         p->deliver([&] { delivered.fetch_add(1); });
     });
+    pool->post([&, p = pool.get()](bool) { p->deliver([&] { delivered.fetch_add(1); }); });
     pool->post([&, p = pool.get()](bool) {
         p->deliver([&] {
             delivered.fetch_add(1);
@@ -167,10 +170,100 @@ TEST(BlockingPool, ACompletionIsNotHeldBehindALongStatement) {
     go = true;
     io.run_for(60s);
     pool->join();
-    EXPECT_EQ(delivered.load(), 3);
+    EXPECT_EQ(delivered.load(), 4);
     EXPECT_TRUE(seen_while_long_ran.load())
         << "the completion waited for the long statement to finish";
     EXPECT_GE(pool->progress_flushes(), 1u) << "not handed over from the progress handler";
+}
+
+TEST(BlockingPool, CompletionsGoBackBeforeTheQueueRunsDry) {
+    // With one thread, once as many completions wait as jobs remain queued,
+    // the completions go to the io thread, so that it can queue new work
+    // while the thread does the rest. Here neither the batch size nor
+    // max_hold is ever reached: J1's completion must reach the io thread
+    // while J2 runs (J3 still queued), or J2 waits for it in vain.
+    asio::io_context io;
+    auto pool = make_pool(io, 1, 1000, 10s);
+    auto guard = asio::make_work_guard(io);
+    std::thread io_thread([&] { io.run(); });
+    std::atomic<bool> go{false};
+    std::atomic<bool> j1_delivered{false};
+    std::atomic<bool> j2_saw_it{false};
+    std::atomic<bool> j3_delivered{false};
+    pool->post([&](bool) {
+        while (!go.load()) {
+            std::this_thread::yield();
+        }
+    });
+    pool->post([&, p = pool.get()](bool) { p->deliver([&] { j1_delivered = true; }); });
+    pool->post([&](bool) {
+        const auto until = std::chrono::steady_clock::now() + 5s;
+        while (!j1_delivered.load() && std::chrono::steady_clock::now() < until) {
+            std::this_thread::sleep_for(100us);
+        }
+        j2_saw_it = j1_delivered.load();
+    });
+    pool->post([&, p = pool.get()](bool) { p->deliver([&] { j3_delivered = true; }); });
+    go = true;
+    const auto until = std::chrono::steady_clock::now() + 30s;
+    while (!j3_delivered.load() && std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(1ms);
+    }
+    guard.reset();
+    pool->join();
+    io_thread.join();
+    EXPECT_TRUE(j2_saw_it.load()) << "J1's completion was held while J2 ran";
+    EXPECT_TRUE(j3_delivered.load());
+}
+
+/// Waits until the pool's threads have gone to sleep `n` times in all.
+void await_sleeps(blocking_pool& pool, std::uint64_t n) {
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (pool.stats().sleeps < n && std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(1ms);
+    }
+    ASSERT_GE(pool.stats().sleeps, n) << "the pool's threads did not go to sleep";
+}
+
+TEST(BlockingPool, ABurstOfJobsWakesOneThreadTheMostRecentlyIdle) {
+    // Three threads, one working at a time, stall far away: a burst of jobs
+    // on an idle pool wakes exactly one thread (a woken thread counts as
+    // awake at once, not when it gets the lock), and it is the thread that
+    // fell asleep last, whose caches are warm.
+    asio::io_context io;
+    auto pool = make_pool(io, 3, 8, 200us, 1, 10s);
+    await_sleeps(*pool, 3);
+    std::thread::id last_worker;
+    for (int round = 0; round < 5; ++round) {
+        const auto before = pool->stats();
+        std::atomic<bool> release{false};
+        std::atomic<int> done{0};
+        std::vector<std::thread::id> ran_on(4);
+        for (int i = 0; i < 4; ++i) {
+            pool->post([&, i](bool) {
+                ran_on[static_cast<std::size_t>(i)] = std::this_thread::get_id();
+                while (!release.load()) {
+                    std::this_thread::yield();
+                }
+                done.fetch_add(1);
+            });
+        }
+        release = true;
+        while (done.load() != 4) {
+            std::this_thread::sleep_for(100us);
+        }
+        await_sleeps(*pool, before.sleeps + 1);
+        const auto after = pool->stats();
+        EXPECT_EQ(after.wakes - before.wakes, 1u) << "round " << round;
+        for (const auto& id : ran_on) {
+            EXPECT_EQ(id, ran_on[0]) << "round " << round << ": the burst ran on two threads";
+        }
+        if (round > 0) {
+            EXPECT_EQ(ran_on[0], last_worker) << "round " << round << ": woke a cold thread";
+        }
+        last_worker = ran_on[0];
+    }
+    pool->join();
 }
 
 TEST(BlockingPool, AStalledThreadLetsASleepingOneTakeTheQueue) {

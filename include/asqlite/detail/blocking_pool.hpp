@@ -114,6 +114,14 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
         return watch_wakes_.load(std::memory_order_relaxed);
     }
 
+    struct counters {
+        std::uint64_t jobs = 0;       // jobs run on the pool's threads
+        std::uint64_t handovers = 0;  // inbox batches handed to the io executor
+        std::uint64_t sleeps = 0;     // times a thread went to sleep
+        std::uint64_t wakes = 0;      // sleeping threads woken for work
+    };
+    counters stats();
+
   private:
     template <class F>
     class fn_job final : public blocking_job {
@@ -154,7 +162,11 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
         std::size_t size = 0;
         void push(blocking_job* j) noexcept;
         blocking_job* pop() noexcept;
+        void splice(list&& other) noexcept;  // appends other's jobs, emptying it
     };
+    // On a pool thread, while it runs a job: where that job's completions
+    // wait until the job returns.
+    static thread_local list* finished_;
     class drainer;
 
     void submit(blocking_job* job) noexcept;
@@ -165,8 +177,20 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     void drain();
     void flush_if_aged() noexcept;
     void work(std::size_t slot);
+    // Under lock: sleeps until claimed or, as the watcher, until the queue
+    // is stuck behind running jobs.
+    void sleep(std::size_t slot, std::unique_lock<std::mutex>& lock);
     bool enough_awake(std::int64_t now) const noexcept;
     void wake_if_stalled() noexcept;
+    // Under mutex_: takes the most recently idle thread off the idle list
+    // and marks it woken (and, if the thread to watch now is not watching,
+    // names it too); notify() after unlocking.
+    struct wake_up {
+        std::condition_variable* claimed = nullptr;
+        std::condition_variable* nudged = nullptr;
+        void notify() const noexcept;
+    };
+    wake_up claim_sleeper() noexcept;
     bool any_running() const noexcept;
     static std::size_t default_active() noexcept;
     static constexpr std::size_t backlog_per_thread = 2;
@@ -178,18 +202,30 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     const std::int64_t stall_ns_;
     const std::size_t active_;
     std::mutex mutex_;
-    std::condition_variable wake_;
+    // One wake-up per thread, so that a wake reaches the thread it was
+    // meant for: the most recently idle one (its caches are warm), and
+    // never two threads for one burst of submits.
+    struct sleeper {
+        std::condition_variable cv;
+        bool woken = false;     // under mutex_: claimed by a waker or close()
+        bool watching = false;  // under mutex_: in a timed wait (see sleep())
+    };
+    std::vector<std::unique_ptr<sleeper>> sleepers_;  // per thread
     list jobs_;   // under mutex_
     list inbox_;  // under mutex_
-    std::size_t sleeping_ = 0;
+    // Under mutex_: the threads asleep, in the order they fell asleep. The
+    // front one watches while the pool is busy (see work()); wakers take
+    // the back one.
+    std::vector<std::size_t> idle_;
     std::vector<std::int64_t> running_since_;  // per thread: job start (ns), 0: none
     std::int64_t last_job_start_ = 0;          // ns; sleepers watch while it is recent
     static constexpr std::int64_t watch_window_ns = 100'000'000;
     bool drain_pending_ = false;
+    counters counters_;  // under mutex_
     bool closed_ = false;
     std::atomic<std::int64_t> held_since_{0};    // oldest inbox entry (ns), 0: none
     std::atomic<std::size_t> queued_hint_{0};    // jobs_.size, for the progress hook
-    std::atomic<std::size_t> sleeping_hint_{0};  // sleeping_, likewise
+    std::atomic<std::size_t> sleeping_hint_{0};  // idle_.size(), likewise
     std::atomic<std::uint64_t> progress_flushes_{0};
     std::atomic<std::uint64_t> progress_wakes_{0};
     std::atomic<std::uint64_t> watch_wakes_{0};
