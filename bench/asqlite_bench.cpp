@@ -75,8 +75,13 @@ struct bench_options {
     std::string db;  // empty: a fresh temporary file
     std::string journal = "wal";
     std::string synchronous = "normal";
+    std::uint64_t mmap_size = 0;  // > 0: PRAGMA mmap_size on every connection
     bool json = false;
 };
+
+std::string mmap_pragma(const bench_options& o) {
+    return fmt::format("PRAGMA mmap_size = {}", o.mmap_size);
+}
 
 constexpr std::string_view usage_text = R"(usage: asqlite-bench [options]
 
@@ -98,6 +103,8 @@ statements) on the same database, and prints both side by side.
                     at exit); an existing seeded file is reused
   --journal MODE    delete | truncate | persist | memory | wal | off (wal)
   --synchronous S   off | normal | full | extra (normal)
+  --mmap BYTES      PRAGMA mmap_size on every connection of both sides
+                    (default 0: off, SQLite's default)
   --json            machine-readable results on stdout instead of the table
   --stress S [--db PATH]
                     instead of the comparison: 64 writers + 64 readers for S
@@ -207,6 +214,8 @@ bench_options parse_options(int argc, char** argv) {
                 one_of(arg, value, {"delete", "truncate", "persist", "memory", "wal", "off"});
         } else if (arg == "--synchronous") {
             o.synchronous = one_of(arg, value, {"off", "normal", "full", "extra"});
+        } else if (arg == "--mmap") {
+            o.mmap_size = parse_number<std::uint64_t>(arg, value, 0, std::uint64_t{1} << 40);
         } else {
             bad_option(fmt::format("unknown option '{}'", arg));
         }
@@ -524,9 +533,8 @@ class async_side {
         e.journal_mode = o.journal;
         e.synchronous = o.synchronous;
         e.echo = false;
-        if (const char* x = std::getenv("XP_PRAGMA")) {
-            std::string sql = x;
-            e.on_connect = [sql](asqlite::connection& c) { c.execute(sql); };
+        if (o.mmap_size > 0) {
+            e.on_connect = [sql = mmap_pragma(o)](asqlite::connection& c) { c.execute(sql); };
         }
         return e;
     }
@@ -625,6 +633,9 @@ class raw_side {
         exec(fmt::format("PRAGMA synchronous = {}", o.synchronous));
         exec("PRAGMA foreign_keys = ON");
         exec("PRAGMA busy_timeout = 5000");
+        if (o.mmap_size > 0) {
+            exec(mmap_pragma(o));
+        }
         select_ = prepare(select_sql);
         insert_ = prepare(insert_sql);
         update_ = prepare(update_sql);
@@ -869,8 +880,8 @@ struct side_summary {
     double sys_us_per_op = 0;
     double main_us_per_op = 0;
     double sleeps_per_op = 0;
-    double batch = 0;          // blocking jobs per completion hand-over (asqlite)
-    double wakes_per_op = 0;   // blocking threads woken for work (asqlite)
+    double batch = 0;         // blocking jobs per completion hand-over (asqlite)
+    double wakes_per_op = 0;  // blocking threads woken for work (asqlite)
     std::uint64_t ops = 0;
 };
 
@@ -967,10 +978,12 @@ bool overhead_targeted(workload w) {
 void print_table(const bench_options& o, const std::string& path, std::size_t threads,
                  const std::vector<workload_result>& results) {
     fmt::print(
-        "asqlite-bench: {} rows in {} (journal {}, synchronous {})\n"
+        "asqlite-bench: {} rows in {} (journal {}, synchronous {}{})\n"
         "asqlite: {} coroutines, pool {}, {} blocking threads, {} io thread(s); "
         "raw: 1 thread, 1 connection\n",
-        o.rows, path, o.journal, o.synchronous, o.concurrency, o.pool_size, threads, o.io_threads);
+        o.rows, path, o.journal, o.synchronous,
+        o.mmap_size > 0 ? fmt::format(", mmap_size {}", o.mmap_size) : std::string(), o.concurrency,
+        o.pool_size, threads, o.io_threads);
     fmt::print("{}; {} repetition(s), figures are medians\n\n",
                o.seconds > 0 ? fmt::format("{} s per workload and side", o.seconds)
                              : fmt::format("{} ops per workload and side", o.ops),
@@ -1027,11 +1040,12 @@ void print_json(const bench_options& o, const std::string& path, std::size_t thr
                 const std::vector<workload_result>& results) {
     fmt::print(
         "{{\"config\": {{\"rows\": {}, \"db\": \"{}\", \"journal\": \"{}\", \"synchronous\": "
-        "\"{}\", \"concurrency\": {}, \"pool_size\": {}, \"threads\": {}, \"io_threads\": {}, "
+        "\"{}\", \"mmap_size\": {}, \"concurrency\": {}, \"pool_size\": {}, \"threads\": {}, "
+        "\"io_threads\": {}, "
         "\"ops\": {}, \"seconds\": {}, \"repeat\": {}, \"hardware_threads\": {}}},\n"
         " \"workloads\": [",
-        o.rows, json_escape(path), o.journal, o.synchronous, o.concurrency, o.pool_size, threads,
-        o.io_threads, o.seconds > 0 ? 0 : o.ops, o.seconds, o.repeat,
+        o.rows, json_escape(path), o.journal, o.synchronous, o.mmap_size, o.concurrency,
+        o.pool_size, threads, o.io_threads, o.seconds > 0 ? 0 : o.ops, o.seconds, o.repeat,
         std::thread::hardware_concurrency());
     bool first = true;
     for (const auto& w : results) {

@@ -398,9 +398,8 @@ void blocking_pool::sleep(std::size_t slot, std::unique_lock<std::mutex>& lock) 
         // handler, so it looks every 2 `stall`s whether the queue or the inbox
         // is stuck behind such a job. On an idle pool it sleeps without a
         // timeout; claim_sleeper() nudges it when work arrives.
-        const bool watch = idle_.front() == slot &&
-                           (any_running() || jobs_.size != 0 ||
-                            now_ns() - last_job_start_ < watch_window_ns);
+        const bool watch = idle_.front() == slot && (any_running() || jobs_.size != 0 ||
+                                                     now_ns() - last_job_start_ < watch_window_ns);
         me.watching = watch;
         if (!watch) {
             me.cv.wait(lock);

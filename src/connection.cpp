@@ -104,6 +104,7 @@ struct connection::impl {
     diagnostics last;
     std::atomic<std::uint64_t> cancel_op{0};
     std::atomic<std::uint64_t> active_op{0};
+    detail::row_snapshot snapshot;
 
     ~impl() {
         index.clear();
@@ -358,6 +359,14 @@ std::uint64_t connection::cache_misses() const noexcept {
 void connection::clear_cache() noexcept {
     impl_->index.clear();
     impl_->lru.clear();
+}
+
+void detail::throw_no_rows(std::string_view sql) {
+    throw_error(errc::no_rows, "query returned no rows, exactly one expected", std::string(sql));
+}
+
+detail::row_snapshot& connection::snapshot() noexcept {
+    return impl_->snapshot;
 }
 
 void connection::begin_operation(std::uint64_t op) noexcept {

@@ -20,12 +20,18 @@
 #include <string_view>
 #include <vector>
 
+#include "asqlite/detail/row_snapshot.hpp"
 #include "asqlite/error.hpp"
 #include "asqlite/logger.hpp"
 #include "asqlite/result.hpp"
 #include "asqlite/statement.hpp"
 
 namespace asqlite {
+
+namespace detail {
+/// errc::no_rows for one() of a query that returned none.
+[[noreturn]] void throw_no_rows(std::string_view sql);
+}  // namespace detail
 
 struct connection_options {
     std::string journal_mode = "wal";    // delete|truncate|persist|memory|wal|off
@@ -180,8 +186,7 @@ class connection {
     T one(std::string_view sql, const P&... params) {
         auto row = one_or_none<T>(sql, params...);
         if (!row) {
-            throw_error(errc::no_rows, "query returned no rows, exactly one expected",
-                        std::string(sql));
+            detail::throw_no_rows(sql);
         }
         return std::move(*row);
     }
@@ -189,22 +194,29 @@ class connection {
     /// Zero or one row: errc::too_many_rows for more.
     template <class T, bindable... P>
     std::optional<T> one_or_none(std::string_view sql, const P&... params) {
-        return echoed(
+        return at_most_one_row(
             sql,
-            [&]() -> std::optional<T> {
-                auto lease = prepare_cached(sql);
-                lease->bind_all(params...);
-                const bool has_row = lease->step();
-                const detail::row_reader<T> reader(*lease);
+            [](const statement& st, bool has_row) -> std::optional<T> {
+                const detail::row_reader<T> reader(st);
                 if (!has_row) {
                     return std::nullopt;
                 }
-                std::optional<T> out(reader.read(*lease));
-                if (lease->step()) {
-                    throw_error(errc::too_many_rows, "query returned more than one row",
-                                std::string(sql));
-                }
-                return out;
+                return std::optional<T>(reader.read(st));
+            },
+            params...);
+    }
+
+    /// For the async layer: runs like one_or_none, but leaves the row (or
+    /// its absence) in this connection's snapshot, to be read as T on the io
+    /// thread (see detail/row_snapshot.hpp).
+    template <bindable... P>
+    detail::row_snapshot* capture_one_or_none(std::string_view sql, const P&... params) {
+        return at_most_one_row(
+            sql,
+            [this](const statement& st, bool has_row) {
+                detail::row_snapshot& snap = snapshot();
+                snap.capture(st, has_row);
+                return &snap;
             },
             params...);
     }
@@ -276,6 +288,28 @@ class connection {
 
   private:
     struct impl;
+
+    detail::row_snapshot& snapshot() noexcept;
+
+    // A statement expected to return at most one row: read(statement,
+    // has_row) makes the result; a second row is errc::too_many_rows.
+    template <class Read, class... P>
+    auto at_most_one_row(std::string_view sql, Read&& read, const P&... params) {
+        return echoed(
+            sql,
+            [&] {
+                auto lease = prepare_cached(sql);
+                lease->bind_all(params...);
+                const bool has_row = lease->step();
+                auto out = read(*lease, has_row);
+                if (has_row && lease->step()) {
+                    throw_error(errc::too_many_rows, "query returned more than one row",
+                                std::string(sql));
+                }
+                return out;
+            },
+            params...);
+    }
 
     result collect(statement& s);
     void log_statement(std::string_view sql, const std::vector<std::string>& params,

@@ -38,6 +38,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -125,19 +126,24 @@ class session {
     /// Exactly one row as T (described struct, tuple or scalar).
     template <class T, class... P>
     asio::awaitable<T> one(std::string_view sql, P... params) {
-        return routed<T>(sql, [sql, params = std::make_tuple(std::move(params)...)](connection& c) {
-            return std::apply([&](const auto&... p) { return c.one<T>(sql, p...); }, params);
-        });
+        return routed<detail::row_snapshot*>(sql, capture_row(sql, std::move(params)...),
+                                             [sql](detail::row_snapshot* snap) {
+                                                 auto row = snap->read<T>();
+                                                 if (!row) {
+                                                     detail::throw_no_rows(sql);
+                                                 }
+                                                 return std::move(*row);
+                                             });
     }
 
-    /// Zero or one row as T.
+    /// Zero or one row as T. (The row is copied into the connection's
+    /// buffer on the blocking pool and becomes a T here, on the caller's
+    /// thread: see detail/row_snapshot.hpp.)
     template <class T, class... P>
     asio::awaitable<std::optional<T>> one_or_none(std::string_view sql, P... params) {
-        return routed<std::optional<T>>(
-            sql, [sql, params = std::make_tuple(std::move(params)...)](connection& c) {
-                return std::apply([&](const auto&... p) { return c.one_or_none<T>(sql, p...); },
-                                  params);
-            });
+        return routed<detail::row_snapshot*>(
+            sql, capture_row(sql, std::move(params)...),
+            [](detail::row_snapshot* snap) { return snap->read<T>(); });
     }
 
     /// Every row as T.
@@ -221,14 +227,25 @@ class session {
                                      std::forward<Token>(token));
     }
 
+    template <class... P>
+    static auto capture_row(std::string_view sql, P... params) {
+        return [sql, params = std::make_tuple(std::move(params)...)](connection& c) {
+            return std::apply([&](const auto&... p) { return c.capture_one_or_none(sql, p...); },
+                              params);
+        };
+    }
+
     /// A statement's way: the open transaction's connection; else the read
     /// connection, moving to the writer lane when the statement writes.
-    template <class R, class Fn>
-    asio::awaitable<R> routed(std::string_view sql, Fn fn) {
+    /// fn(connection&) returns an R on the blocking pool; finish(R) makes
+    /// the result here, while the connection is still this operation's.
+    template <class R, class Fn, class Finish = std::identity>
+    asio::awaitable<std::remove_cvref_t<std::invoke_result_t<Finish&, R>>> routed(
+        std::string_view sql, Fn fn, Finish finish = {}) {
         check_usable();
         if (pc_->writer_pc != nullptr) {
-            co_return co_await detail::session_op<R>(pc_->writer_core, pc_->writer_pc,
-                                                     std::move(fn), asio::use_awaitable);
+            co_return finish(co_await detail::session_op<R>(pc_->writer_core, pc_->writer_pc,
+                                                            std::move(fn), asio::use_awaitable));
         }
         detail::engine_core* lane = core_->writer_lane();
         if (lane == nullptr || !core_->known_write(sql)) {
@@ -236,8 +253,9 @@ class session {
             // path); BUSY falls back to the retry loop, a write to the writer.
             auto attempt = [&] { return op<R>(detail::by_ref<R>(fn), asio::use_awaitable); };
             std::exception_ptr busy;
+            std::optional<R> done;
             try {
-                co_return co_await attempt();
+                done.emplace(co_await attempt());
             } catch (const error& e) {
                 if (primary_code(e.code()) == errc::busy) {
                     busy = std::current_exception();
@@ -245,14 +263,17 @@ class session {
                     throw;
                 }
             }
+            if (done) {
+                co_return finish(std::move(*done));
+            }
             if (busy) {
-                co_return co_await detail::retry_busy(*core_, attempt, std::move(busy));
+                co_return finish(co_await detail::retry_busy(*core_, attempt, std::move(busy)));
             }
             core_->remember_write(sql);
         }
         session writer = co_await detail::acquire_on(*lane);
-        co_return co_await detail::retry_busy(
-            *lane, [&] { return writer.op<R>(detail::by_ref<R>(fn), asio::use_awaitable); });
+        co_return finish(co_await detail::retry_busy(
+            *lane, [&] { return writer.op<R>(detail::by_ref<R>(fn), asio::use_awaitable); }));
     }
 
     std::shared_ptr<detail::engine_core> core_;

@@ -211,8 +211,8 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
         bool watching = false;  // under mutex_: in a timed wait (see sleep())
     };
     std::vector<std::unique_ptr<sleeper>> sleepers_;  // per thread
-    list jobs_;   // under mutex_
-    list inbox_;  // under mutex_
+    list jobs_;                                       // under mutex_
+    list inbox_;                                      // under mutex_
     // Under mutex_: the threads asleep, in the order they fell asleep. The
     // front one watches while the pool is busy (see work()); wakers take
     // the back one.

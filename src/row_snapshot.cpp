@@ -1,0 +1,59 @@
+#include "asqlite/detail/row_snapshot.hpp"
+
+#include "asqlite/statement.hpp"
+
+namespace asqlite::detail {
+
+namespace {
+// Kept between captures up to these sizes; a larger row's buffers go after
+// it has been read.
+constexpr std::size_t kept_bytes = 64 * 1024;
+constexpr std::size_t kept_columns = 256;
+}  // namespace
+
+row_snapshot::range row_snapshot::append(std::string_view text) {
+    const range r{bytes_.size(), text.size()};
+    bytes_.append(text);
+    return r;
+}
+
+void row_snapshot::capture(const statement& st, bool has_row) {
+    const int n = st.column_count();
+    cells_.resize(static_cast<std::size_t>(n));
+    bytes_.clear();
+    has_row_ = has_row;
+    for (int i = 0; i < n; ++i) {
+        cell& c = cells_[index(i)];
+        c.name = append(st.column_name(i));
+        c.type = has_row ? st.column_type(i) : value_type::null;
+        switch (c.type) {
+            case value_type::integer:
+                c.integer = st.column_int64(i);
+                break;
+            case value_type::real:
+                c.real = st.column_double(i);
+                break;
+            case value_type::text:
+                c.bytes = append(st.column_text(i));
+                break;
+            case value_type::blob: {
+                const auto b = st.column_blob(i);
+                c.bytes = append({reinterpret_cast<const char*>(b.data()), b.size()});
+                break;
+            }
+            case value_type::null:
+                break;
+        }
+    }
+}
+
+void row_snapshot::trim() noexcept {
+    if (bytes_.capacity() > kept_bytes) {
+        std::string().swap(bytes_);
+    }
+    if (cells_.capacity() > kept_columns) {
+        std::vector<cell>().swap(cells_);
+    }
+}
+
+}  // namespace asqlite::detail
