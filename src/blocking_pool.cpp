@@ -35,6 +35,8 @@ std::int64_t now_ns() noexcept {
 }  // namespace
 
 thread_local blocking_pool::list* blocking_pool::finished_ = nullptr;
+thread_local blocking_pool::list* blocking_pool::draining_ = nullptr;
+thread_local const void* blocking_pool::draining_context_ = nullptr;
 
 std::size_t blocking_pool::default_active() noexcept {
     const std::size_t cores = std::thread::hardware_concurrency();
@@ -257,6 +259,18 @@ void blocking_pool::drain() {
         drain_pending_ = false;
         held_since_.store(0, std::memory_order_relaxed);
     }
+    // While the batch runs, defer_to_drain() appends to it (restored on the
+    // way out, for a drain that runs inside another's handler).
+    struct draining_scope {
+        list* outer_batch = std::exchange(draining_, nullptr);
+        const void* outer_context = draining_context_;
+        ~draining_scope() {
+            draining_ = outer_batch;
+            draining_context_ = outer_context;
+        }
+    } scope;
+    draining_ = &batch;
+    draining_context_ = context_;
     while (blocking_job* j = batch.pop()) {
         try {
             j->run(true);

@@ -5,12 +5,15 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -338,6 +341,85 @@ TEST(BlockingPool, AHandlerOnAnotherContextNeedsNotTheEnginesContext) {
     user_io.run_for(20s);
     ASSERT_FALSE(failure);
     EXPECT_EQ(got, 42);
+}
+
+TEST(BlockingPool, WorkDeferredFromACompletionRunsLaterInTheSameBatch) {
+    // A completion run by the inbox may queue follow-up work for the same
+    // io_context (a released connection for the next waiter): it runs after
+    // the completion has returned, in the same handler, with no second trip
+    // through the io_context's queue. Work for another context is refused.
+    asio::io_context io;
+    asio::io_context other;
+    auto pool = make_pool(io, 1, 1000, 10s);
+    std::vector<std::string> order;
+    bool draining_inside = false;
+    bool draining_other = true;
+    std::atomic<int> done{0};
+    pool->post([&, p = pool.get()](bool) {
+        p->deliver([&] {
+            draining_inside = blocking_pool::draining(&io);
+            draining_other = blocking_pool::draining(&other);
+            blocking_pool::defer_to_drain([&] { order.emplace_back("deferred"); });
+            order.emplace_back("first completion returns");
+        });
+        done.fetch_add(1);
+    });
+    pool->post([&, p = pool.get()](bool) {
+        p->deliver([&] { order.emplace_back("second completion"); });
+        done.fetch_add(1);
+    });
+    while (done.load() != 2) {
+        std::this_thread::sleep_for(1ms);
+    }
+    pool->join();  // the inbox is handed over: one handler on io
+    EXPECT_FALSE(blocking_pool::draining(&io)) << "outside a batch";
+    EXPECT_EQ(io.run_one(), 1u);
+    EXPECT_TRUE(draining_inside);
+    EXPECT_FALSE(draining_other);
+    EXPECT_EQ(order, (std::vector<std::string>{"first completion returns", "second completion",
+                                               "deferred"}));
+    EXPECT_EQ(io.poll(), 0u) << "the deferred work went through the io_context's queue";
+}
+
+TEST(BlockingPool, AWaiterResumesAfterTheReleasingCoroutineMovesOn) {
+    // End to end: a session released inside a completion hands its
+    // connection to the waiting coroutine by way of the batch, never inline
+    // inside the releasing code.
+    test::temp_dir dir;
+    engine_options o;
+    o.path = (dir.path() / "w.db").string();
+    o.pool_size = 2;  // one read connection, one writer
+    o.threads = 1;
+    o.echo = false;
+    asio::io_context io;
+    auto db = create_async_engine(io.get_executor(), o);
+    bool released_and_moved_on = false;
+    bool waiter_saw_it = false;
+    int served = 0;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            auto s = co_await db.session();
+            // Let the second coroutine queue for the only read connection.
+            co_await asio::post(io, asio::use_awaitable);
+            EXPECT_EQ(co_await s.one<int>("SELECT 1"), 1);
+            s = session{};  // releases inside the inbox's batch
+            released_and_moved_on = true;
+            ++served;
+        },
+        asio::detached);
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            auto s = co_await db.session();
+            waiter_saw_it = released_and_moved_on;
+            EXPECT_EQ(co_await s.one<int>("SELECT 2"), 2);
+            ++served;
+        },
+        asio::detached);
+    io.run();
+    EXPECT_EQ(served, 2);
+    EXPECT_TRUE(waiter_saw_it) << "the waiter ran inside the releasing coroutine";
 }
 
 TEST(BlockingPool, CompletionsOfADestroyedIoContextAreFreedNotRun) {

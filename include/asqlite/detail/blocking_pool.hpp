@@ -85,6 +85,21 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     void deliver(F&& f) {
         hand_over(make_job([g = std::forward<F>(f)](bool) mutable { g(); }));
     }
+    /// Whether this thread is running a batch of completions (drain()) of a
+    /// pool whose io executor belongs to execution context `context`.
+    static bool draining(const void* context) noexcept {
+        return draining_ != nullptr && context != nullptr && draining_context_ == context;
+    }
+    /// When draining(): queues f to run later in that same batch, after
+    /// what is queued already. A completion that frees a connection hands
+    /// it to the next waiter this way, without a trip through the
+    /// io_context's queue (and the epoll_wait that comes with each round of
+    /// it).
+    template <class F>
+    static void defer_to_drain(F&& f) {
+        draining_->push(make_job([g = std::forward<F>(f)](bool) mutable { g(); }));
+    }
+
     /// The executor completions are handed to, and its execution context.
     const boost::asio::any_io_executor& io() const noexcept { return io_; }
     const void* io_context_id() const noexcept { return context_; }
@@ -167,6 +182,9 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     // On a pool thread, while it runs a job: where that job's completions
     // wait until the job returns.
     static thread_local list* finished_;
+    // On the io thread inside drain(): the batch being run, and its context.
+    static thread_local list* draining_;
+    static thread_local const void* draining_context_;
     class drainer;
 
     void submit(blocking_job* job) noexcept;

@@ -143,6 +143,15 @@ using op_signature = typename op_signature_of<R>::type;
 /// The executor is taken by value and moved along, never copied: copies of a
 /// type-erased executor share a reference count whose fences ThreadSanitizer
 /// cannot see.
+template <class Executor>
+const void* context_of(const Executor& ex) noexcept {
+    if constexpr (requires { asio::query(ex, asio::execution::context); }) {
+        return static_cast<const void*>(&asio::query(ex, asio::execution::context));
+    } else {
+        return nullptr;
+    }
+}
+
 template <class Executor, class Handler, class... Args>
 void complete_on(const asio::any_io_executor& io, Executor ex, Handler&& handler, Args&&... args) {
     auto invoke = [h = std::forward<Handler>(handler), ... a = std::forward<Args>(args)]() mutable {
@@ -152,6 +161,15 @@ void complete_on(const asio::any_io_executor& io, Executor ex, Handler&& handler
         }
         std::move(h)(std::move(a)...);
     };
+    if (blocking_pool::draining(context_of(ex))) {
+        // Called from a completion the blocking pool's inbox is running on
+        // this thread, for a handler of that context: it runs later in the
+        // same batch (still not inline), dispatched to its executor.
+        blocking_pool::defer_to_drain([ex = std::move(ex), f = std::move(invoke)]() mutable {
+            asio::dispatch(std::move(ex), std::move(f));
+        });
+        return;
+    }
     if constexpr (requires { asio::post(ex, std::move(invoke)); }) {
         asio::post(ex, std::move(invoke));
     } else {
@@ -169,12 +187,7 @@ void complete_on(const asio::any_io_executor& io, Executor ex, Handler&& handler
 /// there directly (as before the inbox existed).
 template <class Executor>
 bool same_context(const Executor& ex, const blocking_pool& pool) noexcept {
-    if constexpr (requires { asio::query(ex, asio::execution::context); }) {
-        return static_cast<const void*>(&asio::query(ex, asio::execution::context)) ==
-               pool.io_context_id();
-    } else {
-        return false;
-    }
+    return context_of(ex) == pool.io_context_id();
 }
 
 template <class Executor, class Handler, class... Args>
