@@ -220,10 +220,18 @@ TEST_F(AsyncRows, ConcurrentSessionsEachGetTheirOwnRows) {
             },
             asio::detached);
     }
+    const pool_stats before = db.stats();
     io.restart();
     io.run();
     EXPECT_EQ(reads, 16 * 50);
     EXPECT_EQ(mismatches, 0);
+    // The blocking pool's counters: one job per read at least (connection
+    // opens are jobs too), handed back in batches of one or more.
+    const pool_stats after = db.stats();
+    EXPECT_GE(after.blocking_jobs - before.blocking_jobs, 16u * 50u);
+    EXPECT_GE(after.handovers - before.handovers, 1u);
+    EXPECT_LE(after.handovers - before.handovers, after.blocking_jobs - before.blocking_jobs);
+    EXPECT_GE(after.thread_sleeps, after.thread_wakes);
 }
 
 }  // namespace
