@@ -37,6 +37,7 @@ std::int64_t now_ns() noexcept {
 thread_local blocking_pool::list* blocking_pool::finished_ = nullptr;
 thread_local blocking_pool::list* blocking_pool::draining_ = nullptr;
 thread_local const void* blocking_pool::draining_context_ = nullptr;
+thread_local std::size_t blocking_pool::deferred_ = 0;
 
 std::size_t blocking_pool::default_active() noexcept {
     const std::size_t cores = std::thread::hardware_concurrency();
@@ -146,6 +147,8 @@ void blocking_pool::submit(blocking_job* job) noexcept {
             queued_hint_.store(jobs_.size, std::memory_order_relaxed);
             if (!idle_.empty() && !enough_awake(now_ns())) {
                 wake = claim_sleeper();
+            } else {
+                wake.nudged = nudge_watcher();
             }
             job = nullptr;
         }
@@ -168,12 +171,20 @@ blocking_pool::wake_up blocking_pool::claim_sleeper() noexcept {
     s.woken = true;
     ++counters_.wakes;
     w.claimed = &s.cv;
-    // The pool is busy now. A thread that fell asleep on an idle pool does
-    // not watch; if it is the one to watch now, let it look.
-    if (!idle_.empty() && !sleepers_[idle_.front()]->watching) {
-        w.nudged = &sleepers_[idle_.front()]->cv;
-    }
+    w.nudged = nudge_watcher();
     return w;
+}
+
+std::condition_variable* blocking_pool::nudge_watcher() noexcept {
+    // The pool is busy now. A thread that fell asleep on an idle pool does
+    // not watch; if it is the one to watch now, let it look (once: it
+    // counts as watching from here on).
+    if (idle_.empty() || sleepers_[idle_.front()]->watching) {
+        return nullptr;
+    }
+    sleeper& s = *sleepers_[idle_.front()];
+    s.watching = true;
+    return &s.cv;
 }
 
 void blocking_pool::wake_up::notify() const noexcept {
@@ -264,9 +275,11 @@ void blocking_pool::drain() {
     struct draining_scope {
         list* outer_batch = std::exchange(draining_, nullptr);
         const void* outer_context = draining_context_;
+        std::size_t outer_deferred = std::exchange(deferred_, 0);
         ~draining_scope() {
             draining_ = outer_batch;
             draining_context_ = outer_context;
+            deferred_ = outer_deferred;
         }
     } scope;
     draining_ = &batch;

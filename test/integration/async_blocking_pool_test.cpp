@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -379,6 +380,40 @@ TEST(BlockingPool, WorkDeferredFromACompletionRunsLaterInTheSameBatch) {
     EXPECT_EQ(order, (std::vector<std::string>{"first completion returns", "second completion",
                                                "deferred"}));
     EXPECT_EQ(io.poll(), 0u) << "the deferred work went through the io_context's queue";
+}
+
+TEST(BlockingPool, ABatchTakesOnlySoMuchDeferredWork) {
+    // Work that keeps deferring more work (a coroutine failing inline in a
+    // loop on a closed engine, say) must not keep the io_context's other
+    // handlers waiting: past max_deferred a batch refuses, and the caller
+    // posts instead.
+    asio::io_context io;
+    auto pool = make_pool(io, 1, 1000, 10s);
+    std::size_t runs = 0;
+    bool refused = false;
+    std::function<void()> step = [&] {
+        ++runs;
+        if (blocking_pool::draining(&io)) {
+            blocking_pool::defer_to_drain(step);
+        } else {
+            refused = true;
+        }
+    };
+    std::atomic<bool> delivered{false};
+    pool->post([&, p = pool.get()](bool) {
+        p->deliver([&] {
+            ASSERT_TRUE(blocking_pool::draining(&io));
+            blocking_pool::defer_to_drain(step);
+        });
+        delivered = true;
+    });
+    while (!delivered.load()) {
+        std::this_thread::sleep_for(1ms);
+    }
+    pool->join();
+    EXPECT_EQ(io.run_one(), 1u);
+    EXPECT_TRUE(refused);
+    EXPECT_EQ(runs, blocking_pool::max_deferred);
 }
 
 TEST(BlockingPool, AWaiterResumesAfterTheReleasingCoroutineMovesOn) {

@@ -86,10 +86,17 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
         hand_over(make_job([g = std::forward<F>(f)](bool) mutable { g(); }));
     }
     /// Whether this thread is running a batch of completions (drain()) of a
-    /// pool whose io executor belongs to execution context `context`.
+    /// pool whose io executor belongs to execution context `context`, and
+    /// that batch may take more deferred work. A batch takes at most
+    /// `max_deferred` of it: past that, work goes through the io_context's
+    /// queue again, so a coroutine that completes inline in a loop (say,
+    /// on a closed engine) cannot keep the io_context from its other
+    /// handlers.
     static bool draining(const void* context) noexcept {
-        return draining_ != nullptr && context != nullptr && draining_context_ == context;
+        return draining_ != nullptr && context != nullptr && draining_context_ == context &&
+               deferred_ < max_deferred;
     }
+    static constexpr std::size_t max_deferred = 256;
     /// When draining(): queues f to run later in that same batch, after
     /// what is queued already. A completion that frees a connection hands
     /// it to the next waiter this way, without a trip through the
@@ -98,6 +105,7 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     template <class F>
     static void defer_to_drain(F&& f) {
         draining_->push(make_job([g = std::forward<F>(f)](bool) mutable { g(); }));
+        ++deferred_;
     }
 
     /// The executor completions are handed to, and its execution context.
@@ -185,6 +193,7 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     // On the io thread inside drain(): the batch being run, and its context.
     static thread_local list* draining_;
     static thread_local const void* draining_context_;
+    static thread_local std::size_t deferred_;  // by the running batch
     class drainer;
 
     void submit(blocking_job* job) noexcept;
@@ -209,6 +218,8 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
         void notify() const noexcept;
     };
     wake_up claim_sleeper() noexcept;
+    // Under mutex_: the front sleeper's wake-up when it does not watch yet.
+    std::condition_variable* nudge_watcher() noexcept;
     bool any_running() const noexcept;
     static std::size_t default_active() noexcept;
     static constexpr std::size_t backlog_per_thread = 2;

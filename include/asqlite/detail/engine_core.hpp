@@ -143,8 +143,10 @@ using op_signature = typename op_signature_of<R>::type;
 /// The executor is taken by value and moved along, never copied: copies of a
 /// type-erased executor share a reference count whose fences ThreadSanitizer
 /// cannot see.
+/// The execution context of `ex`, nullptr when it has none to ask. Throws
+/// (bad_executor) for an empty executor, as posting to it would.
 template <class Executor>
-const void* context_of(const Executor& ex) noexcept {
+const void* context_of(const Executor& ex) {
     if constexpr (requires { asio::query(ex, asio::execution::context); }) {
         return static_cast<const void*>(&asio::query(ex, asio::execution::context));
     } else {
