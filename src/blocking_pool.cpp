@@ -444,9 +444,7 @@ void blocking_pool::sleep(std::size_t slot, std::unique_lock<std::mutex>& lock) 
             idle_.erase(idle_.begin());
             sleeping_hint_.store(idle_.size(), std::memory_order_relaxed);
             watch_wakes_.fetch_add(1, std::memory_order_relaxed);
-            if (!idle_.empty() && !sleepers_[idle_.front()]->watching) {
-                nudge = &sleepers_[idle_.front()]->cv;
-            }
+            nudge = nudge_watcher();
             break;
         }
         if (flush_due(now_ns())) {

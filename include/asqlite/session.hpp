@@ -253,18 +253,16 @@ class session {
             // path); BUSY falls back to the retry loop, a write to the writer.
             auto attempt = [&] { return op<R>(detail::by_ref<R>(fn), asio::use_awaitable); };
             std::exception_ptr busy;
-            std::optional<R> done;
             try {
-                done.emplace(co_await attempt());
+                // finish() may throw too (a row that does not map): neither
+                // BUSY nor needs_writer, so it is rethrown below.
+                co_return finish(co_await attempt());
             } catch (const error& e) {
                 if (primary_code(e.code()) == errc::busy) {
                     busy = std::current_exception();
                 } else if (lane == nullptr || e.code() != make_error_code(errc::needs_writer)) {
                     throw;
                 }
-            }
-            if (done) {
-                co_return finish(std::move(*done));
             }
             if (busy) {
                 co_return finish(co_await detail::retry_busy(*core_, attempt, std::move(busy)));

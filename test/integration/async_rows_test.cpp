@@ -16,6 +16,7 @@
 
 #include "asqlite/asqlite.hpp"
 #include "support/async_helpers.hpp"
+#include "support/check.hpp"
 #include "support/temp_dir.hpp"
 
 namespace asqlite::test_rows {
@@ -105,25 +106,18 @@ TEST_F(AsyncRows, EveryColumnTypeAndNullArriveIntact) {
 TEST_F(AsyncRows, EmptyResultsAndRowCountErrors) {
     with_session([](session& s) -> asio::awaitable<void> {
         EXPECT_FALSE((co_await s.one_or_none<sample>(select_sample, 99)).has_value());
-        try {
-            co_await s.one<sample>(select_sample, 99);
-            ADD_FAILURE() << "one() of no row did not throw";
-        } catch (const error& e) {
-            EXPECT_EQ(e.code(), make_error_code(errc::no_rows));
-            EXPECT_EQ(e.sql(), select_sample);
-        }
-        for (int variant = 0; variant < 2; ++variant) {
-            try {
-                if (variant == 0) {
-                    co_await s.one<std::int64_t>("SELECT id FROM samples");
-                } else {
-                    co_await s.one_or_none<std::int64_t>("SELECT id FROM samples");
-                }
-                ADD_FAILURE() << "two rows did not throw (variant " << variant << ")";
-            } catch (const error& e) {
-                EXPECT_EQ(e.code(), make_error_code(errc::too_many_rows));
-            }
-        }
+        const auto none = co_await test::error_of(s.one<sample>(select_sample, 99));
+        EXPECT_TRUE(test::error_matches(none, make_error_code(errc::no_rows), {}));
+        EXPECT_EQ(none ? std::string(none->sql()) : std::string(), select_sample);
+        // (Each error is awaited into a variable first: GCC 12 rejects a
+        // braced list in the same expression as a co_await.)
+        constexpr std::string_view two_rows = "SELECT id FROM samples";
+        const auto from_one = co_await test::error_of(s.one<std::int64_t>(two_rows));
+        EXPECT_TRUE(test::error_matches(from_one, make_error_code(errc::too_many_rows), {}));
+        const auto from_one_or_none =
+            co_await test::error_of(s.one_or_none<std::int64_t>(two_rows));
+        EXPECT_TRUE(
+            test::error_matches(from_one_or_none, make_error_code(errc::too_many_rows), {}));
         // The session is still usable after each of them.
         EXPECT_EQ(co_await s.one<std::int64_t>("SELECT count(*) FROM samples"), 2);
     });
@@ -131,27 +125,18 @@ TEST_F(AsyncRows, EmptyResultsAndRowCountErrors) {
 
 TEST_F(AsyncRows, MappingErrorsNameTheColumnEvenWithoutARow) {
     with_session([](session& s) -> asio::awaitable<void> {
-        try {
-            // No row comes back: the mapping is checked all the same.
-            co_await s.one_or_none<needs_missing>("SELECT id FROM samples WHERE id = 99");
-            ADD_FAILURE() << "a struct member without a column did not throw";
-        } catch (const error& e) {
-            EXPECT_EQ(e.code(), make_error_code(errc::column_not_found));
-            EXPECT_NE(e.message().find("missing"), std::string::npos) << e.message();
-        }
-        try {
-            co_await s.one<std::int64_t>("SELECT name FROM samples WHERE id = 1");
-            ADD_FAILURE() << "text read as an integer did not throw";
-        } catch (const error& e) {
-            EXPECT_EQ(e.code(), make_error_code(errc::type_mismatch));
-            EXPECT_NE(e.message().find("'name'"), std::string::npos) << e.message();
-        }
-        try {
-            co_await s.one<std::string>("SELECT note FROM samples WHERE id = 1");
-            ADD_FAILURE() << "NULL read as a string did not throw";
-        } catch (const error& e) {
-            EXPECT_EQ(e.code(), make_error_code(errc::null_value));
-        }
+        // No row comes back: the mapping is checked all the same.
+        const auto unmapped = co_await test::error_of(
+            s.one_or_none<needs_missing>("SELECT id FROM samples WHERE id = 99"));
+        EXPECT_TRUE(
+            test::error_matches(unmapped, make_error_code(errc::column_not_found), {"missing"}));
+        const auto text_as_integer =
+            co_await test::error_of(s.one<std::int64_t>("SELECT name FROM samples WHERE id = 1"));
+        EXPECT_TRUE(
+            test::error_matches(text_as_integer, make_error_code(errc::type_mismatch), {"'name'"}));
+        const auto null_as_string =
+            co_await test::error_of(s.one<std::string>("SELECT note FROM samples WHERE id = 1"));
+        EXPECT_TRUE(test::error_matches(null_as_string, make_error_code(errc::null_value), {}));
     });
 }
 

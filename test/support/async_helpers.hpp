@@ -10,8 +10,11 @@
 
 #include <chrono>
 #include <exception>
+#include <optional>
 #include <thread>
 #include <vector>
+
+#include "asqlite/error.hpp"
 
 namespace asqlite::test {
 
@@ -51,6 +54,18 @@ void run_coro(asio::io_context& io, Awaitable coro, int threads = 1) {
 inline asio::awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {
     asio::steady_timer timer(co_await asio::this_coro::executor, d);
     co_await timer.async_wait(asio::use_awaitable);
+}
+
+/// Awaits `op` and returns the asqlite::error it threw, or nothing (for
+/// test::error_matches).
+template <class T>
+asio::awaitable<std::optional<error>> error_of(asio::awaitable<T> op) {
+    try {
+        co_await std::move(op);
+    } catch (const error& e) {
+        co_return e;
+    }
+    co_return std::nullopt;
 }
 
 }  // namespace asqlite::test

@@ -34,19 +34,10 @@ std::optional<error> catch_error(F&& f) {
     return std::nullopt;
 }
 
-/// `f` throws asqlite::error with exactly `code` and a message containing
+/// `e` is an asqlite::error with exactly `code` and a message containing
 /// every one of `needles`.
-template <class F>
-::testing::AssertionResult fails_with(F&& f, std::error_code code,
-                                      std::initializer_list<std::string_view> needles) {
-    std::optional<error> e;
-    try {
-        f();
-    } catch (const error& caught) {
-        e = caught;
-    } catch (const std::exception& other) {
-        return ::testing::AssertionFailure() << "threw a non-asqlite exception: " << other.what();
-    }
+inline ::testing::AssertionResult error_matches(const std::optional<error>& e, std::error_code code,
+                                                std::initializer_list<std::string_view> needles) {
     if (!e) {
         return ::testing::AssertionFailure() << "did not throw (expected " << code.message() << ")";
     }
@@ -62,6 +53,22 @@ template <class F>
         }
     }
     return ::testing::AssertionSuccess();
+}
+
+/// `f` throws asqlite::error with exactly `code` and a message containing
+/// every one of `needles`.
+template <class F>
+::testing::AssertionResult fails_with(F&& f, std::error_code code,
+                                      std::initializer_list<std::string_view> needles) {
+    std::optional<error> e;
+    try {
+        f();
+    } catch (const error& caught) {
+        e = caught;
+    } catch (const std::exception& other) {
+        return ::testing::AssertionFailure() << "threw a non-asqlite exception: " << other.what();
+    }
+    return error_matches(e, code, needles);
 }
 
 /// Sets or unsets environment variables for one scope and restores the old

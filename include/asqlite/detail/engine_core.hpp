@@ -134,15 +134,6 @@ struct op_signature_of<void> {
 template <class R>
 using op_signature = typename op_signature_of<R>::type;
 
-/// Completes `handler` on its executor `ex` (work-tracked), never inline,
-/// clearing its cancellation slot first so no stale cancellation handler
-/// survives. Executors that cannot be posted to directly (the type-erased
-/// any_completion_executor) are reached through a post to `io` and a
-/// dispatch from there, the way Asio's own I/O objects complete.
-///
-/// The executor is taken by value and moved along, never copied: copies of a
-/// type-erased executor share a reference count whose fences ThreadSanitizer
-/// cannot see.
 /// The execution context of `ex`, nullptr when it has none to ask. Throws
 /// (bad_executor) for an empty executor, as posting to it would.
 template <class Executor>
@@ -154,6 +145,15 @@ const void* context_of(const Executor& ex) {
     }
 }
 
+/// Completes `handler` on its executor `ex` (work-tracked), never inline,
+/// clearing its cancellation slot first so no stale cancellation handler
+/// survives. Executors that cannot be posted to directly (the type-erased
+/// any_completion_executor) are reached through a post to `io` and a
+/// dispatch from there, the way Asio's own I/O objects complete.
+///
+/// The executor is taken by value and moved along, never copied: copies of a
+/// type-erased executor share a reference count whose fences ThreadSanitizer
+/// cannot see.
 template <class Executor, class Handler, class... Args>
 void complete_on(const asio::any_io_executor& io, Executor ex, Handler&& handler, Args&&... args) {
     auto invoke = [h = std::forward<Handler>(handler), ... a = std::forward<Args>(args)]() mutable {

@@ -6,8 +6,8 @@
 // the worker and freed on the io thread, every such block crosses threads:
 // the worker's malloc finds its thread cache empty and the io thread's free
 // finds its own full, so both take the worker arena's lock on every string.
-// The snapshot copies the row into
-// a buffer that belongs to the connection and keeps its capacity, so the
+// The snapshot copies the row into a buffer that belongs to the connection
+// and keeps its capacity, so the
 // worker allocates nothing once warm, and the strings are allocated and
 // later freed on the io thread, from its own cache. (Measured with
 // asqlite-bench, read workload: about 1.3 us less CPU per read; see
@@ -40,8 +40,6 @@ class row_snapshot {
     /// Worker side: the column names of `st` and whether it has a row; when
     /// it has, the row's values.
     void capture(const statement& st, bool has_row);
-
-    bool has_row() const noexcept { return has_row_; }
 
     /// io side: the row as T (nullopt when there is none). The mapping of
     /// columns to T is checked even without a row, as connection::one_or_none
