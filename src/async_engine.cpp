@@ -25,6 +25,12 @@ std::exception_ptr aborted_error() {
         error(make_error_code(asio::error::operation_aborted), "operation cancelled"));
 }
 
+void rethrow_if_aborted(const boost::system::system_error& e) {
+    if (e.code() == asio::error::operation_aborted) {
+        std::rethrow_exception(aborted_error());
+    }
+}
+
 std::exception_ptr closed_error() {
     return std::make_exception_ptr(
         error(make_error_code(errc::pool_closed), "the async engine is closed"));
@@ -37,6 +43,11 @@ std::exception_ptr moved_error(const std::string& path) {
                     "write into the old file (the connection is closed, the next one opens "
                     "the path afresh)",
                     path)));
+}
+
+std::uint64_t new_op_id() noexcept {
+    static std::atomic<std::uint64_t> last{0};
+    return last.fetch_add(1, std::memory_order_relaxed) + 1;
 }
 
 bool poisons_connection(const std::error_code& ec) noexcept {
@@ -121,6 +132,8 @@ class async_core final : public engine_core, public std::enable_shared_from_this
     void acquire(acquire_handler handler, asio::any_io_executor work);
     session try_acquire();
     void release(pooled_connection* pc) noexcept override;
+    pooled_connection* pick() override;
+    bool closed() const noexcept override { return closed_flag_.load(std::memory_order_relaxed); }
     pool_stats stats();
     void close();
 
@@ -166,6 +179,8 @@ class async_core final : public engine_core, public std::enable_shared_from_this
     void run(actions& act, const std::exception_ptr& failure);
     void grant(waiter_record rec, pooled_connection* pc);
     void open_one();
+    /// On a worker: a new connection of this lane, set up (on_connect run).
+    std::unique_ptr<pooled_connection> make_connection();
     void open_finished(std::unique_ptr<pooled_connection> pc, std::exception_ptr ep);
     void return_connection(pooled_connection* pc) noexcept;
     void cancel_waiter(waiter_id w);
@@ -188,6 +203,7 @@ class async_core final : public engine_core, public std::enable_shared_from_this
     conn_id next_conn_ = 0;
     bool timer_wanted_ = false;  // under mutex_: last state asked of the strand
     bool closed_ = false;
+    std::atomic<bool> closed_flag_{false};  // closed_, readable without the lock
     std::uint64_t acquires_ = 0;
     std::uint64_t timeouts_ = 0;
     std::uint64_t cancellations_ = 0;
@@ -262,7 +278,7 @@ void async_core::run(actions& act, const std::exception_ptr& failure) {
 }
 
 void async_core::grant(waiter_record rec, pooled_connection* pc) {
-    ++pc->lease;
+    pc->lease.fetch_add(1, std::memory_order_relaxed);
     if (!options_.pre_ping) {
         complete_on(io_, std::move(rec.work), std::move(rec.handler), std::exception_ptr{},
                     session(shared_from_this(), pc));
@@ -337,7 +353,7 @@ session async_core::try_acquire() {
         if (const auto c = state_.try_acquire(now, fx)) {
             ++acquires_;
             pc = conns_.at(*c).get();
-            ++pc->lease;
+            pc->lease.fetch_add(1, std::memory_order_relaxed);
         }
         take(fx, act, now);
     }
@@ -361,6 +377,20 @@ void async_core::cancel_waiter(waiter_id w) {
     complete_on(io_, std::move(rec.work), std::move(rec.handler), aborted_error(), session{});
 }
 
+std::unique_ptr<pooled_connection> async_core::make_connection() {
+    connection c(path_, connection_settings_);
+    // Opening (journal_mode=WAL) may wait for a lock inside SQLite; from
+    // here on SQLite's busy handler would sleep on a worker thread, so
+    // the sessions retry BUSY on timers instead (detail::retry_busy).
+    c.set_busy_timeout(std::chrono::milliseconds(0));
+    if (options_.on_connect) {
+        options_.on_connect(c);
+    }
+    auto pc = std::make_unique<pooled_connection>(std::move(c), 0, clock::now());
+    pc->guard_moved = role_ != lane::readers && path_.find("mode=memory") == std::string::npos;
+    return pc;
+}
+
 void async_core::open_one() {
     post_blocking([self = shared_from_this()](bool run) {
         if (!run) {
@@ -368,22 +398,80 @@ void async_core::open_one() {
             return;
         }
         try {
-            connection c(self->path_, self->connection_settings_);
-            // Opening (journal_mode=WAL) may wait for a lock inside SQLite; from
-            // here on SQLite's busy handler would sleep on a worker thread, so
-            // the sessions retry BUSY on timers instead (detail::retry_busy).
-            c.set_busy_timeout(std::chrono::milliseconds(0));
-            if (self->options_.on_connect) {
-                self->options_.on_connect(c);
-            }
-            auto pc = std::make_unique<pooled_connection>(std::move(c), 0, clock::now());
-            pc->guard_moved = self->role_ != lane::readers &&
-                              self->path_.find("mode=memory") == std::string::npos;
-            self->open_finished(std::move(pc), nullptr);
+            self->open_finished(self->make_connection(), nullptr);
         } catch (...) {
             self->open_finished(nullptr, std::current_exception());
         }
     });
+}
+
+pooled_connection* async_core::pick() {
+    for (;;) {
+        const auto now = clock::now();
+        pool_effects fx;
+        actions act;
+        pooled_connection* pc = nullptr;
+        bool open_here = false;
+        {
+            std::lock_guard lock(mutex_);
+            if (closed_) {
+                return nullptr;
+            }
+            if (const auto c = state_.try_acquire(now, fx)) {
+                ++acquires_;
+                pc = conns_.at(*c).get();
+                pc->lease.fetch_add(1, std::memory_order_relaxed);
+            } else {
+                open_here = state_.reserve_open();
+            }
+            take(fx, act, now);
+        }
+        run(act, nullptr);
+        if (open_here) {
+            // A worker holding an operation opens the connection itself: no
+            // trip to the io thread and back, and no waiter to hand it to.
+            std::unique_ptr<pooled_connection> fresh;
+            std::exception_ptr failure;
+            try {
+                fresh = make_connection();
+            } catch (...) {
+                failure = std::current_exception();
+            }
+            {
+                // Opened for an operation already under way: it runs even if
+                // the engine closed meanwhile (release() then closes it).
+                std::lock_guard lock(mutex_);
+                if (fresh) {
+                    const conn_id id = ++next_conn_;
+                    fresh->id = id;
+                    pc = fresh.get();
+                    pc->lease.fetch_add(1, std::memory_order_relaxed);
+                    conns_.emplace(id, std::move(fresh));
+                    ++opened_;
+                    ++acquires_;
+                    state_.open_reserved(fx);
+                } else {
+                    state_.open_failed(fx);
+                }
+                take(fx, act, now);
+            }
+            run(act, failure);
+            if (failure) {
+                std::rethrow_exception(failure);
+            }
+            return pc;
+        }
+        if (pc == nullptr || !options_.pre_ping) {
+            return pc;
+        }
+        try {
+            pc->conn.exec("SELECT 1");
+            return pc;
+        } catch (const std::exception&) {
+            pc->healthy = false;  // closed; look again
+            return_connection(pc);
+        }
+    }
 }
 
 void async_core::open_finished(std::unique_ptr<pooled_connection> pc, std::exception_ptr ep) {
@@ -511,6 +599,7 @@ pool_stats async_core::stats() {
 
 void async_core::close() {
     pool_->close();  // from here on post_blocking runs jobs inline as "closed"
+    closed_flag_.store(true, std::memory_order_relaxed);
     pool_effects fx;
     actions act;
     {

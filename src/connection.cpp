@@ -104,7 +104,6 @@ struct connection::impl {
     diagnostics last;
     std::atomic<std::uint64_t> cancel_op{0};
     std::atomic<std::uint64_t> active_op{0};
-    detail::row_snapshot snapshot;
 
     ~impl() {
         index.clear();
@@ -363,10 +362,6 @@ void connection::clear_cache() noexcept {
 
 void detail::throw_no_rows(std::string_view sql) {
     throw_error(errc::no_rows, "query returned no rows, exactly one expected", std::string(sql));
-}
-
-detail::row_snapshot& connection::snapshot() noexcept {
-    return impl_->snapshot;
 }
 
 void connection::begin_operation(std::uint64_t op) noexcept {

@@ -73,6 +73,20 @@ void pool_state::open_succeeded(conn_id c, pool_clock::time_point now, pool_effe
     place(c, now, now, fx);
 }
 
+bool pool_state::reserve_open() noexcept {
+    if (!waiters_.empty() || open_ + opening_ >= limits_.size + limits_.max_overflow) {
+        return false;
+    }
+    ++opening_;
+    return true;
+}
+
+void pool_state::open_reserved(pool_effects& fx) noexcept {
+    --opening_;
+    ++open_;
+    pump(fx);
+}
+
 void pool_state::open_failed(pool_effects& fx) {
     --opening_;
     // Only waiters beyond the opens still in flight lack a connection to

@@ -68,6 +68,14 @@ class pool_state {
     void release(conn_id c, pool_clock::time_point created, bool reusable,
                  pool_clock::time_point now, pool_effects& fx);
 
+    /// For a caller that opens a connection itself to use at once (a worker
+    /// holding an operation and finding nothing idle): true, counted as an
+    /// open in flight, when nobody waits and the pool has room.
+    bool reserve_open() noexcept;
+    /// A reserved open succeeded: `c` is in use by its opener. Waiters that
+    /// queued meanwhile and counted on this open get opens of their own.
+    void open_reserved(pool_effects& fx) noexcept;
+
     /// An open asked for by effects::opens finished.
     void open_succeeded(conn_id c, pool_clock::time_point now, pool_effects& fx);
     /// An open failed: the oldest waiter gets the error (effects::failed).

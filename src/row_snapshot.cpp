@@ -9,7 +9,39 @@ namespace {
 // it has been read.
 constexpr std::size_t kept_bytes = 64 * 1024;
 constexpr std::size_t kept_columns = 256;
+// Snapshots kept per thread: one for each read that can be in flight at
+// once in a busy server is plenty; more are freed when they come back.
+constexpr std::size_t kept_snapshots = 256;
+
+std::vector<std::unique_ptr<row_snapshot>>& snapshot_cache() {
+    thread_local std::vector<std::unique_ptr<row_snapshot>> cache;
+    return cache;
+}
 }  // namespace
+
+snapshot_lease::snapshot_lease() {
+    auto& cache = snapshot_cache();
+    if (cache.empty()) {
+        snap_ = std::make_unique<row_snapshot>();
+    } else {
+        snap_ = std::move(cache.back());
+        cache.pop_back();
+    }
+}
+
+snapshot_lease::~snapshot_lease() {
+    if (!snap_) {
+        return;
+    }
+    auto& cache = snapshot_cache();
+    if (cache.size() < kept_snapshots) {
+        try {
+            cache.push_back(std::move(snap_));
+        } catch (...) {
+            // Out of memory for the cache: the snapshot is simply freed.
+        }
+    }
+}
 
 row_snapshot::range row_snapshot::append(std::string_view text) {
     const range r{bytes_.size(), text.size()};

@@ -19,6 +19,13 @@ asio::awaitable<session> acquire_on(engine_core& lane) {
         asio::use_awaitable);
 }
 
+session new_session(std::shared_ptr<engine_core> lane) {
+    if (lane->closed()) {
+        throw_error(errc::pool_closed, "the async engine is closed");
+    }
+    return session(std::move(lane), nullptr);
+}
+
 }  // namespace detail
 
 session::session(session&& other) noexcept
@@ -47,14 +54,32 @@ void session::release() noexcept {
 }
 
 void session::check_usable() const {
-    if (pc_ == nullptr) {
+    if (core_ == nullptr) {
         throw_error(errc::transaction_state,
-                    "the session holds no connection (moved from or empty)");
+                    "the session belongs to no engine (moved from or default-constructed)");
     }
+}
+
+void session::unpin_if_idle() noexcept {
+    if (pc_ != nullptr && !pc_->tx_open && !pc_->pending_rollback && !pc_->in_transaction) {
+        pc_->writer_pc = nullptr;
+        pc_->writer_core = nullptr;
+        core_->release(std::exchange(pc_, nullptr));
+    }
+}
+
+asio::awaitable<void> session::pin() {
+    session held = co_await detail::acquire_on(*core_);
+    pc_ = std::exchange(held.pc_, nullptr);
 }
 
 asio::awaitable<transaction> session::begin() {
     check_usable();
+    if (pc_ == nullptr) {
+        // The transaction's bookkeeping lives with a connection the session
+        // holds until it ends (and, on a single-connection lane, runs there).
+        co_await pin();
+    }
     if (pc_->tx_open) {
         throw_error(errc::transaction_state, "a transaction is already open on this session");
     }
@@ -101,7 +126,7 @@ transaction& transaction::operator=(transaction&& other) noexcept {
 }
 
 transaction::~transaction() {
-    if (owner_ != nullptr && owner_->lease == lease_) {
+    if (owner_ != nullptr && owner_->lease.load(std::memory_order_relaxed) == lease_) {
         if (!writer_.valid()) {
             // On the owner's own connection: the session rolls back before its
             // next operation, or before the connection returns to the pool.
@@ -123,7 +148,7 @@ std::pair<detail::engine_core*, detail::pooled_connection*> transaction::finish(
     if (owner_ == nullptr) {
         throw_error(errc::transaction_state, "the transaction is already finished");
     }
-    if (owner_->lease != lease_) {
+    if (owner_->lease.load(std::memory_order_relaxed) != lease_) {
         throw_error(errc::transaction_state, "the transaction's session has ended");
     }
     detach();

@@ -68,11 +68,13 @@ class async_engine {
     async_engine(async_engine&&) noexcept;
     async_engine& operator=(async_engine&&) noexcept;
 
-    /// Checks out a session: `co_await engine.session()`. Completes at once,
-    /// without a trip through the io_context, when a connection is idle.
-    /// Errors: errc::pool_timeout, errc::pool_closed, the open error,
-    /// operation_aborted on cancellation.
-    asio::awaitable<asqlite::session> session() { return detail::acquire_on(*core()); }
+    /// A session: `co_await engine.session()`. It completes at once and
+    /// holds no connection yet: each statement runs on whichever read
+    /// connection a worker finds idle when it runs it, and a session keeps
+    /// a connection only while a transaction is open on it (see
+    /// session.hpp). Waiting for a connection (pool_timeout, cancellation)
+    /// happens there, when the pool is exhausted. Errors: errc::pool_closed.
+    asio::awaitable<asqlite::session> session() { co_return detail::new_session(core()); }
 
     /// The same with any completion token (callbacks, use_future, ...);
     /// completion signature void(std::exception_ptr, session).
@@ -81,8 +83,15 @@ class async_engine {
         return asio::async_initiate<Token, void(std::exception_ptr, asqlite::session)>(
             [core = core()](auto handler) {
                 auto work = detail::tracked_executor(handler, *core);
-                detail::async_acquire(*core, detail::acquire_handler(std::move(handler)),
-                                      std::move(work));
+                std::exception_ptr ep;
+                asqlite::session s;
+                try {
+                    s = detail::new_session(core);
+                } catch (...) {
+                    ep = std::current_exception();
+                }
+                detail::complete_on(core->io_executor(), std::move(work), std::move(handler),
+                                    std::move(ep), std::move(s));
             },
             token);
     }

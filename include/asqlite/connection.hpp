@@ -207,16 +207,16 @@ class connection {
     }
 
     /// For the async layer: runs like one_or_none, but leaves the row (or
-    /// its absence) in this connection's snapshot, to be read as T on the io
-    /// thread (see detail/row_snapshot.hpp).
+    /// its absence) in `into`, to be read as T on the io thread (see
+    /// detail/row_snapshot.hpp).
     template <bindable... P>
-    detail::row_snapshot* capture_one_or_none(std::string_view sql, const P&... params) {
+    detail::row_snapshot* capture_one_or_none(detail::row_snapshot& into, std::string_view sql,
+                                              const P&... params) {
         return at_most_one_row(
             sql,
-            [this](const statement& st, bool has_row) {
-                detail::row_snapshot& snap = snapshot();
-                snap.capture(st, has_row);
-                return &snap;
+            [&into](const statement& st, bool has_row) {
+                into.capture(st, has_row);
+                return &into;
             },
             params...);
     }
@@ -288,8 +288,6 @@ class connection {
 
   private:
     struct impl;
-
-    detail::row_snapshot& snapshot() noexcept;
 
     // A statement expected to return at most one row: read(statement,
     // has_row) makes the result; a second row is errc::too_many_rows.

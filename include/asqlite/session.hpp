@@ -73,6 +73,9 @@ asio::any_io_executor tracked_executor(const Handler& handler, engine_core& lane
                         asio::execution::outstanding_work.tracked);
 }
 asio::awaitable<session> acquire_on(engine_core& lane);
+/// A session of `lane` holding no connection yet; errc::pool_closed once
+/// the engine is closed.
+session new_session(std::shared_ptr<engine_core> lane);
 
 /// Calls `fn` where it lives: for attempts made from a coroutine frame that
 /// outlives them (the frame awaits each attempt, and an operation completes
@@ -156,18 +159,33 @@ class session {
     }
 
     /// Runs fn(connection&) on the blocking pool in one hop and returns its
-    /// value (its exceptions propagate). Outside a transaction it runs on the
+    /// value (its exceptions propagate). Outside a transaction it runs on a
     /// read connection, where writes fail; inside one, on the writer.
-    /// fn must not keep the connection reference.
+    /// fn must not keep the connection reference. Connection state that
+    /// outlives the call (temporary tables, pragmas, functions) belongs in
+    /// engine_options::on_connect: outside a transaction, the next
+    /// operation may run on another connection.
     template <class Fn, class Token = asio::use_awaitable_t<>>
     auto run(Fn fn, Token&& token = {}) {
         using R = std::invoke_result_t<Fn&, connection&>;
         check_usable();
-        if (pc_->writer_pc != nullptr) {
-            return detail::session_op<R>(pc_->writer_core, pc_->writer_pc, std::move(fn),
-                                         std::forward<Token>(token));
-        }
-        return op<R>(std::move(fn), std::forward<Token>(token));
+        return asio::async_initiate<Token, detail::op_signature<R>>(
+            [this](auto handler, Fn f) {
+                if (pc_ != nullptr && pc_->writer_pc != nullptr) {
+                    detail::session_op<R>(pc_->writer_core, pc_->writer_pc, std::move(f),
+                                          std::move(handler));
+                } else if (pc_ != nullptr) {
+                    detail::session_op<R>(core_.get(), pc_, std::move(f), std::move(handler));
+                } else {
+                    asio::co_spawn(
+                        core_->io_executor(),
+                        [this, f = std::move(f)]() mutable -> asio::awaitable<R> {
+                            co_return co_await on_connection<R>(f);
+                        },
+                        std::move(handler));
+                }
+            },
+            token, std::move(fn));
     }
 
     /// Runs fn(connection&) as one write transaction (BEGIN IMMEDIATE, fn,
@@ -179,7 +197,7 @@ class session {
     asio::awaitable<std::invoke_result_t<Fn&, connection&>> write(Fn fn) {
         using R = std::invoke_result_t<Fn&, connection&>;
         check_usable();
-        if (pc_->writer_pc != nullptr) {
+        if (pc_ != nullptr && pc_->writer_pc != nullptr) {
             co_return co_await detail::session_op<R>(pc_->writer_core, pc_->writer_pc,
                                                      std::move(fn), asio::use_awaitable);
         }
@@ -202,15 +220,16 @@ class session {
                 return writer.op<R>(detail::by_ref<R>(in_transaction), asio::use_awaitable);
             });
         }
-        co_return co_await detail::retry_busy(
-            *core_, [&] { return op<R>(detail::by_ref<R>(in_transaction), asio::use_awaitable); });
+        co_return co_await detail::retry_busy(*core_,
+                                              [&] { return on_connection<R>(in_transaction); });
     }
 
     /// BEGIN IMMEDIATE on the writer lane (waiting FIFO for it). Throws
     /// errc::transaction_state when a transaction is already open here.
     asio::awaitable<transaction> begin();
 
-    bool valid() const noexcept { return pc_ != nullptr; }
+    /// The session belongs to an engine (not moved from or default-made).
+    bool valid() const noexcept { return core_ != nullptr; }
     /// A transaction of this session is open.
     bool in_transaction() const noexcept { return pc_ != nullptr && pc_->tx_open; }
 
@@ -219,6 +238,67 @@ class session {
 
     void check_usable() const;
     void release() noexcept;
+    /// Gives the connection back when nothing keeps it here any more (no
+    /// transaction open on it, none dropped and still to roll back).
+    void unpin_if_idle() noexcept;
+    /// Checks out a connection of the session's lane to hold (waiting in
+    /// turn, pool_timeout, cancellation).
+    asio::awaitable<void> pin();
+
+    /// fn once on this session's connection: the one it holds, or, holding
+    /// none, whichever connection a worker finds idle when it runs the job
+    /// (detail::late_binding). A connection left inside a transaction stays
+    /// with the session until the transaction ends. Only when nothing is
+    /// idle (the pool is full, or others wait) does the session check one
+    /// out here, in turn.
+    template <class R, class Fn>
+    asio::awaitable<R> on_connection(Fn& fn) {
+        if (pc_ == nullptr) {
+            detail::late_binding late;
+            {
+                struct adopt {
+                    session* self;
+                    detail::late_binding* late;
+                    ~adopt() {
+                        if (late->pinned != nullptr) {
+                            self->pc_ = late->pinned;
+                        }
+                    }
+                } guard{this, &late};
+                if constexpr (std::is_void_v<R>) {
+                    co_await detail::async_run_late<R>(core_.get(), &late, detail::by_ref<R>(fn),
+                                                       asio::use_awaitable);
+                    if (!late.no_connection) {
+                        co_return;
+                    }
+                } else {
+                    R value = co_await detail::async_run_late<R>(
+                        core_.get(), &late, detail::by_ref<R>(fn), asio::use_awaitable);
+                    if (!late.no_connection) {
+                        co_return value;
+                    }
+                }
+            }
+            // Asio refuses to start an operation once the coroutine was
+            // cancelled: that, too, is reported as asqlite's abort error.
+            try {
+                co_await pin();
+            } catch (const boost::system::system_error& e) {
+                detail::rethrow_if_aborted(e);
+                throw;
+            }
+        }
+        struct unpin {
+            session* self;
+            ~unpin() { self->unpin_if_idle(); }
+        } guard{this};
+        try {
+            co_return co_await op<R>(detail::by_ref<R>(fn), asio::use_awaitable);
+        } catch (const boost::system::system_error& e) {
+            detail::rethrow_if_aborted(e);
+            throw;
+        }
+    }
 
     template <class R, class Fn, class Token>
     auto op(Fn&& fn, Token&& token) {
@@ -227,11 +307,16 @@ class session {
                                      std::forward<Token>(token));
     }
 
+    /// The job of a single-row read: the row goes into a snapshot that the
+    /// function carries (it lives in the operation's frame until the
+    /// continuation has read it).
     template <class... P>
     static auto capture_row(std::string_view sql, P... params) {
-        return [sql, params = std::make_tuple(std::move(params)...)](connection& c) {
-            return std::apply([&](const auto&... p) { return c.capture_one_or_none(sql, p...); },
-                              params);
+        return [sql, params = std::make_tuple(std::move(params)...),
+                snap = detail::snapshot_lease()](connection& c) {
+            return std::apply(
+                [&](const auto&... p) { return c.capture_one_or_none(snap.get(), sql, p...); },
+                params);
         };
     }
 
@@ -243,7 +328,7 @@ class session {
     asio::awaitable<std::remove_cvref_t<std::invoke_result_t<Finish&, R>>> routed(
         std::string_view sql, Fn fn, Finish finish = {}) {
         check_usable();
-        if (pc_->writer_pc != nullptr) {
+        if (pc_ != nullptr && pc_->writer_pc != nullptr) {
             co_return finish(co_await detail::session_op<R>(pc_->writer_core, pc_->writer_pc,
                                                             std::move(fn), asio::use_awaitable));
         }
@@ -251,7 +336,7 @@ class session {
         if (lane == nullptr || !core_->known_write(sql)) {
             // The first attempt straight away (no retry frame on the common
             // path); BUSY falls back to the retry loop, a write to the writer.
-            auto attempt = [&] { return op<R>(detail::by_ref<R>(fn), asio::use_awaitable); };
+            auto attempt = [&] { return on_connection<R>(fn); };
             std::exception_ptr busy;
             try {
                 // finish() may throw too (a row that does not map): neither
@@ -300,7 +385,7 @@ class transaction {
     transaction(detail::engine_core* owner_core, detail::pooled_connection* owner, session writer)
         : owner_core_(owner_core),
           owner_(owner),
-          lease_(owner->lease),
+          lease_(owner->lease.load(std::memory_order_relaxed)),
           writer_(std::move(writer)) {}
 
     /// Ends the claim on the owning session; returns where the transaction

@@ -416,10 +416,11 @@ TEST(BlockingPool, ABatchTakesOnlySoMuchDeferredWork) {
     EXPECT_EQ(runs, blocking_pool::max_deferred);
 }
 
-TEST(BlockingPool, AWaiterResumesAfterTheReleasingCoroutineMovesOn) {
-    // End to end: a session released inside a completion hands its
-    // connection to the waiting coroutine by way of the batch, never inline
-    // inside the releasing code.
+TEST(BlockingPool, AReleaseInsideABatchReachesTheWaiter) {
+    // End to end: a session that gives its connection back inside a
+    // completion (the inbox's batch) hands it to the statement waiting for
+    // it, which then runs; the grant itself runs later in that batch
+    // (BlockingPool.WorkDeferredFromACompletionRunsLaterInTheSameBatch).
     test::temp_dir dir;
     engine_options o;
     o.path = (dir.path() / "w.db").string();
@@ -428,18 +429,19 @@ TEST(BlockingPool, AWaiterResumesAfterTheReleasingCoroutineMovesOn) {
     o.echo = false;
     asio::io_context io;
     auto db = create_async_engine(io.get_executor(), o);
-    bool released_and_moved_on = false;
+    bool released = false;
     bool waiter_saw_it = false;
     int served = 0;
     asio::co_spawn(
         io,
         [&]() -> asio::awaitable<void> {
             auto s = co_await db.session();
-            // Let the second coroutine queue for the only read connection.
+            co_await s.execute("BEGIN");  // holds the only read connection
+            // Let the second coroutine queue for it.
             co_await asio::post(io, asio::use_awaitable);
             EXPECT_EQ(co_await s.one<int>("SELECT 1"), 1);
-            s = session{};  // releases inside the inbox's batch
-            released_and_moved_on = true;
+            co_await s.execute("COMMIT");  // gives it back inside the batch
+            released = true;
             ++served;
         },
         asio::detached);
@@ -447,14 +449,15 @@ TEST(BlockingPool, AWaiterResumesAfterTheReleasingCoroutineMovesOn) {
         io,
         [&]() -> asio::awaitable<void> {
             auto s = co_await db.session();
-            waiter_saw_it = released_and_moved_on;
             EXPECT_EQ(co_await s.one<int>("SELECT 2"), 2);
+            waiter_saw_it = released;
             ++served;
         },
         asio::detached);
     io.run();
     EXPECT_EQ(served, 2);
-    EXPECT_TRUE(waiter_saw_it) << "the waiter ran inside the releasing coroutine";
+    EXPECT_TRUE(waiter_saw_it) << "the waiter ran while the connection was held";
+    EXPECT_EQ(db.stats().in_use, 0u);
 }
 
 TEST(BlockingPool, CompletionsOfADestroyedIoContextAreFreedNotRun) {

@@ -194,8 +194,9 @@ TEST_F(AsyncEngine, OpenFailureReachesTheWaiter) {
     auto db = create_async_engine(io.get_executor(), o);
     run_coro(io, [&]() -> asio::awaitable<void> {
         try {
-            auto s = co_await db.session();
-            ADD_FAILURE() << "a session on a missing directory";
+            auto s = co_await db.session();  // holds no connection yet
+            co_await s.execute("SELECT 1");
+            ADD_FAILURE() << "a statement on a missing directory";
         } catch (const error& e) {
             EXPECT_EQ(e.code(), make_error_code(errc::directory_missing));
             EXPECT_NE(e.message().find("missing-dir"), std::string::npos);

@@ -1,6 +1,10 @@
 // The bounded pool against real SQLite files and real threads: the bound,
 // FIFO hand-off, timeouts, cancellation (and its race with release),
 // recycling, and that no sqlite3 call runs on an io thread.
+//
+// A session holds a connection only while a transaction is open on it; the
+// tests hold one with a read transaction (`BEGIN`), and the waiting happens
+// at the next statement that needs a connection.
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -53,11 +57,13 @@ TEST_F(AsyncPool, ThousandCoroutinesNeverExceedTheBound) {
             io,
             [&, i]() -> asio::awaitable<void> {
                 auto s = co_await db.session();
+                co_await s.execute("BEGIN");  // holds a read connection until COMMIT
                 const auto in_use = db.stats().in_use;
                 std::size_t seen = max_in_use.load();
                 while (in_use > seen && !max_in_use.compare_exchange_weak(seen, in_use)) {
                 }
                 EXPECT_EQ(co_await s.scalar<int>("SELECT ?", i), i);
+                co_await s.execute("COMMIT");
                 finished.fetch_add(1);
             },
             asio::detached);
@@ -133,10 +139,12 @@ TEST_F(AsyncPool, PoolTimeoutHasItsOwnError) {
     auto db = create_async_engine(io.get_executor(), o);
     run_coro(io, [&]() -> asio::awaitable<void> {
         auto held = co_await db.session();
+        co_await held.execute("BEGIN");
         const auto start = std::chrono::steady_clock::now();
         try {
             auto s = co_await db.session();
-            ADD_FAILURE() << "acquire succeeded past the bound";
+            co_await s.execute("SELECT 1");
+            ADD_FAILURE() << "a statement ran past the bound";
         } catch (const error& e) {
             EXPECT_EQ(e.code(), make_error_code(errc::pool_timeout));
             EXPECT_NE(e.message().find("pool_timeout"), std::string::npos);
@@ -155,17 +163,20 @@ TEST_F(AsyncPool, CancellationByOrOperatorLeavesNoTrace) {
     auto db = create_async_engine(io.get_executor(), options(1));
     run_coro(io, [&]() -> asio::awaitable<void> {
         std::optional<session> held(co_await db.session());
+        co_await held->execute("BEGIN");
+        auto waiting = co_await db.session();
         asio::steady_timer timer(co_await asio::this_coro::executor, 30ms);
-        auto outcome = co_await (db.session() || timer.async_wait(asio::use_awaitable));
+        auto outcome =
+            co_await (waiting.scalar<int>("SELECT 4") || timer.async_wait(asio::use_awaitable));
         EXPECT_EQ(outcome.index(), 1u) << "the timer should win";
         auto st = db.stats();
         EXPECT_EQ(st.waiters, 0u);
         EXPECT_EQ(st.cancellations, 1u);
         EXPECT_EQ(st.in_use, 1u);
-        held.reset();
-        // The permit was not leaked: the next acquire gets the one connection.
-        auto again = co_await db.session();
-        EXPECT_EQ(co_await again.scalar<int>("SELECT 5"), 5);
+        co_await held->execute("COMMIT");
+        EXPECT_EQ(db.stats().in_use, 0u);
+        // The permit was not leaked: the next statement gets the one connection.
+        EXPECT_EQ(co_await waiting.scalar<int>("SELECT 5"), 5);
         EXPECT_EQ(db.stats().size, 1u);
     }());
     EXPECT_EQ(opens.load(), 1);
@@ -177,21 +188,33 @@ TEST_F(AsyncPool, CancellationBySignalCompletesWithOperationAborted) {
     std::exception_ptr outcome;
     bool completed = false;
     std::optional<session> held;
+    std::optional<session> waiting;
     db.session([&](std::exception_ptr ep, session s) {
         ASSERT_FALSE(ep);
         held.emplace(std::move(s));
-        db.session(
-            asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr ep2, session s2) {
-                completed = true;
-                outcome = ep2;
-                EXPECT_FALSE(s2.valid());
-            }));
-        asio::post(io, [&] { signal.emit(asio::cancellation_type::terminal); });
+        held->async_execute("BEGIN", std::tuple<>{}, [&](std::exception_ptr ep1, result) {
+            ASSERT_FALSE(ep1);
+            db.session([&](std::exception_ptr ep2, session s2) {
+                ASSERT_FALSE(ep2);
+                waiting.emplace(std::move(s2));
+                waiting->async_execute("SELECT 1", std::tuple<>{},
+                                       asio::bind_cancellation_slot(
+                                           signal.slot(), [&](std::exception_ptr ep3, result) {
+                                               completed = true;
+                                               outcome = ep3;
+                                           }));
+                asio::post(io, [&] { signal.emit(asio::cancellation_type::terminal); });
+            });
+        });
     });
     io.run();
     ASSERT_TRUE(completed);
     EXPECT_EQ(error_code_of(outcome), make_error_code(asio::error::operation_aborted));
-    held.reset();
+    EXPECT_EQ(db.stats().in_use, 1u);  // the held one
+    EXPECT_EQ(db.stats().waiters, 0u);
+    held.reset();  // rolls back on the blocking pool, then gives it back
+    io.restart();
+    io.run();
     EXPECT_EQ(db.stats().in_use, 0u);
     EXPECT_EQ(db.stats().waiters, 0u);
 }
@@ -207,7 +230,8 @@ TEST_F(AsyncPool, ReleaseAndCancelRaceThousandsOfTimes) {
         [&]() -> asio::awaitable<void> {
             auto ex = co_await asio::this_coro::executor;
             for (int i = 0; i < rounds; ++i) {
-                auto held = std::make_shared<std::optional<session>>(co_await db.session());
+                auto held = std::make_shared<session>(co_await db.session());
+                co_await held->execute("BEGIN");
                 const auto release_after = std::chrono::microseconds(rng() % 200);
                 const auto cancel_after = std::chrono::microseconds(rng() % 200);
                 // The release comes from another strand, so it can land on
@@ -217,13 +241,15 @@ TEST_F(AsyncPool, ReleaseAndCancelRaceThousandsOfTimes) {
                     asio::make_strand(io),
                     [held, release_after, &released]() -> asio::awaitable<void> {
                         co_await sleep_for(release_after);
-                        held->reset();
+                        co_await held->execute("COMMIT");  // gives the connection back
                         released = true;
                     },
                     asio::detached);
                 asio::steady_timer timer(ex, cancel_after);
                 {
-                    auto r = co_await (db.session() || timer.async_wait(asio::use_awaitable));
+                    auto waiting = co_await db.session();
+                    auto r = co_await (waiting.scalar<int>("SELECT 1") ||
+                                       timer.async_wait(asio::use_awaitable));
                     if (r.index() == 0) {
                         ++granted;
                     } else {
@@ -291,7 +317,9 @@ TEST_F(AsyncPool, PrePingChecksEveryCheckout) {
             EXPECT_EQ(co_await s.scalar<int>("SELECT ?", i), i);
         }
     }());
-    EXPECT_EQ(pings.load(), 20);
+    // Every checkout of an idle connection is pinged; the first statement
+    // opened the connection it ran on, which needs none.
+    EXPECT_EQ(pings.load(), 19);
     EXPECT_EQ(db.stats().acquires, 20u);
     EXPECT_EQ(opens.load(), 1);
 }
@@ -331,28 +359,49 @@ TEST_F(AsyncPool, SafeOnAMultiThreadedIoContext) {
 }
 
 TEST_F(AsyncPool, ShutdownFailsWaitersAndFinishesWorkInFlight) {
-    auto db = std::make_unique<async_engine>(io.get_executor(), options(1));
+    auto o = options(1);
+    std::atomic<bool> started{false};
+    o.on_connect = [&](connection& c) {
+        // started(): tells the test that the long query is under way.
+        sqlite3_create_function(
+            c.native_handle(), "started", 0, SQLITE_UTF8, &started,
+            [](sqlite3_context* ctx, int, sqlite3_value**) {
+                static_cast<std::atomic<bool>*>(sqlite3_user_data(ctx))->store(true);
+                sqlite3_result_int(ctx, 1);
+            },
+            nullptr, nullptr);
+    };
+    auto db = std::make_unique<async_engine>(io.get_executor(), o);
     std::exception_ptr waiter_error;
     bool waiter_done = false;
     bool query_done = false;
     std::optional<session> held;
-    db->session([&](std::exception_ptr ep, session s) {
-        ASSERT_FALSE(ep);
-        held.emplace(std::move(s));
-        held->async_execute(
-            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200000) "
-            "SELECT count(*) FROM c",
-            std::tuple<>{}, [&](std::exception_ptr ep2, result r) {
-                query_done = true;
-                EXPECT_FALSE(ep2);
-                EXPECT_EQ(r[0].get<int>(0), 200000);
+    std::optional<session> waiting;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            held.emplace(co_await db->session());
+            held->async_execute(
+                "WITH RECURSIVE c(x) AS (SELECT started() UNION ALL SELECT x + 1 FROM c "
+                "WHERE x < 200000) SELECT count(*) FROM c",
+                std::tuple<>{}, [&](std::exception_ptr ep, result r) {
+                    query_done = true;
+                    EXPECT_FALSE(ep);
+                    EXPECT_EQ(r[0].get<int>(0), 200000);
+                });
+            while (!started) {
+                co_await sleep_for(100us);
+            }
+            // The pool's one connection runs the long query: this statement
+            // waits for it, and the engine is destroyed meanwhile.
+            waiting.emplace(co_await db->session());
+            waiting->async_execute("SELECT 1", std::tuple<>{}, [&](std::exception_ptr ep, result) {
+                waiter_done = true;
+                waiter_error = ep;
             });
-        db->session([&](std::exception_ptr ep2, session) {
-            waiter_done = true;
-            waiter_error = ep2;
-        });
-        db.reset();  // destroyed with a waiter queued and a query running
-    });
+            db.reset();  // with a statement waiting and a query running
+        },
+        asio::detached);
     io.run();
     EXPECT_TRUE(query_done);
     ASSERT_TRUE(waiter_done);
@@ -366,6 +415,7 @@ TEST_F(AsyncPool, ShutdownFailsWaitersAndFinishesWorkInFlight) {
     io.run();
     EXPECT_EQ(error_code_of(late), make_error_code(errc::pool_closed));
     held.reset();
+    waiting.reset();
 }
 
 }  // namespace

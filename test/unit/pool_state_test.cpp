@@ -564,6 +564,47 @@ TEST(PoolState, OpenFailedFreesItsPermitForAWaiterWithoutAnOpen) {
     EXPECT_EQ(granted_waiters(fx), std::vector<waiter_id>{3});
 }
 
+TEST(PoolState, ReserveOpenOnlyWithRoomAndNobodyWaiting) {
+    pool_state st(limits(2));
+    EXPECT_TRUE(st.reserve_open());
+    EXPECT_EQ(st.opening(), 1u);
+    pool_effects fx;
+    st.open_reserved(fx);
+    EXPECT_TRUE(fx.empty());
+    EXPECT_EQ(st.open_count(), 1u);
+    EXPECT_EQ(st.in_use(), 1u) << "the opener uses it";
+    EXPECT_EQ(st.idle_count(), 0u);
+    EXPECT_TRUE(st.reserve_open());
+    EXPECT_FALSE(st.reserve_open()) << "no room beyond size";
+    st.open_failed(fx);
+    EXPECT_TRUE(fx.empty());
+    EXPECT_EQ(st.opening(), 0u);
+    // A waiter comes first: the pool's own opens serve it.
+    EXPECT_EQ(st.acquire(1, t0, fx), std::nullopt);
+    EXPECT_FALSE(st.reserve_open());
+    // The reserved connection comes back like any other.
+    fx = {};
+    st.release(7, t0, true, t0, fx);
+    EXPECT_EQ(granted_waiters(fx), (std::vector<waiter_id>{1}));
+}
+
+TEST(PoolState, AReservedOpenLeavesNoWaiterWithoutAnOpen) {
+    // A waiter queued while a reserved open was in flight counted on it; when
+    // the opener keeps that connection, the waiter gets an open of its own.
+    pool_state st(limits(2));
+    pool_effects fx;
+    ASSERT_TRUE(st.reserve_open());
+    EXPECT_EQ(st.acquire(1, t0, fx), std::nullopt);
+    EXPECT_EQ(fx.opens, 0u) << "the waiter counts on the open in flight";
+    fx = {};
+    st.open_reserved(fx);
+    EXPECT_EQ(fx.opens, 1u);
+    EXPECT_EQ(st.opening(), 1u);
+    fx = {};
+    st.open_succeeded(20, t0, fx);
+    EXPECT_EQ(granted_waiters(fx), (std::vector<waiter_id>{1}));
+}
+
 TEST(PoolState, CloseAllClosesIdleConnections) {
     pool_state st(limits(3));
     hold_new(st, 1, 10, t0);

@@ -56,7 +56,7 @@ class blocking_job {
 struct blocking_pool_options {
     std::size_t threads = 2;
     /// Completions handed over at the latest when this many wait.
-    std::size_t batch = 8;
+    std::size_t batch = 32;
     /// ... or when the oldest has waited this long.
     std::chrono::microseconds max_hold{200};
     /// A sleeping thread is woken for queued work only when no awake thread

@@ -16,12 +16,14 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/system/system_error.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <mutex>
 #include <shared_mutex>
 #include <string>
 #include <string_view>
@@ -49,8 +51,7 @@ struct pooled_connection {
     connection conn;
     std::uint64_t id;
     std::chrono::steady_clock::time_point created;
-    std::uint64_t last_op = 0;               // io side: numbering for cancellation
-    std::uint64_t lease = 0;                 // io side: bumped at every checkout
+    std::atomic<std::uint64_t> lease{0};     // bumped at every checkout (under the lane's lock)
     bool tx_open = false;                    // io side: a transaction object is alive
     bool pending_rollback = false;           // io side: a transaction was dropped uncommitted
     pooled_connection* writer_pc = nullptr;  // io side: where this session's open
@@ -68,6 +69,14 @@ class engine_core {
     virtual const asio::any_io_executor& io_executor() const noexcept = 0;
     /// A session gives its connection back (rolling back first if needed).
     virtual void release(pooled_connection* pc) noexcept = 0;
+    /// On a worker, for an operation not bound to a connection: the most
+    /// recently used idle connection of this lane (warm caches), or a new
+    /// one opened right here while the pool has room; null when none is
+    /// free, someone waits for one, or the engine is closed. Give it back
+    /// with release().
+    virtual pooled_connection* pick() = 0;
+    /// Whether close() was called.
+    virtual bool closed() const noexcept = 0;
     /// The single-writer lane that write statements and transactions use, or
     /// null when this lane's connections write themselves.
     virtual engine_core* writer_lane() noexcept = 0;
@@ -116,6 +125,9 @@ class engine_core {
 
 /// The error a cancelled operation completes with.
 std::exception_ptr aborted_error();
+/// Throws aborted_error() when `e` is Asio's operation_aborted (an awaitable
+/// refuses to start an operation after a cancellation with it).
+void rethrow_if_aborted(const boost::system::system_error& e);
 /// The error an operation on a closed engine completes with.
 std::exception_ptr closed_error();
 /// The error a write on a database file that was deleted or replaced gets.
@@ -213,6 +225,70 @@ void deliver_on(blocking_pool& pool, Executor ex, Handler&& handler, Args&&... a
     });
 }
 
+/// A process-wide operation number, for cancellation: a request that
+/// arrives late never matches a later operation on the same connection.
+std::uint64_t new_op_id() noexcept;
+
+template <class R>
+using op_value = std::conditional_t<std::is_void_v<R>, int, R>;
+
+/// On a worker: runs f on pc's connection as operation `op`, storing its
+/// value in `out`; returns its error (operation_aborted when cancelled).
+template <class R, class Fn>
+std::exception_ptr run_on(pooled_connection& pc, std::uint64_t op, Fn& f, op_value<R>& out) {
+    connection& c = pc.conn;
+    c.begin_operation(op);
+    std::exception_ptr ep;
+    if (c.cancel_requested()) {
+        ep = aborted_error();
+    } else if (pc.guard_moved && c.file_moved()) {
+        // SQLite would write into the unlinked file and lose it all.
+        ep = moved_error(c.path());
+        pc.healthy = false;
+    } else {
+        try {
+            if constexpr (std::is_void_v<R>) {
+                f(c);
+            } else {
+                out = f(c);
+            }
+        } catch (const error& e) {
+            const bool cancelled =
+                c.cancel_requested() && primary_code(e.code()) == errc::interrupt;
+            ep = cancelled ? aborted_error() : std::current_exception();
+            if (poisons_connection(e.code())) {
+                pc.healthy = false;
+            }
+        } catch (...) {
+            ep = std::current_exception();
+        }
+    }
+    c.end_operation();
+    pc.in_transaction = c.in_transaction();
+    return ep;
+}
+
+/// Hands the outcome of a job to its handler: through the pool's inbox
+/// from a worker (run), or posted when the engine is closed.
+template <class R, class Executor, class Handler>
+void finish_job(engine_core* core, bool run, Executor&& ex, Handler&& h, std::exception_ptr ep,
+                op_value<R>&& out) {
+    // Everything the io side will touch is moved along: nothing of it may
+    // be released on the worker once the completion is handed over.
+    if (!run) {
+        if constexpr (std::is_void_v<R>) {
+            complete_on(core->io_executor(), std::move(ex), std::move(h), closed_error());
+        } else {
+            complete_on(core->io_executor(), std::move(ex), std::move(h), closed_error(),
+                        std::move(out));
+        }
+    } else if constexpr (std::is_void_v<R>) {
+        deliver_on(core->pool(), std::move(ex), std::move(h), std::move(ep));
+    } else {
+        deliver_on(core->pool(), std::move(ex), std::move(h), std::move(ep), std::move(out));
+    }
+}
+
 /// Runs fn(connection&) on the blocking pool and completes with its value
 /// (or exception) on the handler's executor. Cancellation requested through
 /// the handler's slot stops the running statement (progress handler) and the
@@ -227,62 +303,22 @@ struct run_initiation {
     void operator()(Handler&& handler, Fn&& fn) const {
         auto ex = asio::prefer(asio::get_associated_executor(handler, core->io_executor()),
                                asio::execution::outstanding_work.tracked);
-        const std::uint64_t op = ++pc->last_op;
+        const std::uint64_t op = new_op_id();
         auto slot = asio::get_associated_cancellation_slot(handler);
         if (slot.is_connected()) {
             slot.assign([c = &pc->conn, op](asio::cancellation_type) { c->request_cancel(op); });
         }
         // Moved, never copied: each copy of a type-erased executor costs a
         // virtual call here and another where it is destroyed, on the worker.
-        auto job = [pc = pc, op, ex = std::move(ex), core = core, pool = &core->pool(),
+        auto job = [pc = pc, op, ex = std::move(ex), core = core,
                     h = std::forward<Handler>(handler),
                     f = std::forward<Fn>(fn)](bool run) mutable {
-            std::conditional_t<std::is_void_v<R>, int, R> out{};
-            if (!run) {
-                if constexpr (std::is_void_v<R>) {
-                    complete_on(core->io_executor(), std::move(ex), std::move(h), closed_error());
-                } else {
-                    complete_on(core->io_executor(), std::move(ex), std::move(h), closed_error(),
-                                std::move(out));
-                }
-                return;
-            }
-            connection& c = pc->conn;
-            c.begin_operation(op);
+            op_value<R> out{};
             std::exception_ptr ep;
-            if (c.cancel_requested()) {
-                ep = aborted_error();
-            } else if (pc->guard_moved && c.file_moved()) {
-                // SQLite would write into the unlinked file and lose it all.
-                ep = moved_error(c.path());
-                pc->healthy = false;
-            } else {
-                try {
-                    if constexpr (std::is_void_v<R>) {
-                        f(c);
-                    } else {
-                        out = f(c);
-                    }
-                } catch (const error& e) {
-                    const bool cancelled =
-                        c.cancel_requested() && primary_code(e.code()) == errc::interrupt;
-                    ep = cancelled ? aborted_error() : std::current_exception();
-                    if (poisons_connection(e.code())) {
-                        pc->healthy = false;
-                    }
-                } catch (...) {
-                    ep = std::current_exception();
-                }
+            if (run) {
+                ep = run_on<R>(*pc, op, f, out);
             }
-            c.end_operation();
-            pc->in_transaction = c.in_transaction();
-            // Everything the io side will touch is moved along: nothing of it
-            // may be released here once the completion is handed over.
-            if constexpr (std::is_void_v<R>) {
-                deliver_on(*pool, std::move(ex), std::move(h), std::move(ep));
-            } else {
-                deliver_on(*pool, std::move(ex), std::move(h), std::move(ep), std::move(out));
-            }
+            finish_job<R>(core, run, std::move(ex), std::move(h), std::move(ep), std::move(out));
         };
         core->post_blocking(std::move(job));
     }
@@ -291,6 +327,95 @@ struct run_initiation {
 template <class R, class Token, class Fn>
 auto async_run(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token) {
     return asio::async_initiate<Token, op_signature<R>>(run_initiation<R>{core, pc}, token,
+                                                        std::forward<Fn>(fn));
+}
+
+/// An operation whose connection the worker picks when it runs it (see
+/// engine_core::pick), living in the awaiting frame until it completes.
+/// The worker gives the connection back afterwards unless it is left
+/// inside a transaction: then `pinned` hands it to the session. With
+/// nothing to pick, `no_connection` says the session must check one out.
+struct late_binding {
+    std::uint64_t op = 0;
+    pooled_connection* pinned = nullptr;  // (worker) read after the completion
+    bool no_connection = false;           // (worker) likewise
+    // A cancellation meets the worker here: before the job runs it is
+    // refused, while it runs the statement is stopped, afterwards the
+    // connection is no longer reachable (it may be closed by then).
+    std::mutex mutex;
+    connection* running = nullptr;  // under mutex
+    bool cancelled = false;         // under mutex
+};
+
+template <class R>
+struct late_initiation {
+    engine_core* core;
+    late_binding* late;
+
+    template <class Handler, class Fn>
+    void operator()(Handler&& handler, Fn&& fn) const {
+        auto ex = asio::prefer(asio::get_associated_executor(handler, core->io_executor()),
+                               asio::execution::outstanding_work.tracked);
+        late->op = new_op_id();
+        auto slot = asio::get_associated_cancellation_slot(handler);
+        if (slot.is_connected()) {
+            slot.assign([late = late](asio::cancellation_type) {
+                std::lock_guard lock(late->mutex);
+                late->cancelled = true;
+                if (late->running != nullptr) {
+                    late->running->request_cancel(late->op);
+                }
+            });
+        }
+        auto job = [late = late, ex = std::move(ex), core = core,
+                    h = std::forward<Handler>(handler),
+                    f = std::forward<Fn>(fn)](bool run) mutable {
+            op_value<R> out{};
+            std::exception_ptr ep;
+            if (run) {
+                pooled_connection* pc = nullptr;
+                try {
+                    pc = core->pick();
+                } catch (...) {
+                    ep = std::current_exception();  // the open failed
+                }
+                if (pc != nullptr) {
+                    bool cancelled = false;
+                    {
+                        std::lock_guard lock(late->mutex);
+                        cancelled = late->cancelled;
+                        late->running = cancelled ? nullptr : &pc->conn;
+                    }
+                    if (cancelled) {
+                        ep = aborted_error();
+                    } else {
+                        ep = run_on<R>(*pc, late->op, f, out);
+                        std::lock_guard lock(late->mutex);
+                        late->running = nullptr;
+                    }
+                    if (pc->in_transaction && pc->healthy) {
+                        late->pinned = pc;
+                    } else {
+                        core->release(pc);
+                    }
+                } else if (!ep) {
+                    std::lock_guard lock(late->mutex);
+                    if (late->cancelled) {
+                        ep = aborted_error();
+                    } else {
+                        late->no_connection = true;
+                    }
+                }
+            }
+            finish_job<R>(core, run, std::move(ex), std::move(h), std::move(ep), std::move(out));
+        };
+        core->post_blocking(std::move(job));
+    }
+};
+
+template <class R, class Token, class Fn>
+auto async_run_late(engine_core* core, late_binding* late, Fn&& fn, Token&& token) {
+    return asio::async_initiate<Token, op_signature<R>>(late_initiation<R>{core, late}, token,
                                                         std::forward<Fn>(fn));
 }
 

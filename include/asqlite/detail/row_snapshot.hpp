@@ -6,20 +6,22 @@
 // the worker and freed on the io thread, every such block crosses threads:
 // the worker's malloc finds its thread cache empty and the io thread's free
 // finds its own full, so both take the worker arena's lock on every string.
-// The snapshot copies the row into a buffer that belongs to the connection
-// and keeps its capacity, so the
+// The snapshot copies the row into buffers that keep their capacity (a
+// small cache of snapshots per io thread, see snapshot_lease), so the
 // worker allocates nothing once warm, and the strings are allocated and
 // later freed on the io thread, from its own cache. (Measured with
 // asqlite-bench, read workload: about 1.3 us less CPU per read; see
 // docs/benchmarks.md.) Only single-row reads take this way: all() builds its
 // rows on the blocking pool, to keep large results off the io thread.
 //
-// The buffer is the connection's: it is written by the job and read by the
-// operation's continuation, before the session can start another operation
-// on that connection (a session runs one operation at a time).
+// The snapshot is the operation's (not the connection's: a connection goes
+// back to the pool when the job ends, before the continuation reads the
+// row). It is written by the job and read by the continuation, which the
+// completion's hand-over orders.
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -90,6 +92,22 @@ class row_snapshot {
     std::vector<cell> cells_;
     std::string bytes_;  // names, then texts and blobs
     bool has_row_ = false;
+};
+
+/// One operation's snapshot, taken on the io side from a small cache of the
+/// current thread and given back to it (or freed, when the cache is full)
+/// when the lease ends. Movable, so it can ride in the operation's function.
+class snapshot_lease {
+  public:
+    snapshot_lease();
+    snapshot_lease(snapshot_lease&& other) noexcept = default;
+    snapshot_lease& operator=(snapshot_lease&&) = delete;
+    ~snapshot_lease();
+
+    row_snapshot& get() const noexcept { return *snap_; }
+
+  private:
+    std::unique_ptr<row_snapshot> snap_;
 };
 
 }  // namespace asqlite::detail
