@@ -54,9 +54,15 @@ void row_snapshot::capture(const statement& st, bool has_row) {
     cells_.resize(static_cast<std::size_t>(n));
     bytes_.clear();
     has_row_ = has_row;
+    // The names first, each closed by a NUL (no SQLite name contains one):
+    // together they are the layout read() recognises.
+    for (int i = 0; i < n; ++i) {
+        cells_[index(i)].name = append(st.column_name(i));
+        bytes_.push_back('\0');
+    }
+    names_size_ = bytes_.size();
     for (int i = 0; i < n; ++i) {
         cell& c = cells_[index(i)];
-        c.name = append(st.column_name(i));
         c.type = has_row ? st.column_type(i) : value_type::null;
         switch (c.type) {
             case value_type::integer:

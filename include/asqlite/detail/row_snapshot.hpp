@@ -52,11 +52,24 @@ class row_snapshot {
             row_snapshot& s;
             ~release_large() { s.trim(); }
         } trim_after{*this};
-        const row_reader<T> reader(*this);
+        // Matching columns to T by name costs more than reading the row: the
+        // match is kept per thread and reused while the column names are the
+        // same as last time (a statement's names rarely change).
+        struct known_layout {
+            std::string names;
+            std::optional<row_reader<T>> reader;
+        };
+        thread_local known_layout known;
+        const std::string_view names(bytes_.data(), names_size_);
+        if (!known.reader || known.names != names) {
+            known.reader.reset();
+            known.reader.emplace(*this);  // checks the mapping; may throw
+            known.names.assign(names);
+        }
         if (!has_row_) {
             return std::nullopt;
         }
-        return std::optional<T>(reader.read(*this));
+        return std::optional<T>(known.reader->read(*this));
     }
 
     // column_source interface (the captured row)
@@ -90,7 +103,8 @@ class row_snapshot {
     void trim() noexcept;
 
     std::vector<cell> cells_;
-    std::string bytes_;  // names, then texts and blobs
+    std::string bytes_;           // names (NUL after each), then texts and blobs
+    std::size_t names_size_ = 0;  // bytes_ up to the end of the names
     bool has_row_ = false;
 };
 
