@@ -1150,7 +1150,7 @@ int run(const bench_options& o) {
         spec.ops = o.seconds > 0 ? 0 : o.ops;
         spec.seconds = o.seconds;
 
-        // Warm-up, not measured: opens the pool's connections, fills the
+        // Warm-up, not measured: opens the connections the workers use, fills the
         // statement caches and the page cache on both sides.
         phase_spec warm = spec;
         warm.ops = std::min<std::uint64_t>(
