@@ -388,6 +388,7 @@ std::unique_ptr<pooled_connection> async_core::make_connection() {
     }
     auto pc = std::make_unique<pooled_connection>(std::move(c), 0, clock::now());
     pc->guard_moved = role_ != lane::readers && path_.find("mode=memory") == std::string::npos;
+    pc->ahead = role_ == lane::writer;
     return pc;
 }
 
@@ -507,21 +508,23 @@ void async_core::release(pooled_connection* pc) noexcept {
     // engine's executor counts it as work, so io_context::run() does not
     // return while a connection is still on its way back.
     auto work = asio::prefer(io_, asio::execution::outstanding_work.tracked);
-    post_blocking([self = shared_from_this(), pc, work = std::move(work)](bool run) {
-        if (!run) {
-            pc->healthy = false;  // engine closed: the connection is closed anyway
-        } else {
-            try {
-                if (pc->conn.in_transaction()) {
-                    pc->conn.exec("ROLLBACK");
+    post_blocking(
+        [self = shared_from_this(), pc, work = std::move(work)](bool run) {
+            if (!run) {
+                pc->healthy = false;  // engine closed: the connection is closed anyway
+            } else {
+                try {
+                    if (pc->conn.in_transaction()) {
+                        pc->conn.exec("ROLLBACK");
+                    }
+                    pc->in_transaction = false;
+                } catch (...) {
+                    pc->healthy = false;
                 }
-                pc->in_transaction = false;
-            } catch (...) {
-                pc->healthy = false;
             }
-        }
-        self->return_connection(pc);
-    });
+            self->return_connection(pc);
+        },
+        pc->ahead);
 }
 
 void async_core::return_connection(pooled_connection* pc) noexcept {

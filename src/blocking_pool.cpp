@@ -55,6 +55,20 @@ void blocking_pool::list::push(blocking_job* j) noexcept {
     ++size;
 }
 
+void blocking_pool::list::insert_after(blocking_job* at, blocking_job* j) noexcept {
+    if (at == nullptr) {
+        j->next_ = head;
+        head = j;
+    } else {
+        j->next_ = at->next_;
+        at->next_ = j;
+    }
+    if (j->next_ == nullptr) {
+        tail = j;
+    }
+    ++size;
+}
+
 void blocking_pool::list::splice(list&& other) noexcept {
     if (other.head == nullptr) {
         return;
@@ -137,13 +151,18 @@ blocking_pool::~blocking_pool() {
     }
 }
 
-void blocking_pool::submit(blocking_job* job) noexcept {
+void blocking_pool::submit(blocking_job* job, bool ahead) noexcept {
     wake_up wake;
     {
         std::unique_lock lock(mutex_, std::defer_lock);
         lock_spinning(lock);
         if (!closed_) {
-            jobs_.push(job);
+            if (ahead) {
+                jobs_.insert_after(last_ahead_, job);
+                last_ahead_ = job;
+            } else {
+                jobs_.push(job);
+            }
             queued_hint_.store(jobs_.size, std::memory_order_relaxed);
             if (!idle_.empty() && !enough_awake(now_ns())) {
                 wake = claim_sleeper();
@@ -373,6 +392,9 @@ void blocking_pool::work(std::size_t slot) {
     std::unique_lock lock(mutex_);
     for (;;) {
         if (blocking_job* job = jobs_.pop()) {
+            if (job == last_ahead_) {
+                last_ahead_ = nullptr;
+            }
             queued_hint_.store(jobs_.size, std::memory_order_relaxed);
             const std::int64_t now = now_ns();
             running_since_[slot] = now;

@@ -14,6 +14,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -75,6 +76,45 @@ overlap queue_behind(blocking_pool& pool, LongJob long_job, std::chrono::millise
     }
     pool.join();
     return {short_done.load(), short_ran_during_long.load()};
+}
+
+TEST(BlockingPool, JobsPostedAheadRunFirstInTheirOwnOrder) {
+    asio::io_context io;
+    auto pool = make_pool(io, 1, 8, 200us, 1);
+    std::atomic<bool> started{false};
+    std::atomic<bool> go{false};
+    std::mutex m;
+    std::vector<std::string> order;
+    // One ahead job that runs and is gone: the next ones must not be placed
+    // behind it.
+    std::atomic<bool> first_done{false};
+    pool->post([&](bool) { first_done = true; }, true);
+    while (!first_done.load()) {
+        std::this_thread::yield();
+    }
+    pool->post([&](bool) {
+        started = true;
+        while (!go.load()) {
+            std::this_thread::yield();
+        }
+    });
+    while (!started.load()) {
+        std::this_thread::yield();
+    }
+    const auto job = [&](std::string name) {
+        return [&, name](bool) {
+            std::lock_guard lock(m);
+            order.push_back(name);
+        };
+    };
+    pool->post(job("a"));
+    pool->post(job("b"));
+    pool->post(job("writer 1"), true);
+    pool->post(job("writer 2"), true);
+    pool->post(job("c"));
+    go = true;
+    pool->join();
+    EXPECT_EQ(order, (std::vector<std::string>{"writer 1", "writer 2", "a", "b", "c"}));
 }
 
 TEST(BlockingPool, EveryJobRunsOnAWorkerAndCompletesOnceOnTheIoThread) {

@@ -76,9 +76,11 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     blocking_pool& operator=(const blocking_pool&) = delete;
 
     /// Queues f(bool live) for a worker; after close() runs f(false) here.
+    /// An `ahead` job goes before every other job (behind earlier `ahead`
+    /// ones): for work that others wait behind, such as the single writer.
     template <class F>
-    void post(F&& f) {
-        submit(make_job(std::forward<F>(f)));
+    void post(F&& f, bool ahead = false) {
+        submit(make_job(std::forward<F>(f)), ahead);
     }
     /// From a worker: f() runs on the io executor (see the batching above).
     template <class F>
@@ -184,6 +186,7 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
         blocking_job* tail = nullptr;
         std::size_t size = 0;
         void push(blocking_job* j) noexcept;
+        void insert_after(blocking_job* at, blocking_job* j) noexcept;  // at null: the front
         blocking_job* pop() noexcept;
         void splice(list&& other) noexcept;  // appends other's jobs, emptying it
     };
@@ -196,7 +199,7 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     static thread_local std::size_t deferred_;  // by the running batch
     class drainer;
 
-    void submit(blocking_job* job) noexcept;
+    void submit(blocking_job* job, bool ahead) noexcept;
     void hand_over(blocking_job* job) noexcept;
     // Under mutex_: whether the inbox is to be handed over now.
     bool flush_due(std::int64_t now_ns) noexcept;
@@ -241,6 +244,7 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     };
     std::vector<std::unique_ptr<sleeper>> sleepers_;  // per thread
     list jobs_;                                       // under mutex_
+    blocking_job* last_ahead_ = nullptr;              // under mutex_: in jobs_, or null
     list inbox_;                                      // under mutex_
     // Under mutex_: the threads asleep, in the order they fell asleep. The
     // front one watches while the pool is busy (see work()); wakers take

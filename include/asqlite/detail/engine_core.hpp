@@ -59,6 +59,7 @@ struct pooled_connection {
     bool in_transaction = false;             // (worker) state after the last operation
     bool healthy = true;                     // (worker) false: close instead of reusing
     bool guard_moved = false;                // writes here: refuse them once the file has moved
+    bool ahead = false;  // the writer lane's: its jobs go first (see run_initiation)
 };
 
 class engine_core {
@@ -104,8 +105,8 @@ class engine_core {
     /// Runs job(true) on the blocking pool, or job(false) right here when
     /// the engine is closed (the job then only reports that).
     template <class Job>
-    void post_blocking(Job&& job) {
-        pool_->post(std::forward<Job>(job));
+    void post_blocking(Job&& job, bool ahead = false) {
+        pool_->post(std::forward<Job>(job), ahead);
     }
     blocking_pool& pool() noexcept { return *pool_; }
 
@@ -320,7 +321,9 @@ struct run_initiation {
             }
             finish_job<R>(core, run, std::move(ex), std::move(h), std::move(ep), std::move(out));
         };
-        core->post_blocking(std::move(job));
+        // The writer lane's statements jump the queue of reads: everyone who
+        // writes waits behind the one connection holding the lane.
+        core->post_blocking(std::move(job), pc->ahead);
     }
 };
 
