@@ -452,11 +452,11 @@ pooled_connection* async_core::pick() {
                     ++acquires_;
                     state_.open_reserved(fx);
                 } else {
-                    state_.open_failed(fx);
+                    state_.open_reserved_failed(fx);
                 }
                 take(fx, act, now);
             }
-            run(act, failure);
+            run(act, nullptr);
             if (failure) {
                 std::rethrow_exception(failure);
             }

@@ -87,6 +87,11 @@ void pool_state::open_reserved(pool_effects& fx) noexcept {
     pump(fx);
 }
 
+void pool_state::open_reserved_failed(pool_effects& fx) noexcept {
+    --opening_;
+    pump(fx);
+}
+
 void pool_state::open_failed(pool_effects& fx) {
     --opening_;
     // Only waiters beyond the opens still in flight lack a connection to

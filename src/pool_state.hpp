@@ -75,6 +75,9 @@ class pool_state {
     /// A reserved open succeeded: `c` is in use by its opener. Waiters that
     /// queued meanwhile and counted on this open get opens of their own.
     void open_reserved(pool_effects& fx) noexcept;
+    /// A reserved open failed: its permit is free again (its opener has the
+    /// error; no waiter counted on it alone gets it).
+    void open_reserved_failed(pool_effects& fx) noexcept;
 
     /// An open asked for by effects::opens finished.
     void open_succeeded(conn_id c, pool_clock::time_point now, pool_effects& fx);

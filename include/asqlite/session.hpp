@@ -179,11 +179,12 @@ class session {
                 if (pc_ != nullptr && pc_->writer_pc != nullptr) {
                     detail::session_op<R>(pc_->writer_core, pc_->writer_pc, std::move(f),
                                           std::move(handler));
-                } else if (pc_ != nullptr) {
-                    detail::session_op<R>(core_.get(), pc_, std::move(f), std::move(handler));
                 } else {
+                    // On the handler's own executor: its strand (or thread)
+                    // is where the session is used and cancellation comes from.
+                    auto ex = asio::get_associated_executor(handler, core_->io_executor());
                     asio::co_spawn(
-                        core_->io_executor(),
+                        std::move(ex),
                         [this, f = std::move(f)]() mutable -> asio::awaitable<R> {
                             co_return co_await on_connection<R>(f);
                         },
@@ -258,46 +259,42 @@ class session {
     /// out here, in turn.
     template <class R, class Fn>
     asio::awaitable<R> on_connection(Fn& fn) {
-        if (pc_ == nullptr) {
-            detail::late_binding late;
-            {
-                struct adopt {
-                    session* self;
-                    detail::late_binding* late;
-                    ~adopt() {
-                        if (late->pinned != nullptr) {
-                            self->pc_ = late->pinned;
+        // Asio refuses to start an operation once the coroutine was
+        // cancelled (boost::system::system_error): reported as asqlite's
+        // abort error, like every other cancellation.
+        try {
+            if (pc_ == nullptr) {
+                detail::late_binding late;
+                {
+                    struct adopt {
+                        session* self;
+                        detail::late_binding* late;
+                        ~adopt() {
+                            if (late->pinned != nullptr) {
+                                self->pc_ = late->pinned;
+                            }
+                        }
+                    } guard{this, &late};
+                    if constexpr (std::is_void_v<R>) {
+                        co_await detail::async_run_late<R>(
+                            core_.get(), &late, detail::by_ref<R>(fn), asio::use_awaitable);
+                        if (!late.no_connection) {
+                            co_return;
+                        }
+                    } else {
+                        R value = co_await detail::async_run_late<R>(
+                            core_.get(), &late, detail::by_ref<R>(fn), asio::use_awaitable);
+                        if (!late.no_connection) {
+                            co_return value;
                         }
                     }
-                } guard{this, &late};
-                if constexpr (std::is_void_v<R>) {
-                    co_await detail::async_run_late<R>(core_.get(), &late, detail::by_ref<R>(fn),
-                                                       asio::use_awaitable);
-                    if (!late.no_connection) {
-                        co_return;
-                    }
-                } else {
-                    R value = co_await detail::async_run_late<R>(
-                        core_.get(), &late, detail::by_ref<R>(fn), asio::use_awaitable);
-                    if (!late.no_connection) {
-                        co_return value;
-                    }
                 }
-            }
-            // Asio refuses to start an operation once the coroutine was
-            // cancelled: that, too, is reported as asqlite's abort error.
-            try {
                 co_await pin();
-            } catch (const boost::system::system_error& e) {
-                detail::rethrow_if_aborted(e);
-                throw;
             }
-        }
-        struct unpin {
-            session* self;
-            ~unpin() { self->unpin_if_idle(); }
-        } guard{this};
-        try {
+            struct unpin {
+                session* self;
+                ~unpin() { self->unpin_if_idle(); }
+            } guard{this};
             co_return co_await op<R>(detail::by_ref<R>(fn), asio::use_awaitable);
         } catch (const boost::system::system_error& e) {
             detail::rethrow_if_aborted(e);
@@ -334,8 +331,10 @@ class session {
         std::string_view sql, Fn fn, Finish finish = {}) {
         check_usable();
         if (pc_ != nullptr && pc_->writer_pc != nullptr) {
-            co_return finish(co_await detail::session_op<R>(pc_->writer_core, pc_->writer_pc,
-                                                            std::move(fn), asio::use_awaitable));
+            // By reference: fn lives in this frame (a row read's snapshot is
+            // in it, and must outlive the job).
+            co_return finish(co_await detail::session_op<R>(
+                pc_->writer_core, pc_->writer_pc, detail::by_ref<R>(fn), asio::use_awaitable));
         }
         detail::engine_core* lane = core_->writer_lane();
         if (lane == nullptr || !core_->known_write(sql)) {

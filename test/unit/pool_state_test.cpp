@@ -605,6 +605,20 @@ TEST(PoolState, AReservedOpenLeavesNoWaiterWithoutAnOpen) {
     EXPECT_EQ(granted_waiters(fx), (std::vector<waiter_id>{1}));
 }
 
+TEST(PoolState, AFailedReservedOpenFailsNoWaiterAndFreesItsPermit) {
+    pool_state st(limits(1));
+    pool_effects fx;
+    ASSERT_TRUE(st.reserve_open());
+    EXPECT_EQ(st.acquire(1, t0, fx), std::nullopt);
+    EXPECT_EQ(fx.opens, 0u);
+    fx = {};
+    st.open_reserved_failed(fx);
+    EXPECT_TRUE(fx.failed.empty()) << "the opener has the error, not the waiter";
+    EXPECT_EQ(fx.opens, 1u) << "the waiter gets an open of its own";
+    EXPECT_EQ(st.opening(), 1u);
+    EXPECT_EQ(st.waiting(), 1u);
+}
+
 TEST(PoolState, CloseAllClosesIdleConnections) {
     pool_state st(limits(3));
     hold_new(st, 1, 10, t0);

@@ -346,8 +346,8 @@ struct late_binding {
     // refused, while it runs the statement is stopped, afterwards the
     // connection is no longer reachable (it may be closed by then).
     std::mutex mutex;
-    connection* running = nullptr;  // under mutex
-    bool cancelled = false;         // under mutex
+    connection* running = nullptr;       // under mutex
+    std::atomic<bool> cancelled{false};  // set under mutex; a first look without it
 };
 
 template <class R>
@@ -364,7 +364,7 @@ struct late_initiation {
         if (slot.is_connected()) {
             slot.assign([late = late](asio::cancellation_type) {
                 std::lock_guard lock(late->mutex);
-                late->cancelled = true;
+                late->cancelled.store(true, std::memory_order_relaxed);
                 if (late->running != nullptr) {
                     late->running->request_cancel(late->op);
                 }
@@ -375,7 +375,9 @@ struct late_initiation {
                     f = std::forward<Fn>(fn)](bool run) mutable {
             op_value<R> out{};
             std::exception_ptr ep;
-            if (run) {
+            if (run && late->cancelled.load(std::memory_order_relaxed)) {
+                ep = aborted_error();  // cancelled in the queue: no connection needed
+            } else if (run) {
                 pooled_connection* pc = nullptr;
                 try {
                     pc = core->pick();
@@ -386,7 +388,7 @@ struct late_initiation {
                     bool cancelled = false;
                     {
                         std::lock_guard lock(late->mutex);
-                        cancelled = late->cancelled;
+                        cancelled = late->cancelled.load(std::memory_order_relaxed);
                         late->running = cancelled ? nullptr : &pc->conn;
                     }
                     if (cancelled) {
@@ -402,8 +404,7 @@ struct late_initiation {
                         core->release(pc);
                     }
                 } else if (!ep) {
-                    std::lock_guard lock(late->mutex);
-                    if (late->cancelled) {
+                    if (late->cancelled.load(std::memory_order_relaxed)) {
                         ep = aborted_error();
                     } else {
                         late->no_connection = true;
