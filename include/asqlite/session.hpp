@@ -114,13 +114,20 @@ class session {
     /// void(std::exception_ptr, result).
     template <class... P, class Token>
     auto async_execute(std::string_view sql, std::tuple<P...> params, Token&& token) {
-        return asio::co_spawn(
-            core_ ? core_->io_executor() : asio::any_io_executor{},
-            [this, sql, params = std::move(params)]() {
-                return std::apply([&](auto&... p) { return execute(sql, std::move(p)...); },
-                                  params);
+        return asio::async_initiate<Token, void(std::exception_ptr, result)>(
+            [this, sql](auto handler, std::tuple<P...> args) {
+                // On the handler's own executor, as run() does.
+                auto ex = asio::get_associated_executor(
+                    handler, core_ ? core_->io_executor() : asio::any_io_executor{});
+                asio::co_spawn(
+                    std::move(ex),
+                    [this, sql, args = std::move(args)]() mutable {
+                        return std::apply([&](auto&... p) { return execute(sql, std::move(p)...); },
+                                          args);
+                    },
+                    std::move(handler));
             },
-            std::forward<Token>(token));
+            token, std::move(params));
     }
 
     /// First column of the first row (see connection::scalar).

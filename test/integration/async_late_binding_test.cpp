@@ -287,7 +287,7 @@ TEST_F(LateBinding, RunKeepsTheConnectionOfATransactionItOpensAndGivesItBackAfte
     }());
 }
 
-TEST_F(LateBinding, RunWithAFutureCompletesWhileTheEngineRunsElsewhere) {
+TEST_F(LateBinding, FuturesCompleteWhileTheEngineRunsElsewhere) {
     auto db = create_async_engine(io.get_executor(), options(4, 2));
     make_table(db);
     auto guard = asio::make_work_guard(io);
@@ -297,6 +297,9 @@ TEST_F(LateBinding, RunWithAFutureCompletesWhileTheEngineRunsElsewhere) {
     std::future<int> value = s.run(
         [](connection& c) { return c.scalar<int>("SELECT sum(n) FROM t"); }, asio::use_future);
     EXPECT_EQ(value.get(), 6);
+    std::future<result> rows =
+        s.async_execute("SELECT n FROM t WHERE n > ?", std::tuple{1}, asio::use_future);
+    EXPECT_EQ(rows.get().size(), 2u);
     guard.reset();
     runner.join();
     EXPECT_EQ(db.stats().in_use, 0u);
