@@ -74,7 +74,10 @@ void pool_state::open_succeeded(conn_id c, pool_clock::time_point now, pool_effe
 }
 
 bool pool_state::reserve_open() noexcept {
-    if (!waiters_.empty() || open_ + opening_ >= limits_.size + limits_.max_overflow) {
+    // Never an overflow connection: one would be closed again as soon as
+    // its statement ended (nobody waits), an open and a close per statement.
+    // Overflow stays for waiters, as before.
+    if (!waiters_.empty() || open_ + opening_ >= limits_.size) {
         return false;
     }
     ++opening_;

@@ -70,7 +70,8 @@ class pool_state {
 
     /// For a caller that opens a connection itself to use at once (a worker
     /// holding an operation and finding nothing idle): true, counted as an
-    /// open in flight, when nobody waits and the pool has room.
+    /// open in flight, when nobody waits and the pool has room within
+    /// `size` (overflow is for waiters).
     bool reserve_open() noexcept;
     /// A reserved open succeeded: `c` is in use by its opener. Waiters that
     /// queued meanwhile and counted on this open get opens of their own.

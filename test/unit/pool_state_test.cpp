@@ -588,6 +588,17 @@ TEST(PoolState, ReserveOpenOnlyWithRoomAndNobodyWaiting) {
     EXPECT_EQ(granted_waiters(fx), (std::vector<waiter_id>{1}));
 }
 
+TEST(PoolState, ReserveOpenNeverTakesAnOverflowPermit) {
+    pool_state st(limits(1, 2));
+    ASSERT_TRUE(st.reserve_open());
+    pool_effects fx;
+    st.open_reserved(fx);
+    EXPECT_FALSE(st.reserve_open()) << "overflow is for waiters";
+    // A waiter still gets an overflow open.
+    EXPECT_EQ(st.acquire(1, t0, fx), std::nullopt);
+    EXPECT_EQ(fx.opens, 1u);
+}
+
 TEST(PoolState, AReservedOpenLeavesNoWaiterWithoutAnOpen) {
     // A waiter queued while a reserved open was in flight counted on it; when
     // the opener keeps that connection, the waiter gets an open of its own.
