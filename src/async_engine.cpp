@@ -181,6 +181,13 @@ class async_core final : public engine_core, public std::enable_shared_from_this
     void open_one();
     /// On a worker: a new connection of this lane, set up (on_connect run).
     std::unique_ptr<pooled_connection> make_connection();
+    /// pick()'s open after pool_state::reserve_open: the new connection,
+    /// checked out; the open's error is rethrown.
+    pooled_connection* open_reserved();
+    // Under mutex_: takes ownership of a newly opened connection.
+    pooled_connection* adopt(std::unique_ptr<pooled_connection> pc);
+    // Under mutex_: counts a checkout and starts the connection's new lease.
+    void check_out(pooled_connection* pc) noexcept;
     void open_finished(std::unique_ptr<pooled_connection> pc, std::exception_ptr ep);
     void return_connection(pooled_connection* pc) noexcept;
     void cancel_waiter(waiter_id w);
@@ -351,9 +358,8 @@ session async_core::try_acquire() {
             return {};
         }
         if (const auto c = state_.try_acquire(now, fx)) {
-            ++acquires_;
             pc = conns_.at(*c).get();
-            pc->lease.fetch_add(1, std::memory_order_relaxed);
+            check_out(pc);
         }
         take(fx, act, now);
     }
@@ -406,6 +412,18 @@ void async_core::open_one() {
     });
 }
 
+pooled_connection* async_core::adopt(std::unique_ptr<pooled_connection> pc) {
+    const conn_id id = ++next_conn_;
+    pc->id = id;
+    ++opened_;
+    return conns_.emplace(id, std::move(pc)).first->second.get();
+}
+
+void async_core::check_out(pooled_connection* pc) noexcept {
+    ++acquires_;
+    pc->lease.fetch_add(1, std::memory_order_relaxed);
+}
+
 pooled_connection* async_core::pick() {
     for (;;) {
         const auto now = clock::now();
@@ -419,9 +437,8 @@ pooled_connection* async_core::pick() {
                 return nullptr;
             }
             if (const auto c = state_.try_acquire(now, fx)) {
-                ++acquires_;
                 pc = conns_.at(*c).get();
-                pc->lease.fetch_add(1, std::memory_order_relaxed);
+                check_out(pc);
             } else {
                 open_here = state_.reserve_open();
             }
@@ -429,38 +446,7 @@ pooled_connection* async_core::pick() {
         }
         run(act, nullptr);
         if (open_here) {
-            // A worker holding an operation opens the connection itself: no
-            // trip to the io thread and back, and no waiter to hand it to.
-            std::unique_ptr<pooled_connection> fresh;
-            std::exception_ptr failure;
-            try {
-                fresh = make_connection();
-            } catch (...) {
-                failure = std::current_exception();
-            }
-            {
-                // Opened for an operation already under way: it runs even if
-                // the engine closed meanwhile (release() then closes it).
-                std::lock_guard lock(mutex_);
-                if (fresh) {
-                    const conn_id id = ++next_conn_;
-                    fresh->id = id;
-                    pc = fresh.get();
-                    pc->lease.fetch_add(1, std::memory_order_relaxed);
-                    conns_.emplace(id, std::move(fresh));
-                    ++opened_;
-                    ++acquires_;
-                    state_.open_reserved(fx);
-                } else {
-                    state_.open_reserved_failed(fx);
-                }
-                take(fx, act, now);
-            }
-            run(act, nullptr);
-            if (failure) {
-                std::rethrow_exception(failure);
-            }
-            return pc;
+            return open_reserved();
         }
         if (pc == nullptr || !options_.pre_ping) {
             return pc;
@@ -475,6 +461,40 @@ pooled_connection* async_core::pick() {
     }
 }
 
+pooled_connection* async_core::open_reserved() {
+    // A worker holding an operation opens the connection itself: no trip to
+    // the io thread and back, and no waiter to hand it to.
+    std::unique_ptr<pooled_connection> fresh;
+    std::exception_ptr failure;
+    try {
+        fresh = make_connection();
+    } catch (...) {
+        failure = std::current_exception();
+    }
+    const auto now = clock::now();
+    pool_effects fx;
+    actions act;
+    pooled_connection* pc = nullptr;
+    {
+        // Opened for an operation already under way: it runs even if the
+        // engine closed meanwhile (release() then closes it).
+        std::lock_guard lock(mutex_);
+        if (fresh) {
+            pc = adopt(std::move(fresh));
+            check_out(pc);
+            state_.open_reserved(fx);
+        } else {
+            state_.open_reserved_failed(fx);
+        }
+        take(fx, act, now);
+    }
+    run(act, nullptr);
+    if (failure) {
+        std::rethrow_exception(failure);
+    }
+    return pc;
+}
+
 void async_core::open_finished(std::unique_ptr<pooled_connection> pc, std::exception_ptr ep) {
     const auto now = clock::now();
     pool_effects fx;
@@ -482,11 +502,7 @@ void async_core::open_finished(std::unique_ptr<pooled_connection> pc, std::excep
     {
         std::lock_guard lock(mutex_);
         if (pc && !closed_) {
-            const conn_id id = ++next_conn_;
-            pc->id = id;
-            conns_.emplace(id, std::move(pc));
-            ++opened_;
-            state_.open_succeeded(id, now, fx);
+            state_.open_succeeded(adopt(std::move(pc))->id, now, fx);
         } else {
             state_.open_failed(fx);
         }

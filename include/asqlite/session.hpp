@@ -70,13 +70,6 @@ void async_acquire(engine_core& lane, acquire_handler handler, asio::any_io_exec
 /// trip through the io_context); an empty session otherwise.
 session try_acquire(engine_core& lane);
 
-/// The handler's executor (the lane's io executor if it has none), tracked
-/// as outstanding work, taken before the handler's type is erased.
-template <class Handler>
-asio::any_io_executor tracked_executor(const Handler& handler, engine_core& lane) {
-    return asio::prefer(asio::get_associated_executor(handler, lane.io_executor()),
-                        asio::execution::outstanding_work.tracked);
-}
 asio::awaitable<session> acquire_on(engine_core& lane);
 /// A session of `lane` holding no connection yet; errc::pool_closed once
 /// the engine is closed.

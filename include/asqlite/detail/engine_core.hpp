@@ -226,6 +226,15 @@ void deliver_on(blocking_pool& pool, Executor ex, Handler&& handler, Args&&... a
     });
 }
 
+/// The handler's executor (the engine's io executor if it has none),
+/// tracked as outstanding work so the io_context waits for the completion.
+/// Taken before the handler's type is erased.
+template <class Handler>
+auto tracked_executor(const Handler& handler, const engine_core& core) {
+    return asio::prefer(asio::get_associated_executor(handler, core.io_executor()),
+                        asio::execution::outstanding_work.tracked);
+}
+
 /// A process-wide operation number, for cancellation: a request that
 /// arrives late never matches a later operation on the same connection.
 std::uint64_t new_op_id() noexcept;
@@ -302,8 +311,7 @@ struct run_initiation {
 
     template <class Handler, class Fn>
     void operator()(Handler&& handler, Fn&& fn) const {
-        auto ex = asio::prefer(asio::get_associated_executor(handler, core->io_executor()),
-                               asio::execution::outstanding_work.tracked);
+        auto ex = tracked_executor(handler, *core);
         const std::uint64_t op = new_op_id();
         auto slot = asio::get_associated_cancellation_slot(handler);
         if (slot.is_connected()) {
@@ -342,13 +350,70 @@ struct late_binding {
     std::uint64_t op = 0;
     pooled_connection* pinned = nullptr;  // (worker) read after the completion
     bool no_connection = false;           // (worker) likewise
+
     // A cancellation meets the worker here: before the job runs it is
     // refused, while it runs the statement is stopped, afterwards the
     // connection is no longer reachable (it may be closed by then).
-    std::mutex mutex;
-    connection* running = nullptr;       // under mutex
-    std::atomic<bool> cancelled{false};  // set under mutex; a first look without it
+    void cancel() noexcept {
+        std::lock_guard lock(mutex_);
+        cancelled_.store(true, std::memory_order_relaxed);
+        if (running_ != nullptr) {
+            running_->request_cancel(op);
+        }
+    }
+    bool cancelled() const noexcept { return cancelled_.load(std::memory_order_relaxed); }
+    /// The worker starts on `c`; false when cancelled already.
+    bool attach(connection& c) noexcept {
+        std::lock_guard lock(mutex_);
+        running_ = cancelled() ? nullptr : &c;
+        return running_ != nullptr;
+    }
+    void detach() noexcept {
+        std::lock_guard lock(mutex_);
+        running_ = nullptr;
+    }
+
+  private:
+    std::mutex mutex_;
+    connection* running_ = nullptr;       // under mutex_
+    std::atomic<bool> cancelled_{false};  // set under mutex_; a first look without it
 };
+
+/// On a worker: runs f as `late`'s operation on the connection core->pick()
+/// gives, and gives it back or, left inside a transaction, hands it to the
+/// session (`late.pinned`); with none to pick, sets `late.no_connection`.
+template <class R, class Fn>
+std::exception_ptr run_late(engine_core* core, late_binding& late, Fn& f, op_value<R>& out) {
+    if (late.cancelled()) {
+        return aborted_error();  // cancelled in the queue: no connection needed
+    }
+    pooled_connection* pc = nullptr;
+    try {
+        pc = core->pick();
+    } catch (...) {
+        return std::current_exception();  // the open failed
+    }
+    if (pc == nullptr) {
+        if (late.cancelled()) {
+            return aborted_error();
+        }
+        late.no_connection = true;
+        return nullptr;
+    }
+    std::exception_ptr ep;
+    if (late.attach(pc->conn)) {
+        ep = run_on<R>(*pc, late.op, f, out);
+        late.detach();
+    } else {
+        ep = aborted_error();
+    }
+    if (pc->in_transaction && pc->healthy) {
+        late.pinned = pc;
+    } else {
+        core->release(pc);
+    }
+    return ep;
+}
 
 template <class R>
 struct late_initiation {
@@ -357,59 +422,19 @@ struct late_initiation {
 
     template <class Handler, class Fn>
     void operator()(Handler&& handler, Fn&& fn) const {
-        auto ex = asio::prefer(asio::get_associated_executor(handler, core->io_executor()),
-                               asio::execution::outstanding_work.tracked);
+        auto ex = tracked_executor(handler, *core);
         late->op = new_op_id();
         auto slot = asio::get_associated_cancellation_slot(handler);
         if (slot.is_connected()) {
-            slot.assign([late = late](asio::cancellation_type) {
-                std::lock_guard lock(late->mutex);
-                late->cancelled.store(true, std::memory_order_relaxed);
-                if (late->running != nullptr) {
-                    late->running->request_cancel(late->op);
-                }
-            });
+            slot.assign([late = late](asio::cancellation_type) { late->cancel(); });
         }
         auto job = [late = late, ex = std::move(ex), core = core,
                     h = std::forward<Handler>(handler),
                     f = std::forward<Fn>(fn)](bool run) mutable {
             op_value<R> out{};
             std::exception_ptr ep;
-            if (run && late->cancelled.load(std::memory_order_relaxed)) {
-                ep = aborted_error();  // cancelled in the queue: no connection needed
-            } else if (run) {
-                pooled_connection* pc = nullptr;
-                try {
-                    pc = core->pick();
-                } catch (...) {
-                    ep = std::current_exception();  // the open failed
-                }
-                if (pc != nullptr) {
-                    bool cancelled = false;
-                    {
-                        std::lock_guard lock(late->mutex);
-                        cancelled = late->cancelled.load(std::memory_order_relaxed);
-                        late->running = cancelled ? nullptr : &pc->conn;
-                    }
-                    if (cancelled) {
-                        ep = aborted_error();
-                    } else {
-                        ep = run_on<R>(*pc, late->op, f, out);
-                        std::lock_guard lock(late->mutex);
-                        late->running = nullptr;
-                    }
-                    if (pc->in_transaction && pc->healthy) {
-                        late->pinned = pc;
-                    } else {
-                        core->release(pc);
-                    }
-                } else if (!ep) {
-                    if (late->cancelled.load(std::memory_order_relaxed)) {
-                        ep = aborted_error();
-                    } else {
-                        late->no_connection = true;
-                    }
-                }
+            if (run) {
+                ep = run_late<R>(core, *late, f, out);
             }
             finish_job<R>(core, run, std::move(ex), std::move(h), std::move(ep), std::move(out));
         };
