@@ -513,9 +513,9 @@ void async_core::open_finished(std::unique_ptr<pooled_connection> pc, std::excep
 }
 
 void async_core::release(pooled_connection* pc) noexcept {
-    const bool dirty = pc->tx_open || pc->pending_rollback || pc->in_transaction;
-    pc->tx_open = false;
+    const bool dirty = pc->pending_rollback || pc->in_transaction;
     pc->pending_rollback = false;
+    pc->begin_pending = false;  // a transaction dropped before its first statement
     if (!dirty || !pc->healthy) {
         return_connection(pc);
         return;

@@ -29,13 +29,16 @@ session new_session(std::shared_ptr<engine_core> lane) {
 }  // namespace detail
 
 session::session(session&& other) noexcept
-    : core_(std::move(other.core_)), pc_(std::exchange(other.pc_, nullptr)) {}
+    : core_(std::move(other.core_)),
+      pc_(std::exchange(other.pc_, nullptr)),
+      tx_(std::move(other.tx_)) {}
 
 session& session::operator=(session&& other) noexcept {
     if (this != &other) {
         release();
         core_ = std::move(other.core_);
         pc_ = std::exchange(other.pc_, nullptr);
+        tx_ = std::move(other.tx_);
     }
     return *this;
 }
@@ -45,9 +48,14 @@ session::~session() {
 }
 
 void session::release() noexcept {
+    if (tx_ != nullptr) {
+        // A transaction object still open keeps its writer until it is
+        // dropped (and rolls back then); on the session's own connection,
+        // the release below rolls back.
+        tx_->session_gone = true;
+        tx_.reset();
+    }
     if (pc_ != nullptr) {
-        pc_->writer_pc = nullptr;
-        pc_->writer_core = nullptr;
         core_->release(std::exchange(pc_, nullptr));
     }
     core_.reset();
@@ -61,9 +69,8 @@ void session::check_usable() const {
 }
 
 void session::unpin_if_idle() noexcept {
-    if (pc_ != nullptr && !pc_->tx_open && !pc_->pending_rollback && !pc_->in_transaction) {
-        pc_->writer_pc = nullptr;
-        pc_->writer_core = nullptr;
+    if (pc_ != nullptr && open_tx() == nullptr && !pc_->pending_rollback &&
+        !pc_->begin_pending && !pc_->in_transaction) {
         core_->release(std::exchange(pc_, nullptr));
     }
 }
@@ -75,47 +82,33 @@ asio::awaitable<void> session::pin() {
 
 asio::awaitable<transaction> session::begin() {
     check_usable();
-    if (pc_ == nullptr) {
-        // The transaction's bookkeeping lives with a connection the session
-        // holds until it ends (and, on a single-connection lane, runs there).
-        co_await pin();
-    }
-    if (pc_->tx_open) {
+    if (open_tx() != nullptr) {
         throw_error(errc::transaction_state, "a transaction is already open on this session");
     }
-    // Claimed now so a second begin() fails at once; released if this fails.
-    struct claim {
-        detail::pooled_connection* pc;
-        bool kept = false;
-        ~claim() {
-            if (!kept) {
-                pc->tx_open = false;
-            }
-        }
-    } guard{pc_};
-    pc_->tx_open = true;
-    auto begin_immediate = [](connection& c) { c.exec("BEGIN IMMEDIATE"); };
+    session writer;
     detail::engine_core* lane = core_->writer_lane();
-    if (lane == nullptr) {
-        co_await detail::retry_busy(*core_,
-                                    [&] { return op<void>(begin_immediate, asio::use_awaitable); });
-        guard.kept = true;
-        co_return transaction(core_.get(), pc_, session{});
+    if (lane != nullptr) {
+        writer = co_await detail::acquire_on(*lane);
+    } else if (pc_ == nullptr) {
+        // A single-connection lane: the transaction runs on a connection the
+        // session holds until it ends.
+        co_await pin();
     }
-    session writer = co_await detail::acquire_on(*lane);
-    co_await detail::retry_busy(
-        *lane, [&] { return writer.op<void>(begin_immediate, asio::use_awaitable); });
-    pc_->writer_pc = writer.pc_;
-    pc_->writer_core = writer.core_.get();
-    guard.kept = true;
-    co_return transaction(core_.get(), pc_, std::move(writer));
+    if (open_tx() != nullptr) {  // another begin() of this session got there first
+        throw_error(errc::transaction_state, "a transaction is already open on this session");
+    }
+    if (!writer.valid() && pc_->in_transaction) {
+        throw_error(errc::transaction_state,
+                    "the session's connection is inside a transaction begun with SQL");
+    }
+    detail::pooled_connection* pc = writer.valid() ? writer.pc_ : pc_;
+    pc->begin_pending = true;  // BEGIN IMMEDIATE runs with the first statement
+    tx_ = std::make_shared<detail::tx_link>(lane != nullptr ? lane : core_.get(), pc);
+    co_return transaction(tx_, std::move(writer));
 }
 
 transaction::transaction(transaction&& other) noexcept
-    : owner_core_(other.owner_core_),
-      owner_(std::exchange(other.owner_, nullptr)),
-      lease_(other.lease_),
-      writer_(std::move(other.writer_)) {}
+    : link_(std::move(other.link_)), writer_(std::move(other.writer_)) {}
 
 transaction& transaction::operator=(transaction&& other) noexcept {
     if (this != &other) {
@@ -126,43 +119,41 @@ transaction& transaction::operator=(transaction&& other) noexcept {
 }
 
 transaction::~transaction() {
-    if (owner_ != nullptr && owner_->lease.load(std::memory_order_relaxed) == lease_) {
+    if (link_ != nullptr && link_->open && !link_->session_gone) {
+        link_->open = false;
+        detail::pooled_connection* pc = link_->pc;
         if (!writer_.valid()) {
-            // On the owner's own connection: the session rolls back before its
-            // next operation, or before the connection returns to the pool.
-            owner_->pending_rollback = true;
+            // On the session's own connection: it rolls back before its next
+            // operation, or before the connection returns to the pool.
+            if (!std::exchange(pc->begin_pending, false)) {
+                pc->pending_rollback = true;
+            }
         }
-        detach();
     }
     // writer_'s destructor returns the writer connection; the release path
-    // rolls back first because the connection is inside a transaction.
+    // rolls back first when the connection is inside a transaction, and
+    // drops a BEGIN still pending.
 }
 
-void transaction::detach() noexcept {
-    owner_->tx_open = false;
-    owner_->writer_pc = nullptr;
-    owner_->writer_core = nullptr;
-}
-
-std::pair<detail::engine_core*, detail::pooled_connection*> transaction::finish() {
-    if (owner_ == nullptr) {
+detail::tx_link transaction::finish() {
+    if (link_ == nullptr) {
         throw_error(errc::transaction_state, "the transaction is already finished");
     }
-    if (owner_->lease.load(std::memory_order_relaxed) != lease_) {
+    if (link_->session_gone) {
         throw_error(errc::transaction_state, "the transaction's session has ended");
     }
-    detach();
-    auto* owner = std::exchange(owner_, nullptr);
-    if (writer_.valid()) {
-        return {writer_.core_.get(), writer_.pc_};
-    }
-    return {owner_core_, owner};
+    link_->open = false;
+    return *std::exchange(link_, nullptr);
 }
 
 asio::awaitable<void> transaction::commit() {
-    const auto [core, pc] = finish();
+    const detail::tx_link tx = finish();
+    if (std::exchange(tx.pc->begin_pending, false)) {
+        writer_ = session{};  // no statement ran: nothing to commit
+        co_return;
+    }
     co_await detail::session_op<void>(
-        core, pc,
+        tx.core, tx.pc,
         [](connection& c) {
             try {
                 c.exec("COMMIT");
@@ -178,9 +169,13 @@ asio::awaitable<void> transaction::commit() {
 }
 
 asio::awaitable<void> transaction::rollback() {
-    const auto [core, pc] = finish();
+    const detail::tx_link tx = finish();
+    if (std::exchange(tx.pc->begin_pending, false)) {
+        writer_ = session{};
+        co_return;
+    }
     co_await detail::session_op<void>(
-        core, pc,
+        tx.core, tx.pc,
         [](connection& c) {
             if (c.in_transaction()) {
                 c.exec("ROLLBACK");

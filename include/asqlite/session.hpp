@@ -75,6 +75,17 @@ asio::awaitable<session> acquire_on(engine_core& lane);
 /// the engine is closed.
 session new_session(std::shared_ptr<engine_core> lane);
 
+/// An open transaction, shared by its session and its transaction object
+/// (both movable, io side): where the session's statements go until the
+/// transaction ends, and whether the session is still there.
+struct tx_link {
+    tx_link(engine_core* lane, pooled_connection* conn) noexcept : core(lane), pc(conn) {}
+    engine_core* core;       // the lane it runs on (the writer lane, or the session's own)
+    pooled_connection* pc;   // its connection
+    bool open = true;        // false once committed, rolled back or dropped
+    bool session_gone = false;
+};
+
 /// Calls `fn` where it lives: for attempts made from a coroutine frame that
 /// outlives them (the frame awaits each attempt, and an operation completes
 /// only after the worker is done), so a retry needs no copy of fn and its
@@ -176,9 +187,8 @@ class session {
         check_usable();
         return asio::async_initiate<Token, detail::op_signature<R>>(
             [this](auto handler, Fn f) {
-                if (pc_ != nullptr && pc_->writer_pc != nullptr) {
-                    detail::session_op<R>(pc_->writer_core, pc_->writer_pc, std::move(f),
-                                          std::move(handler));
+                if (detail::tx_link* tx = open_tx(); tx != nullptr && !tx->pc->begin_pending) {
+                    detail::session_op<R>(tx->core, tx->pc, std::move(f), std::move(handler));
                 } else {
                     // On the handler's own executor: its strand (or thread)
                     // is where the session is used and cancellation comes from.
@@ -186,6 +196,9 @@ class session {
                     asio::co_spawn(
                         std::move(ex),
                         [this, f = std::move(f)]() mutable -> asio::awaitable<R> {
+                            if (detail::tx_link* tx = open_tx()) {
+                                co_return co_await in_transaction_op<R>(*tx, f);
+                            }
                             co_return co_await on_connection<R>(f);
                         },
                         std::move(handler));
@@ -203,9 +216,8 @@ class session {
     asio::awaitable<std::invoke_result_t<Fn&, connection&>> write(Fn fn) {
         using R = std::invoke_result_t<Fn&, connection&>;
         check_usable();
-        if (pc_ != nullptr && pc_->writer_pc != nullptr) {
-            co_return co_await detail::session_op<R>(pc_->writer_core, pc_->writer_pc,
-                                                     std::move(fn), asio::use_awaitable);
+        if (detail::tx_link* tx = open_tx()) {
+            co_return co_await in_transaction_op<R>(*tx, fn);
         }
         auto in_transaction = [fn = std::move(fn)](connection& c) mutable -> R {
             transaction_guard tx(c, transaction_mode::immediate);
@@ -230,20 +242,42 @@ class session {
                                               [&] { return on_connection<R>(in_transaction); });
     }
 
-    /// BEGIN IMMEDIATE on the writer lane (waiting FIFO for it). Throws
-    /// errc::transaction_state when a transaction is already open here.
+    /// A write transaction: takes the writer lane (waiting FIFO for it,
+    /// pool_timeout, cancellation); from here on every statement of the
+    /// session runs on the writer. BEGIN IMMEDIATE runs with the first
+    /// statement, in the same hop, so SQLite's lock (and BUSY from another
+    /// process holding it, waited out up to busy_timeout) comes there; a
+    /// transaction without statements commits without touching SQLite.
+    /// Throws errc::transaction_state when a transaction is already open here.
     asio::awaitable<transaction> begin();
 
     /// The session belongs to an engine (not moved from or default-made).
     bool valid() const noexcept { return core_ != nullptr; }
     /// A transaction of this session is open.
-    bool in_transaction() const noexcept { return pc_ != nullptr && pc_->tx_open; }
+    bool in_transaction() const noexcept { return open_tx() != nullptr; }
 
   private:
     friend class transaction;
 
     void check_usable() const;
     void release() noexcept;
+    detail::tx_link* open_tx() const noexcept { return tx_ && tx_->open ? tx_.get() : nullptr; }
+
+    /// fn once inside the open transaction `tx`. A BEGIN still pending runs
+    /// first in the same job; when it fails with BUSY (another process holds
+    /// the lock), fn has not run and the attempt is repeated on a timer.
+    template <class R, class Fn>
+    static asio::awaitable<R> in_transaction_op(detail::tx_link& tx, Fn& fn) {
+        detail::engine_core* lane = tx.core;
+        detail::pooled_connection* pc = tx.pc;
+        auto attempt = [lane, pc, &fn] {  // fn lives in the caller's frame
+            return detail::session_op<R>(lane, pc, detail::by_ref<R>(fn), asio::use_awaitable);
+        };
+        if (!pc->begin_pending) {
+            return attempt();
+        }
+        return detail::retry_busy(*lane, attempt, nullptr, [pc] { return pc->begin_pending; });
+    }
     /// Gives the connection back when nothing keeps it here any more (no
     /// transaction open on it, none dropped and still to roll back).
     void unpin_if_idle() noexcept;
@@ -330,11 +364,10 @@ class session {
     asio::awaitable<std::remove_cvref_t<std::invoke_result_t<Finish&, R>>> routed(
         std::string_view sql, Fn fn, Finish finish = {}) {
         check_usable();
-        if (pc_ != nullptr && pc_->writer_pc != nullptr) {
+        if (detail::tx_link* tx = open_tx()) {
             // By reference: fn lives in this frame (a row read's snapshot is
             // in it, and must outlive the job).
-            co_return finish(co_await detail::session_op<R>(
-                pc_->writer_core, pc_->writer_pc, detail::by_ref<R>(fn), asio::use_awaitable));
+            co_return finish(co_await in_transaction_op<R>(*tx, fn));
         }
         detail::engine_core* lane = core_->writer_lane();
         if (lane == nullptr || !core_->known_write(sql)) {
@@ -365,6 +398,7 @@ class session {
 
     std::shared_ptr<detail::engine_core> core_;
     detail::pooled_connection* pc_ = nullptr;
+    std::shared_ptr<detail::tx_link> tx_;  // the transaction begun here, while it is open
 };
 
 /// A write transaction (BEGIN IMMEDIATE) holding the writer lane. Move-only.
@@ -382,25 +416,19 @@ class transaction {
     /// ROLLBACK.
     asio::awaitable<void> rollback();
 
-    bool active() const noexcept { return owner_ != nullptr; }
+    bool active() const noexcept { return link_ != nullptr; }
 
   private:
     friend class session;
-    transaction(detail::engine_core* owner_core, detail::pooled_connection* owner, session writer)
-        : owner_core_(owner_core),
-          owner_(owner),
-          lease_(owner->lease.load(std::memory_order_relaxed)),
-          writer_(std::move(writer)) {}
+    transaction(std::shared_ptr<detail::tx_link> link, session writer) noexcept
+        : link_(std::move(link)), writer_(std::move(writer)) {}
 
-    /// Ends the claim on the owning session; returns where the transaction
-    /// runs. Throws errc::transaction_state when finished or orphaned.
-    std::pair<detail::engine_core*, detail::pooled_connection*> finish();
-    void detach() noexcept;
+    /// Closes the transaction for its session; returns where it ran. Throws
+    /// errc::transaction_state when finished or orphaned.
+    detail::tx_link finish();
 
-    detail::engine_core* owner_core_ = nullptr;
-    detail::pooled_connection* owner_ = nullptr;
-    std::uint64_t lease_ = 0;
-    session writer_;  // empty when the transaction runs on the owner's connection
+    std::shared_ptr<detail::tx_link> link_;
+    session writer_;  // empty when the transaction runs on the session's own connection
 };
 
 }  // namespace asqlite

@@ -234,6 +234,165 @@ TEST_F(AsyncTx, ConcurrentWritersNeverSeeBusy) {
     EXPECT_EQ(st.timeouts, 0u);
 }
 
+TEST_F(AsyncTx, BeginTakesTheWriterButNoReadConnection) {
+    auto o = options();
+    o.pool_size = 2;  // one read connection and the writer
+    o.pool_timeout = 300ms;
+    auto db = create_async_engine(io.get_executor(), o);
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto reader = co_await db.session();
+        co_await reader.execute("BEGIN");
+        EXPECT_EQ(co_await reader.scalar<int>("SELECT count(*) FROM items"), 0);
+        auto s = co_await db.session();
+        auto tx = co_await s.begin();
+        EXPECT_EQ(db.stats().in_use, 2u);  // the reader's read transaction, the writer
+        EXPECT_EQ(db.stats().writer_in_use, 1u);
+        co_await s.execute("INSERT INTO items (name) VALUES ('a')");
+        EXPECT_EQ(co_await s.scalar<int>("SELECT count(*) FROM items"), 1);
+        co_await tx.commit();
+        EXPECT_EQ(db.stats().writer_in_use, 0u);
+        // The read transaction began before the commit: it still sees none.
+        EXPECT_EQ(co_await reader.scalar<int>("SELECT count(*) FROM items"), 0);
+        co_await reader.execute("COMMIT");
+    }());
+    EXPECT_EQ(count_items(), 1);
+    EXPECT_EQ(db.stats().in_use, 0u);
+}
+
+// A transaction's BEGIN IMMEDIATE runs with its first statement. Another
+// process's write lock (here a connection of the test thread, standing in
+// for one) shows where SQLite's lock is taken.
+TEST_F(AsyncTx, ATransactionWithoutStatementsNeverTakesTheDatabaseLock) {
+    auto o = options();
+    o.busy_timeout = 0ms;
+    auto db = create_async_engine(io.get_executor(), o);
+    connection other(db_path);
+    other.exec("BEGIN IMMEDIATE");
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        {
+            auto tx = co_await s.begin();
+            EXPECT_TRUE(s.in_transaction());
+            co_await tx.commit();
+        }
+        {
+            auto tx = co_await s.begin();
+            co_await tx.rollback();
+        }
+        {
+            auto dropped = co_await s.begin();
+        }
+        EXPECT_FALSE(s.in_transaction());
+        auto tx = co_await s.begin();
+        auto e = co_await test::error_of(s.execute("INSERT INTO items (name) VALUES ('x')"));
+        EXPECT_TRUE(e && primary_code(e->code()) == errc::busy)
+            << (e ? e->what() : "the first statement did not take the lock");
+    }());
+    other.exec("ROLLBACK");
+    EXPECT_EQ(db.stats().writer_in_use, 0u);
+    EXPECT_EQ(count_items(), 0);
+}
+
+TEST_F(AsyncTx, BusyOnTheFirstStatementIsWaitedOutInsideTheTransaction) {
+    auto o = options();
+    o.busy_timeout = 10s;
+    auto db = create_async_engine(io.get_executor(), o);
+    connection other(db_path);
+    other.exec("BEGIN IMMEDIATE");
+    other.exec("INSERT INTO items (name) VALUES ('other')");
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        auto tx = co_await s.begin();
+        asio::steady_timer release(co_await asio::this_coro::executor, 100ms);
+        release.async_wait([&](boost::system::error_code) { other.exec("COMMIT"); });
+        co_await s.execute("INSERT INTO items (name) VALUES ('a')");
+        // BEGIN ran after the other commit: this transaction sees its row.
+        EXPECT_EQ(co_await s.scalar<int>("SELECT count(*) FROM items"), 2);
+        co_await s.execute("INSERT INTO items (name) VALUES ('b')");
+        co_await tx.commit();
+    }());
+    EXPECT_EQ(count_items(), 3);
+    EXPECT_GT(db.stats().busy_retries, 0u);
+}
+
+// When BEGIN fails, the statement does not run and BEGIN stays pending: the
+// session's next statements are still inside the transaction, never in
+// autocommit.
+TEST_F(AsyncTx, AFailedBeginLeavesTheTransactionWhole) {
+    auto o = options();
+    o.busy_timeout = 30ms;
+    auto db = create_async_engine(io.get_executor(), o);
+    connection other(db_path);
+    other.exec("BEGIN IMMEDIATE");
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        auto tx = co_await s.begin();
+        auto e = co_await test::error_of(s.execute("INSERT INTO items (name) VALUES ('a')"));
+        EXPECT_TRUE(e && primary_code(e->code()) == errc::busy);
+        other.exec("ROLLBACK");
+        co_await s.execute("INSERT INTO items (name) VALUES ('b')");
+        co_await s.execute("INSERT INTO items (name) VALUES ('c')");
+        EXPECT_EQ(co_await s.scalar<int>("SELECT count(*) FROM items"), 2);
+        co_await tx.rollback();
+        EXPECT_EQ(co_await s.scalar<int>("SELECT count(*) FROM items"), 0);
+    }());
+    EXPECT_EQ(count_items(), 0);
+}
+
+// A first statement cancelled leaves BEGIN pending (cancelled in the queue:
+// nothing ran) or the transaction open (cancelled later): what follows is
+// still inside the transaction, and the rollback removes all of it.
+TEST_F(AsyncTx, ACancelledFirstStatementLeavesTheTransactionWhole) {
+    auto o = options();
+    o.threads = 1;
+    auto db = create_async_engine(io.get_executor(), o);
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        co_await s.execute("DELETE FROM items");  // opens the writer connection
+        {
+            // The one worker is busy: the first statement waits in the
+            // queue, and is cancelled there.
+            auto slow = co_await db.session();
+            bool slow_done = false;
+            asio::co_spawn(
+                co_await asio::this_coro::executor,
+                [&]() -> asio::awaitable<void> {
+                    asio::steady_timer stop(co_await asio::this_coro::executor, 200ms);
+                    co_await (slow.scalar<int>(long_query) || stop.async_wait(asio::use_awaitable));
+                    slow_done = true;
+                },
+                asio::detached);
+            // Until the worker has taken it (writer jobs would go ahead of
+            // it in the queue).
+            co_await test::sleep_for(20ms);
+            auto tx = co_await s.begin();
+            asio::steady_timer timer(co_await asio::this_coro::executor, 2ms);
+            auto r = co_await (s.execute("INSERT INTO items (name) VALUES ('queued')") ||
+                               timer.async_wait(asio::use_awaitable));
+            EXPECT_EQ(r.index(), 1u) << "the statement was not cancelled in the queue" << slow_done;
+            co_await s.execute("INSERT INTO items (name) VALUES ('after-queued')");
+            co_await tx.rollback();
+            while (!slow_done) {
+                co_await test::sleep_for(1ms);
+            }
+        }
+        for (int round = 0; round < 20; ++round) {
+            auto tx = co_await s.begin();
+            // From no wait at all to long after the statement ran.
+            asio::steady_timer timer(co_await asio::this_coro::executor,
+                                     std::chrono::microseconds(round * round * 10));
+            co_await (s.execute("INSERT INTO items (name) VALUES (?)",
+                                fmt::format("first-{}", round)) ||
+                      timer.async_wait(asio::use_awaitable));
+            co_await s.execute("INSERT INTO items (name) VALUES (?)",
+                               fmt::format("second-{}", round));
+            co_await tx.rollback();
+        }
+    }());
+    EXPECT_EQ(count_items(), 0);
+    EXPECT_EQ(db.stats().in_use, 0u);
+}
+
 TEST_F(AsyncTx, MemoryDatabaseTransactionsUseTheSingleConnection) {
     engine_options o;
     o.path = ":memory:";

@@ -52,11 +52,12 @@ struct pooled_connection {
     std::uint64_t id;
     std::chrono::steady_clock::time_point created;
     std::atomic<std::uint64_t> lease{0};     // bumped at every checkout (under the lane's lock)
-    bool tx_open = false;                    // io side: a transaction object is alive
-    bool pending_rollback = false;           // io side: a transaction was dropped uncommitted
-    pooled_connection* writer_pc = nullptr;  // io side: where this session's open
-    engine_core* writer_core = nullptr;      //   transaction runs (the writer lane)
-    bool in_transaction = false;             // (worker) state after the last operation
+    bool pending_rollback = false;  // io side: a transaction was dropped uncommitted
+    // A transaction was begun here and its BEGIN IMMEDIATE waits for the
+    // first statement, to run in the same job. Set on the io side; cleared
+    // by the worker once BEGIN succeeded (read back after the completion).
+    bool begin_pending = false;
+    bool in_transaction = false;  // (worker) state after the last operation
     bool healthy = true;                     // (worker) false: close instead of reusing
     bool guard_moved = false;                // writes here: refuse them once the file has moved
     bool ahead = false;  // the writer lane's: its jobs go first (see run_initiation)
@@ -448,16 +449,23 @@ auto async_run_late(engine_core* core, late_binding* late, Fn&& fn, Token&& toke
                                                         std::forward<Fn>(fn));
 }
 
-/// An operation of a session: rolls back first when a transaction object
-/// was dropped uncommitted since the last operation (same hop, no extra cost).
+/// An operation of a session, in one job: first the rollback of a
+/// transaction object dropped uncommitted since the last operation, then a
+/// transaction's pending BEGIN IMMEDIATE (see pooled_connection), then fn.
+/// When BEGIN fails, fn does not run and BEGIN stays pending.
 template <class R, class Token, class Fn>
 auto session_op(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token) {
     const bool rollback_first = std::exchange(pc->pending_rollback, false);
+    const bool begin_first = pc->begin_pending;
     return async_run<R>(
         core, pc,
-        [f = std::forward<Fn>(fn), rollback_first](connection& c) mutable -> R {
+        [f = std::forward<Fn>(fn), rollback_first, begin_first, pc](connection& c) mutable -> R {
             if (rollback_first && c.in_transaction()) {
                 c.exec("ROLLBACK");
+            }
+            if (begin_first) {
+                c.exec("BEGIN IMMEDIATE");
+                pc->begin_pending = false;
             }
             return f(c);
         },
@@ -470,10 +478,12 @@ auto session_op(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token
 /// no effect when they fail with BUSY: a read, an autocommit write, BEGIN.
 /// first_failure: the caller made the first attempt itself and it failed
 /// with this BUSY error, so this starts with the wait (or rethrows it when
-/// the budget allows no retry).
-template <class Attempt>
-auto retry_busy(engine_core& core, Attempt attempt, std::exception_ptr first_failure = nullptr)
-    -> decltype(attempt()) {
+/// the budget allows no retry). retryable(): whether a failed attempt had
+/// no effect after all (checked after each BUSY failure).
+template <class Attempt, class Retryable = bool (*)()>
+auto retry_busy(
+    engine_core& core, Attempt attempt, std::exception_ptr first_failure = nullptr,
+    Retryable retryable = [] { return true; }) -> decltype(attempt()) {
     const auto deadline = std::chrono::steady_clock::now() + core.busy_budget();
     std::chrono::steady_clock::duration delay = std::chrono::milliseconds(1);
     for (;;) {
@@ -486,7 +496,7 @@ auto retry_busy(engine_core& core, Attempt attempt, std::exception_ptr first_fai
             try {
                 co_return co_await attempt();
             } catch (const error& e) {
-                if (primary_code(e.code()) != errc::busy ||
+                if (primary_code(e.code()) != errc::busy || !retryable() ||
                     std::chrono::steady_clock::now() + delay > deadline) {
                     throw;
                 }
