@@ -4,7 +4,8 @@
 // own. Each statement runs on the read connection the worker running it
 // picks (the most recently used idle one, or a new one while the pool has
 // room) and gives back when it ends; a session keeps a connection only while
-// a transaction is open on it (`execute("BEGIN")`, `begin()`), and gives it
+// a transaction is open on it (`execute("BEGIN")`; a begin() transaction
+// holds the writer lane instead, see below), and gives it
 // back when the transaction ends or the session is destroyed. A statement
 // waits for a connection (FIFO, pool_timeout, cancellation) only when every
 // one is held that way.
@@ -14,7 +15,7 @@
 // the writer lane (FIFO, same timeout and cancellation as the pool) and runs
 // there in autocommit; begin() takes the writer lane for the whole
 // transaction, and every statement of the session runs on it until commit
-// or rollback. write(fn) runs fn inside BEGIN IMMEDIATE ... COMMIT on the
+// or rollback (BEGIN IMMEDIATE runs with the first of them, in its hop). write(fn) runs fn inside BEGIN IMMEDIATE ... COMMIT on the
 // writer in one hop. So writers never contend inside SQLite and never see
 // "database is locked" from each other; readers never wait for writers (WAL).
 // A :memory: database, or pool_size 1, has a single connection for both.
