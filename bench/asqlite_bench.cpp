@@ -622,21 +622,16 @@ class async_side {
 // The raw side: sqlite3 C API, one thread, prepared statements reused
 // ---------------------------------------------------------------------------
 
+// split: reads on a connection of their own, as asqlite's read connections
+// are apart from its writer. SQLite drops a connection's page cache when it
+// starts a read transaction after another connection has committed, so this
+// side measures that cost of the architecture with nothing of asqlite in it.
 class raw_side {
   public:
-    raw_side(const bench_options& o, const std::string& path) {
-        const int rc = sqlite3_open_v2(path.c_str(), &db_,
-                                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
-        check(rc, "open");
-        // The pragmas asqlite applies to its connections.
-        exec(fmt::format("PRAGMA journal_mode = {}", o.journal));
-        exec(fmt::format("PRAGMA synchronous = {}", o.synchronous));
-        exec("PRAGMA foreign_keys = ON");
-        exec("PRAGMA busy_timeout = 5000");
-        if (o.mmap_size > 0) {
-            exec(mmap_pragma(o));
-        }
-        select_ = prepare(select_sql);
+    raw_side(const bench_options& o, const std::string& path, bool split = false) {
+        db_ = open(o, path);
+        reader_ = split ? open(o, path) : db_;
+        select_ = prepare(select_sql, reader_);
         insert_ = prepare(insert_sql);
         update_ = prepare(update_sql);
         upsert_ = prepare(upsert_sql);
@@ -646,6 +641,9 @@ class raw_side {
     ~raw_side() {
         for (auto* s : {select_, insert_, update_, upsert_, begin_, commit_}) {
             sqlite3_finalize(s);
+        }
+        if (reader_ != db_) {
+            sqlite3_close_v2(reader_);
         }
         sqlite3_close_v2(db_);
     }
@@ -697,24 +695,47 @@ class raw_side {
     }
 
   private:
-    void check(int rc, std::string_view what) const {
+    static void check(int rc, std::string_view what, sqlite3* db) {
         if (rc != SQLITE_OK && rc != SQLITE_DONE && rc != SQLITE_ROW) {
             throw std::runtime_error(
-                fmt::format("sqlite3 {}: {}", what, db_ ? sqlite3_errmsg(db_) : "no connection"));
+                fmt::format("sqlite3 {}: {}", what, db ? sqlite3_errmsg(db) : "no connection"));
         }
     }
-    void exec(const std::string& sql) {
-        check(sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr), sql);
+    void check(int rc, std::string_view what) const { check(rc, what, db_); }
+    static void exec(const std::string& sql, sqlite3* db) {
+        check(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr), sql, db);
     }
-    sqlite3_stmt* prepare(std::string_view sql) {
+    /// A connection with the pragmas asqlite applies to its own.
+    static sqlite3* open(const bench_options& o, const std::string& path) {
+        sqlite3* db = nullptr;
+        const int rc = sqlite3_open_v2(path.c_str(), &db,
+                                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
+        try {
+            check(rc, "open", db);
+            exec(fmt::format("PRAGMA journal_mode = {}", o.journal), db);
+            exec(fmt::format("PRAGMA synchronous = {}", o.synchronous), db);
+            exec("PRAGMA foreign_keys = ON", db);
+            exec("PRAGMA busy_timeout = 5000", db);
+            if (o.mmap_size > 0) {
+                exec(mmap_pragma(o), db);
+            }
+        } catch (...) {
+            sqlite3_close_v2(db);
+            throw;
+        }
+        return db;
+    }
+    sqlite3_stmt* prepare(std::string_view sql, sqlite3* db = nullptr) {
+        db = db != nullptr ? db : db_;
         sqlite3_stmt* s = nullptr;
-        check(sqlite3_prepare_v3(db_, sql.data(), static_cast<int>(sql.size()),
+        check(sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()),
                                  SQLITE_PREPARE_PERSISTENT, &s, nullptr),
-              sql);
+              sql, db);
         return s;
     }
     void bind_text(sqlite3_stmt* s, int i, std::string_view v) {
-        check(sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC), "bind");
+        check(sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC), "bind",
+              sqlite3_db_handle(s));
     }
     void run_done(sqlite3_stmt* s, std::string_view what) {
         const int rc = sqlite3_step(s);
@@ -764,7 +785,7 @@ class raw_side {
         }
         sqlite3_reset(select_);
         if (rc != SQLITE_DONE) {
-            check(rc == SQLITE_ROW ? SQLITE_MISUSE : rc, "select");
+            check(rc == SQLITE_ROW ? SQLITE_MISUSE : rc, "select", reader_);
         }
         return out;
     }
@@ -826,6 +847,7 @@ class raw_side {
     }
 
     sqlite3* db_ = nullptr;
+    sqlite3* reader_ = nullptr;  // db_, or the reads' own connection (split)
     sqlite3_stmt* select_ = nullptr;
     sqlite3_stmt* insert_ = nullptr;
     sqlite3_stmt* update_ = nullptr;
@@ -912,9 +934,19 @@ side_summary summarise(phase_result& r) {
 struct repetition {
     side_summary async;
     side_summary raw;
+    std::optional<side_summary> split;  // raw with a read connection apart (has_split)
     double ratio() const { return raw.ops_per_s > 0 ? async.ops_per_s / raw.ops_per_s : 0; }
     double overhead_us() const { return async.cpu_us_per_op - raw.cpu_us_per_op; }
+    double overhead_over_split_us() const {
+        return split ? async.cpu_us_per_op - split->cpu_us_per_op : 0;
+    }
 };
+
+/// Workloads whose reads follow other connections' commits: there the
+/// split raw side runs too (see raw_side).
+bool has_split(workload w) {
+    return w == workload::mixed || w == workload::write;
+}
 
 double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
@@ -931,21 +963,29 @@ double median_of(const std::vector<repetition>& reps, F&& field) {
     return median(std::move(v));
 }
 
-side_summary median_side(const std::vector<repetition>& reps, side_summary repetition::*side) {
+template <class Side>
+side_summary median_side(const std::vector<repetition>& reps, Side repetition::*field) {
+    const auto side = [field](const repetition& r) -> const side_summary& {
+        if constexpr (std::is_same_v<Side, side_summary>) {
+            return r.*field;
+        } else {
+            return *(r.*field);
+        }
+    };
     side_summary s;
-    s.ops_per_s = median_of(reps, [&](const repetition& r) { return (r.*side).ops_per_s; });
-    s.p50_us = median_of(reps, [&](const repetition& r) { return (r.*side).p50_us; });
-    s.p99_us = median_of(reps, [&](const repetition& r) { return (r.*side).p99_us; });
-    s.cpu_us_per_op = median_of(reps, [&](const repetition& r) { return (r.*side).cpu_us_per_op; });
-    s.sys_us_per_op = median_of(reps, [&](const repetition& r) { return (r.*side).sys_us_per_op; });
+    s.ops_per_s = median_of(reps, [&](const repetition& r) { return side(r).ops_per_s; });
+    s.p50_us = median_of(reps, [&](const repetition& r) { return side(r).p50_us; });
+    s.p99_us = median_of(reps, [&](const repetition& r) { return side(r).p99_us; });
+    s.cpu_us_per_op = median_of(reps, [&](const repetition& r) { return side(r).cpu_us_per_op; });
+    s.sys_us_per_op = median_of(reps, [&](const repetition& r) { return side(r).sys_us_per_op; });
     s.main_us_per_op =
-        median_of(reps, [&](const repetition& r) { return (r.*side).main_us_per_op; });
-    s.sleeps_per_op = median_of(reps, [&](const repetition& r) { return (r.*side).sleeps_per_op; });
-    s.batch = median_of(reps, [&](const repetition& r) { return (r.*side).batch; });
-    s.wakes_per_op = median_of(reps, [&](const repetition& r) { return (r.*side).wakes_per_op; });
+        median_of(reps, [&](const repetition& r) { return side(r).main_us_per_op; });
+    s.sleeps_per_op = median_of(reps, [&](const repetition& r) { return side(r).sleeps_per_op; });
+    s.batch = median_of(reps, [&](const repetition& r) { return side(r).batch; });
+    s.wakes_per_op = median_of(reps, [&](const repetition& r) { return side(r).wakes_per_op; });
     for (const auto& r : reps) {
-        s.max_us = std::max(s.max_us, (r.*side).max_us);
-        s.ops += (r.*side).ops;
+        s.max_us = std::max(s.max_us, side(r).max_us);
+        s.ops += side(r).ops;
     }
     return s;
 }
@@ -955,8 +995,10 @@ struct workload_result {
     std::vector<repetition> reps;
     side_summary async;
     side_summary raw;
+    std::optional<side_summary> split;
     double ratio = 0;        // median over repetitions
     double overhead_us = 0;  // median over repetitions
+    double overhead_over_split_us = 0;
 };
 
 // The issue's targets; write and upsert are reported, not targeted.
@@ -980,7 +1022,7 @@ void print_table(const bench_options& o, const std::string& path, std::size_t th
     fmt::print(
         "asqlite-bench: {} rows in {} (journal {}, synchronous {}{})\n"
         "asqlite: {} coroutines, pool {}, {} blocking threads, {} io thread(s); "
-        "raw: 1 thread, 1 connection\n",
+        "raw: 1 thread, 1 connection; raw-split: the same, reads on a 2nd connection\n",
         o.rows, path, o.journal, o.synchronous,
         o.mmap_size > 0 ? fmt::format(", mmap_size {}", o.mmap_size) : std::string(), o.concurrency,
         o.pool_size, threads, o.io_threads);
@@ -988,13 +1030,18 @@ void print_table(const bench_options& o, const std::string& path, std::size_t th
                o.seconds > 0 ? fmt::format("{} s per workload and side", o.seconds)
                              : fmt::format("{} ops per workload and side", o.ops),
                o.repeat);
-    fmt::print("{:<8} {:<8} {:>10} {:>9} {:>9} {:>10} {:>11} {:>9} {:>11} {:>9} {:>6}\n",
+    fmt::print("{:<8} {:<9} {:>10} {:>9} {:>9} {:>10} {:>11} {:>9} {:>11} {:>9} {:>6}\n",
                "workload", "side", "ops/s", "p50 us", "p99 us", "max us", "CPU us/op", "of it sys",
                "io thread", "sleeps/op", "batch");
     for (const auto& w : results) {
-        for (const auto& [label, s] : {std::pair{"asqlite", w.async}, std::pair{"raw", w.raw}}) {
+        std::vector<std::pair<const char*, side_summary>> sides{{"asqlite", w.async},
+                                                                {"raw", w.raw}};
+        if (w.split) {
+            sides.emplace_back("raw-split", *w.split);
+        }
+        for (const auto& [label, s] : sides) {
             fmt::print(
-                "{:<8} {:<8} {:>10.0f} {:>9.1f} {:>9.1f} {:>10.1f} {:>11.2f} {:>9.2f} {:>11.2f} "
+                "{:<8} {:<9} {:>10.0f} {:>9.1f} {:>9.1f} {:>10.1f} {:>11.2f} {:>9.2f} {:>11.2f} "
                 "{:>9.2f} {:>6}\n",
                 name_of(w.kind), label, s.ops_per_s, s.p50_us, s.p99_us, s.max_us, s.cpu_us_per_op,
                 s.sys_us_per_op, s.main_us_per_op, s.sleeps_per_op,
@@ -1009,8 +1056,15 @@ void print_table(const bench_options& o, const std::string& path, std::size_t th
             overhead_verdict = fmt::format(" (target <= {} us: {})", overhead_target_us,
                                            w.overhead_us <= overhead_target_us ? "met" : "MISSED");
         }
-        fmt::print("{:<8} ratio asqlite/raw {:.2f}{}; CPU overhead {:+.2f} us/op{}\n\n", "",
-                   w.ratio, verdict, w.overhead_us, overhead_verdict);
+        fmt::print("{:<8} ratio asqlite/raw {:.2f}{}; CPU overhead {:+.2f} us/op{}\n", "", w.ratio,
+                   verdict, w.overhead_us, overhead_verdict);
+        if (w.split) {
+            fmt::print(
+                "{:<8} of it SQLite's, for reads apart from the writer (raw-split - raw): "
+                "{:+.2f} us/op; asqlite over raw-split: {:+.2f} us/op\n",
+                "", w.split->cpu_us_per_op - w.raw.cpu_us_per_op, w.overhead_over_split_us);
+        }
+        fmt::print("\n");
     }
 }
 
@@ -1052,16 +1106,20 @@ void print_json(const bench_options& o, const std::string& path, std::size_t thr
         std::vector<std::string> reps;
         for (const auto& r : w.reps) {
             reps.push_back(fmt::format(
-                R"({{"asqlite": {}, "raw": {}, "ratio": {:.4f}, "cpu_overhead_us": {:.3f}}})",
-                json_side(r.async), json_side(r.raw), r.ratio(), r.overhead_us()));
+                R"({{"asqlite": {}, "raw": {}, "raw_split": {}, "ratio": {:.4f}, "cpu_overhead_us": {:.3f}}})",
+                json_side(r.async), json_side(r.raw), r.split ? json_side(*r.split) : "null",
+                r.ratio(), r.overhead_us()));
         }
         const auto target = ratio_target(w.kind);
         fmt::print(
-            "{}\n  {{\"workload\": \"{}\", \"asqlite\": {}, \"raw\": {}, \"ratio\": {:.4f}, "
-            "\"ratio_target\": {}, \"cpu_overhead_us\": {:.3f}, \"cpu_overhead_target_us\": {}, "
+            "{}\n  {{\"workload\": \"{}\", \"asqlite\": {}, \"raw\": {}, \"raw_split\": {}, "
+            "\"ratio\": {:.4f}, \"ratio_target\": {}, \"cpu_overhead_us\": {:.3f}, "
+            "\"cpu_overhead_over_split_us\": {}, \"cpu_overhead_target_us\": {}, "
             "\"repetitions\": [{}]}}",
-            first ? "" : ",", name_of(w.kind), json_side(w.async), json_side(w.raw), w.ratio,
+            first ? "" : ",", name_of(w.kind), json_side(w.async), json_side(w.raw),
+            w.split ? json_side(*w.split) : "null", w.ratio,
             target ? fmt::format("{}", *target) : "null", w.overhead_us,
+            w.split ? fmt::format("{:.3f}", w.overhead_over_split_us) : "null",
             overhead_targeted(w.kind) ? fmt::format("{}", overhead_target_us) : "null",
             fmt::join(reps, ", "));
         first = false;
@@ -1108,6 +1166,7 @@ int run(const bench_options& o) {
         o.threads != 0 ? o.threads : std::max<std::size_t>(2, std::thread::hardware_concurrency());
     async_side async(o, path);
     raw_side raw(o, path);
+    raw_side split(o, path, true);
     progress_line progress;
 
     // New files get keys from a random base with the top bit set (never a
@@ -1161,8 +1220,12 @@ int run(const bench_options& o) {
         run_phase(async, warm, fmt::format("{} warm-up asqlite", name_of(w)), false);
         warm.write_base = next_base();
         run_phase(raw, warm, fmt::format("{} warm-up raw", name_of(w)), false);
+        if (has_split(w)) {
+            warm.write_base = next_base();
+            run_phase(split, warm, fmt::format("{} warm-up raw-split", name_of(w)), false);
+        }
 
-        workload_result wr{w, {}, {}, {}, 0, 0};
+        workload_result wr{w, {}, {}, {}, std::nullopt, 0, 0, 0};
         for (std::size_t rep = 0; rep < o.repeat; ++rep) {
             spec.read_seed = rd();  // both sides read the same rows
             const auto label = [&](std::string_view side) {
@@ -1182,10 +1245,19 @@ int run(const bench_options& o) {
                 spec.write_base = next_base();
                 r.async = run_phase(async, spec, label("asqlite"), true);
             }
+            if (has_split(w)) {
+                spec.write_base = next_base();
+                r.split = run_phase(split, spec, label("raw-split"), true);
+            }
             wr.reps.push_back(r);
         }
         wr.async = median_side(wr.reps, &repetition::async);
         wr.raw = median_side(wr.reps, &repetition::raw);
+        if (has_split(w)) {
+            wr.split = median_side(wr.reps, &repetition::split);
+            wr.overhead_over_split_us =
+                median_of(wr.reps, [](const repetition& r) { return r.overhead_over_split_us(); });
+        }
         wr.ratio = median_of(wr.reps, [](const repetition& r) { return r.ratio(); });
         wr.overhead_us = median_of(wr.reps, [](const repetition& r) { return r.overhead_us(); });
         results.push_back(std::move(wr));
