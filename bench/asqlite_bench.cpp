@@ -978,8 +978,7 @@ side_summary median_side(const std::vector<repetition>& reps, Side repetition::*
     s.p99_us = median_of(reps, [&](const repetition& r) { return side(r).p99_us; });
     s.cpu_us_per_op = median_of(reps, [&](const repetition& r) { return side(r).cpu_us_per_op; });
     s.sys_us_per_op = median_of(reps, [&](const repetition& r) { return side(r).sys_us_per_op; });
-    s.main_us_per_op =
-        median_of(reps, [&](const repetition& r) { return side(r).main_us_per_op; });
+    s.main_us_per_op = median_of(reps, [&](const repetition& r) { return side(r).main_us_per_op; });
     s.sleeps_per_op = median_of(reps, [&](const repetition& r) { return side(r).sleeps_per_op; });
     s.batch = median_of(reps, [&](const repetition& r) { return side(r).batch; });
     s.wakes_per_op = median_of(reps, [&](const repetition& r) { return side(r).wakes_per_op; });

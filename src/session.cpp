@@ -69,8 +69,8 @@ void session::check_usable() const {
 }
 
 void session::unpin_if_idle() noexcept {
-    if (pc_ != nullptr && open_tx() == nullptr && !pc_->pending_rollback &&
-        !pc_->begin_pending && !pc_->in_transaction) {
+    if (pc_ != nullptr && open_tx() == nullptr && !pc_->pending_rollback && !pc_->begin_pending &&
+        !pc_->in_transaction) {
         core_->release(std::exchange(pc_, nullptr));
     }
 }

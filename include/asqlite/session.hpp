@@ -15,10 +15,10 @@
 // the writer lane (FIFO, same timeout and cancellation as the pool) and runs
 // there in autocommit; begin() takes the writer lane for the whole
 // transaction, and every statement of the session runs on it until commit
-// or rollback (BEGIN IMMEDIATE runs with the first of them, in its hop). write(fn) runs fn inside BEGIN IMMEDIATE ... COMMIT on the
-// writer in one hop. So writers never contend inside SQLite and never see
-// "database is locked" from each other; readers never wait for writers (WAL).
-// A :memory: database, or pool_size 1, has a single connection for both.
+// or rollback (BEGIN IMMEDIATE runs with the first of them, in its hop). write(fn) runs fn inside
+// BEGIN IMMEDIATE ... COMMIT on the writer in one hop. So writers never contend inside SQLite and
+// never see "database is locked" from each other; readers never wait for writers (WAL). A :memory:
+// database, or pool_size 1, has a single connection for both.
 //
 // Every operation runs on the engine's blocking pool and completes on the
 // awaiting coroutine's executor. Errors are asqlite::error (code, SQLite's
@@ -81,9 +81,9 @@ session new_session(std::shared_ptr<engine_core> lane);
 /// transaction ends, and whether the session is still there.
 struct tx_link {
     tx_link(engine_core* lane, pooled_connection* conn) noexcept : core(lane), pc(conn) {}
-    engine_core* core;       // the lane it runs on (the writer lane, or the session's own)
-    pooled_connection* pc;   // its connection
-    bool open = true;        // false once committed, rolled back or dropped
+    engine_core* core;      // the lane it runs on (the writer lane, or the session's own)
+    pooled_connection* pc;  // its connection
+    bool open = true;       // false once committed, rolled back or dropped
     bool session_gone = false;
 };
 

@@ -279,9 +279,7 @@ TEST_F(AsyncTx, ATransactionWithoutStatementsNeverTakesTheDatabaseLock) {
             auto tx = co_await s.begin();
             co_await tx.rollback();
         }
-        {
-            auto dropped = co_await s.begin();
-        }
+        { auto dropped = co_await s.begin(); }
         EXPECT_FALSE(s.in_transaction());
         auto tx = co_await s.begin();
         auto e = co_await test::error_of(s.execute("INSERT INTO items (name) VALUES ('x')"));
@@ -381,9 +379,9 @@ TEST_F(AsyncTx, ACancelledFirstStatementLeavesTheTransactionWhole) {
             // From no wait at all to long after the statement ran.
             asio::steady_timer timer(co_await asio::this_coro::executor,
                                      std::chrono::microseconds(round * round * 10));
-            co_await (s.execute("INSERT INTO items (name) VALUES (?)",
-                                fmt::format("first-{}", round)) ||
-                      timer.async_wait(asio::use_awaitable));
+            co_await (
+                s.execute("INSERT INTO items (name) VALUES (?)", fmt::format("first-{}", round)) ||
+                timer.async_wait(asio::use_awaitable));
             co_await s.execute("INSERT INTO items (name) VALUES (?)",
                                fmt::format("second-{}", round));
             co_await tx.rollback();

@@ -51,16 +51,16 @@ struct pooled_connection {
     connection conn;
     std::uint64_t id;
     std::chrono::steady_clock::time_point created;
-    std::atomic<std::uint64_t> lease{0};     // bumped at every checkout (under the lane's lock)
-    bool pending_rollback = false;  // io side: a transaction was dropped uncommitted
+    std::atomic<std::uint64_t> lease{0};  // bumped at every checkout (under the lane's lock)
+    bool pending_rollback = false;        // io side: a transaction was dropped uncommitted
     // A transaction was begun here and its BEGIN IMMEDIATE waits for the
     // first statement, to run in the same job. Set on the io side; cleared
     // by the worker once BEGIN succeeded (read back after the completion).
     bool begin_pending = false;
     bool in_transaction = false;  // (worker) state after the last operation
-    bool healthy = true;                     // (worker) false: close instead of reusing
-    bool guard_moved = false;                // writes here: refuse them once the file has moved
-    bool ahead = false;  // the writer lane's: its jobs go first (see run_initiation)
+    bool healthy = true;          // (worker) false: close instead of reusing
+    bool guard_moved = false;     // writes here: refuse them once the file has moved
+    bool ahead = false;           // the writer lane's: its jobs go first (see run_initiation)
 };
 
 class engine_core {
