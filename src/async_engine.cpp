@@ -50,6 +50,13 @@ std::uint64_t new_op_id() noexcept {
     return last.fetch_add(1, std::memory_order_relaxed) + 1;
 }
 
+void throw_transaction_ended() {
+    throw_error(errc::transaction_state,
+                "SQLite has already rolled this transaction back (a write was interrupted by a "
+                "cancellation, or failed with an error that ends the transaction); nothing of "
+                "it is kept. Roll it back or drop it, then begin again");
+}
+
 bool poisons_connection(const std::error_code& ec) noexcept {
     if (ec.category() != category()) {
         return false;

@@ -97,7 +97,9 @@ asio::awaitable<transaction> session::begin() {
     if (open_tx() != nullptr) {  // another begin() of this session got there first
         throw_error(errc::transaction_state, "a transaction is already open on this session");
     }
-    if (!writer.valid() && pc_->in_transaction) {
+    // (A transaction dropped here uncommitted is rolled back by the first
+    // statement's job, before its BEGIN.)
+    if (!writer.valid() && pc_->in_transaction && !pc_->pending_rollback) {
         throw_error(errc::transaction_state,
                     "the session's connection is inside a transaction begun with SQL");
     }
@@ -155,6 +157,9 @@ asio::awaitable<void> transaction::commit() {
     co_await detail::session_op<void>(
         tx.core, tx.pc,
         [](connection& c) {
+            if (!c.in_transaction()) {
+                detail::throw_transaction_ended();  // COMMIT would report no more
+            }
             try {
                 c.exec("COMMIT");
             } catch (...) {

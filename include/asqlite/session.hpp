@@ -189,7 +189,7 @@ class session {
         return asio::async_initiate<Token, detail::op_signature<R>>(
             [this](auto handler, Fn f) {
                 if (detail::tx_link* tx = open_tx(); tx != nullptr && !tx->pc->begin_pending) {
-                    detail::session_op<R>(tx->core, tx->pc, std::move(f), std::move(handler));
+                    detail::session_op<R>(tx->core, tx->pc, std::move(f), std::move(handler), true);
                 } else {
                     // On the handler's own executor: its strand (or thread)
                     // is where the session is used and cancellation comes from.
@@ -197,8 +197,8 @@ class session {
                     asio::co_spawn(
                         std::move(ex),
                         [this, f = std::move(f)]() mutable -> asio::awaitable<R> {
-                            if (detail::tx_link* tx = open_tx()) {
-                                co_return co_await in_transaction_op<R>(*tx, f);
+                            if (open_tx() != nullptr) {
+                                co_return co_await in_transaction_op<R>(tx_, f);
                             }
                             co_return co_await on_connection<R>(f);
                         },
@@ -217,8 +217,8 @@ class session {
     asio::awaitable<std::invoke_result_t<Fn&, connection&>> write(Fn fn) {
         using R = std::invoke_result_t<Fn&, connection&>;
         check_usable();
-        if (detail::tx_link* tx = open_tx()) {
-            co_return co_await in_transaction_op<R>(*tx, fn);
+        if (open_tx() != nullptr) {
+            co_return co_await in_transaction_op<R>(tx_, fn);
         }
         auto in_transaction = [fn = std::move(fn)](connection& c) mutable -> R {
             transaction_guard tx(c, transaction_mode::immediate);
@@ -266,17 +266,25 @@ class session {
 
     /// fn once inside the open transaction `tx`. A BEGIN still pending runs
     /// first in the same job; when it fails with BUSY (another process holds
-    /// the lock), fn has not run and the attempt is repeated on a timer.
+    /// the lock), fn has not run and the attempt is repeated on a timer, as
+    /// long as the transaction is still open.
     template <class R, class Fn>
-    static asio::awaitable<R> in_transaction_op(detail::tx_link& tx, Fn& fn) {
-        detail::engine_core* lane = tx.core;
-        detail::pooled_connection* pc = tx.pc;
-        auto attempt = [lane, pc, &fn] {  // fn lives in the caller's frame
-            return detail::session_op<R>(lane, pc, detail::by_ref<R>(fn), asio::use_awaitable);
-        };
+    static asio::awaitable<R> in_transaction_op(const std::shared_ptr<detail::tx_link>& tx,
+                                                Fn& fn) {
+        detail::engine_core* lane = tx->core;
+        detail::pooled_connection* pc = tx->pc;
         if (!pc->begin_pending) {
-            return attempt();
+            return detail::session_op<R>(lane, pc, detail::by_ref<R>(fn), asio::use_awaitable,
+                                         true);
         }
+        // fn lives in the caller's frame; the link is kept for the retries.
+        auto attempt = [link = tx, &fn] {
+            if (!link->open) {
+                throw_error(errc::transaction_state, "the transaction has ended");
+            }
+            return detail::session_op<R>(link->core, link->pc, detail::by_ref<R>(fn),
+                                         asio::use_awaitable, true);
+        };
         return detail::retry_busy(*lane, attempt, nullptr, [pc] { return pc->begin_pending; });
     }
     /// Gives the connection back when nothing keeps it here any more (no
@@ -365,10 +373,10 @@ class session {
     asio::awaitable<std::remove_cvref_t<std::invoke_result_t<Finish&, R>>> routed(
         std::string_view sql, Fn fn, Finish finish = {}) {
         check_usable();
-        if (detail::tx_link* tx = open_tx()) {
+        if (open_tx() != nullptr) {
             // By reference: fn lives in this frame (a row read's snapshot is
             // in it, and must outlive the job).
-            co_return finish(co_await in_transaction_op<R>(*tx, fn));
+            co_return finish(co_await in_transaction_op<R>(tx_, fn));
         }
         detail::engine_core* lane = core_->writer_lane();
         if (lane == nullptr || !core_->known_write(sql)) {

@@ -338,8 +338,10 @@ TEST_F(AsyncTx, AFailedBeginLeavesTheTransactionWhole) {
 }
 
 // A first statement cancelled leaves BEGIN pending (cancelled in the queue:
-// nothing ran) or the transaction open (cancelled later): what follows is
-// still inside the transaction, and the rollback removes all of it.
+// nothing ran), or the transaction open (cancelled after it ran), or, when
+// the cancellation interrupts the INSERT itself, the transaction rolled back
+// by SQLite (what follows then fails). Never does what follows run in
+// autocommit: the rollback removes all of it.
 TEST_F(AsyncTx, ACancelledFirstStatementLeavesTheTransactionWhole) {
     auto o = options();
     o.threads = 1;
@@ -361,8 +363,11 @@ TEST_F(AsyncTx, ACancelledFirstStatementLeavesTheTransactionWhole) {
                 },
                 asio::detached);
             // Until the worker has taken it (writer jobs would go ahead of
-            // it in the queue).
-            co_await test::sleep_for(20ms);
+            // it in the queue): it holds a read connection then.
+            for (int i = 0; i < 5000 && db.stats().in_use == 0; ++i) {
+                co_await test::sleep_for(1ms);
+            }
+            co_await test::sleep_for(5ms);
             auto tx = co_await s.begin();
             asio::steady_timer timer(co_await asio::this_coro::executor, 2ms);
             auto r = co_await (s.execute("INSERT INTO items (name) VALUES ('queued')") ||
@@ -382,13 +387,87 @@ TEST_F(AsyncTx, ACancelledFirstStatementLeavesTheTransactionWhole) {
             co_await (
                 s.execute("INSERT INTO items (name) VALUES (?)", fmt::format("first-{}", round)) ||
                 timer.async_wait(asio::use_awaitable));
-            co_await s.execute("INSERT INTO items (name) VALUES (?)",
-                               fmt::format("second-{}", round));
+            const auto second = co_await test::error_of(
+                s.execute("INSERT INTO items (name) VALUES (?)", fmt::format("second-{}", round)));
+            if (second) {
+                EXPECT_EQ(second->code(), make_error_code(errc::transaction_state))
+                    << second->what();
+            }
             co_await tx.rollback();
         }
     }());
     EXPECT_EQ(count_items(), 0);
     EXPECT_EQ(db.stats().in_use, 0u);
+}
+
+// SQLite rolls back a whole transaction when a write in it is interrupted.
+// What the session sends after that must not run in autocommit: it fails,
+// and so does commit(); nothing of the transaction is kept.
+TEST_F(AsyncTx, AnInterruptedWriteEndsTheTransactionAndNothingRunsInAutocommit) {
+    auto db = create_async_engine(io.get_executor(), options());
+    constexpr std::string_view endless_insert =
+        "INSERT INTO items (name) SELECT 'r' || x FROM (WITH RECURSIVE c(x) AS "
+        "(SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c)";
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        for (const bool try_commit : {true, false}) {
+            auto tx = co_await s.begin();
+            co_await s.execute("INSERT INTO items (name) VALUES ('before')");
+            asio::steady_timer timer(co_await asio::this_coro::executor, 50ms);
+            auto r = co_await (s.execute(endless_insert) || timer.async_wait(asio::use_awaitable));
+            EXPECT_EQ(r.index(), 1u);
+            auto after =
+                co_await test::error_of(s.execute("INSERT INTO items (name) VALUES ('after')"));
+            EXPECT_TRUE(after && after->code() == make_error_code(errc::transaction_state))
+                << (after ? after->what() : "the statement ran in autocommit");
+            if (try_commit) {
+                auto commit = co_await test::error_of(tx.commit());
+                EXPECT_TRUE(commit && commit->code() == make_error_code(errc::transaction_state))
+                    << (commit ? commit->what() : "commit() reported success");
+            } else {
+                co_await tx.rollback();
+            }
+            EXPECT_EQ(co_await s.scalar<int>("SELECT count(*) FROM items"), 0);
+        }
+        // The session and the writer serve on.
+        auto tx = co_await s.begin();
+        co_await s.execute("INSERT INTO items (name) VALUES ('kept')");
+        co_await tx.commit();
+    }());
+    EXPECT_EQ(count_items(), 1);
+    EXPECT_EQ(db.stats().in_use, 0u);
+}
+
+// On a single connection (:memory:, pool_size 1), a transaction dropped
+// uncommitted is rolled back by the next statement's job; begin() right
+// after it must not mistake it for one begun with SQL.
+TEST_F(AsyncTx, BeginRightAfterADroppedTransactionOnASingleConnection) {
+    for (const bool memory : {true, false}) {
+        asio::io_context ctx;
+        engine_options o = options();
+        if (memory) {
+            o.path = ":memory:";
+        } else {
+            o.pool_size = 1;
+        }
+        auto db = create_async_engine(ctx.get_executor(), o);
+        run_coro(ctx, [&]() -> asio::awaitable<void> {
+            auto s = co_await db.session();
+            if (memory) {
+                co_await s.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)");
+            }
+            {
+                auto dropped = co_await s.begin();
+                co_await s.execute("INSERT INTO items (name) VALUES ('dropped')");
+            }
+            auto tx = co_await s.begin();
+            co_await s.execute("INSERT INTO items (name) VALUES ('kept')");
+            co_await tx.commit();
+            EXPECT_EQ(co_await s.scalar<int>("SELECT count(*) FROM items"), 1) << memory;
+            EXPECT_EQ(co_await s.scalar<std::string>("SELECT name FROM items"), "kept");
+        }());
+    }
+    EXPECT_EQ(count_items(), 1);
 }
 
 TEST_F(AsyncTx, MemoryDatabaseTransactionsUseTheSingleConnection) {

@@ -239,6 +239,9 @@ auto tracked_executor(const Handler& handler, const engine_core& core) {
 /// A process-wide operation number, for cancellation: a request that
 /// arrives late never matches a later operation on the same connection.
 std::uint64_t new_op_id() noexcept;
+/// errc::transaction_state: SQLite ended an open transaction by itself (a
+/// write interrupted by a cancellation, or an error that rolls back).
+[[noreturn]] void throw_transaction_ended();
 
 template <class R>
 using op_value = std::conditional_t<std::is_void_v<R>, int, R>;
@@ -453,19 +456,27 @@ auto async_run_late(engine_core* core, late_binding* late, Fn&& fn, Token&& toke
 /// transaction object dropped uncommitted since the last operation, then a
 /// transaction's pending BEGIN IMMEDIATE (see pooled_connection), then fn.
 /// When BEGIN fails, fn does not run and BEGIN stays pending.
+/// inside_transaction: fn belongs to an open transaction object. If SQLite
+/// has ended that transaction meanwhile (it rolls back the whole
+/// transaction when a write is interrupted, and on some errors), fn does not
+/// run in autocommit: it fails with errc::transaction_state.
 template <class R, class Token, class Fn>
-auto session_op(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token) {
+auto session_op(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token,
+                bool inside_transaction = false) {
     const bool rollback_first = std::exchange(pc->pending_rollback, false);
     const bool begin_first = pc->begin_pending;
     return async_run<R>(
         core, pc,
-        [f = std::forward<Fn>(fn), rollback_first, begin_first, pc](connection& c) mutable -> R {
+        [f = std::forward<Fn>(fn), rollback_first, begin_first, inside_transaction,
+         pc](connection& c) mutable -> R {
             if (rollback_first && c.in_transaction()) {
                 c.exec("ROLLBACK");
             }
             if (begin_first) {
                 c.exec("BEGIN IMMEDIATE");
                 pc->begin_pending = false;
+            } else if (inside_transaction && !c.in_transaction()) {
+                throw_transaction_ended();
             }
             return f(c);
         },
