@@ -41,6 +41,19 @@ class AsyncTx : public test::temp_dir_test {
         o.threads = 2;
         return o;
     }
+    /// The engine of options(), waiting out SQLITE_BUSY for `busy_timeout`.
+    async_engine engine_with_busy_timeout(std::chrono::milliseconds busy_timeout) {
+        engine_options o = options();
+        o.busy_timeout = busy_timeout;
+        return create_async_engine(io.get_executor(), o);
+    }
+    /// A connection holding the database's write lock (BEGIN IMMEDIATE),
+    /// standing in for another process.
+    connection hold_write_lock() {
+        connection c(db_path);
+        c.exec("BEGIN IMMEDIATE");
+        return c;
+    }
     std::int64_t count_items() {
         return connection(db_path).scalar<std::int64_t>("SELECT count(*) FROM items");
     }
@@ -263,11 +276,8 @@ TEST_F(AsyncTx, BeginTakesTheWriterButNoReadConnection) {
 // process's write lock (here a connection of the test thread, standing in
 // for one) shows where SQLite's lock is taken.
 TEST_F(AsyncTx, ATransactionWithoutStatementsNeverTakesTheDatabaseLock) {
-    auto o = options();
-    o.busy_timeout = 0ms;
-    auto db = create_async_engine(io.get_executor(), o);
-    connection other(db_path);
-    other.exec("BEGIN IMMEDIATE");
+    auto db = engine_with_busy_timeout(0ms);
+    connection other = hold_write_lock();
     run_coro(io, [&]() -> asio::awaitable<void> {
         auto s = co_await db.session();
         {
@@ -292,11 +302,8 @@ TEST_F(AsyncTx, ATransactionWithoutStatementsNeverTakesTheDatabaseLock) {
 }
 
 TEST_F(AsyncTx, BusyOnTheFirstStatementIsWaitedOutInsideTheTransaction) {
-    auto o = options();
-    o.busy_timeout = 10s;
-    auto db = create_async_engine(io.get_executor(), o);
-    connection other(db_path);
-    other.exec("BEGIN IMMEDIATE");
+    auto db = engine_with_busy_timeout(10s);
+    connection other = hold_write_lock();
     other.exec("INSERT INTO items (name) VALUES ('other')");
     run_coro(io, [&]() -> asio::awaitable<void> {
         auto s = co_await db.session();
@@ -317,11 +324,8 @@ TEST_F(AsyncTx, BusyOnTheFirstStatementIsWaitedOutInsideTheTransaction) {
 // session's next statements are still inside the transaction, never in
 // autocommit.
 TEST_F(AsyncTx, AFailedBeginLeavesTheTransactionWhole) {
-    auto o = options();
-    o.busy_timeout = 30ms;
-    auto db = create_async_engine(io.get_executor(), o);
-    connection other(db_path);
-    other.exec("BEGIN IMMEDIATE");
+    auto db = engine_with_busy_timeout(30ms);
+    connection other = hold_write_lock();
     run_coro(io, [&]() -> asio::awaitable<void> {
         auto s = co_await db.session();
         auto tx = co_await s.begin();
