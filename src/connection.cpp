@@ -221,8 +221,17 @@ statement_lease connection::prepare_cached(std::string_view sql) {
     auto& s = *impl_;
     // Read connections of the async engine refuse writes before they run, so
     // the engine can send the statement to its writer instead.
+    // Inside a transaction it cannot go there: the transaction is this
+    // connection's, and the write would escape it.
     auto admit = [&](statement& st) -> statement& {
-        if (s.reject_writes && !st.readonly() && !in_transaction()) {
+        if (s.reject_writes && !st.readonly()) {
+            if (in_transaction()) {
+                throw_error(errc::transaction_state,
+                            "statement writes inside a read transaction (BEGIN or SAVEPOINT on a "
+                            "read connection); begin transactions that write with BEGIN "
+                            "IMMEDIATE or session::begin()",
+                            std::string(sql));
+            }
             throw_error(errc::needs_writer, "statement writes; run it on the writer connection",
                         std::string(sql));
         }

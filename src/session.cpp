@@ -51,7 +51,12 @@ void session::release() noexcept {
     if (tx_ != nullptr) {
         // A transaction object still open keeps its writer until it is
         // dropped (and rolls back then); on the session's own connection,
-        // the release below rolls back.
+        // the release below rolls back. One begun by SQL is the session's
+        // own: its writer goes back now, rolling back on the way.
+        if (tx_->by_sql && tx_->open) {
+            tx_->open = false;
+            tx_->core->release(tx_->pc);
+        }
         tx_->session_gone = true;
         tx_.reset();
     }
@@ -65,6 +70,36 @@ void session::check_usable() const {
     if (core_ == nullptr) {
         throw_error(errc::transaction_state,
                     "the session belongs to no engine (moved from or default-constructed)");
+    }
+}
+
+void session::keep_sql_transaction(session& writer, detail::engine_core* lane) {
+    detail::pooled_connection* pc = writer.pc_;
+    if (pc == nullptr || !pc->in_transaction || !pc->healthy || open_tx() != nullptr) {
+        return;  // writer's release rolls back whatever is left
+    }
+    try {
+        tx_ = std::make_shared<detail::tx_link>(lane, pc, true);
+    } catch (...) {
+        return;  // out of memory: the transaction is rolled back with writer
+    }
+    writer.pc_ = nullptr;
+}
+
+void session::end_sql_transaction_if_over() noexcept {
+    detail::tx_link* tx = open_tx();
+    if (tx != nullptr && tx->by_sql && (!tx->pc->in_transaction || !tx->pc->healthy)) {
+        tx->open = false;
+        tx->core->release(tx->pc);
+        tx_.reset();
+    }
+}
+
+void session::check_no_sql_read_transaction() const {
+    if (pc_ != nullptr && pc_->in_transaction && !pc_->pending_rollback) {
+        throw_error(errc::transaction_state,
+                    "the session's connection is inside a transaction begun with SQL "
+                    "(BEGIN or SAVEPOINT through execute); end it first");
     }
 }
 
@@ -85,6 +120,7 @@ asio::awaitable<transaction> session::begin() {
     if (open_tx() != nullptr) {
         throw_error(errc::transaction_state, "a transaction is already open on this session");
     }
+    check_no_sql_read_transaction();
     session writer;
     detail::engine_core* lane = core_->writer_lane();
     if (lane != nullptr) {
@@ -99,10 +135,6 @@ asio::awaitable<transaction> session::begin() {
     }
     // (A transaction dropped here uncommitted is rolled back by the first
     // statement's job, before its BEGIN.)
-    if (!writer.valid() && pc_->in_transaction && !pc_->pending_rollback) {
-        throw_error(errc::transaction_state,
-                    "the session's connection is inside a transaction begun with SQL");
-    }
     detail::pooled_connection* pc = writer.valid() ? writer.pc_ : pc_;
     pc->begin_pending = true;  // BEGIN IMMEDIATE runs with the first statement
     tx_ = std::make_shared<detail::tx_link>(lane != nullptr ? lane : core_.get(), pc);

@@ -42,7 +42,8 @@ struct connection_options {
     bool read_only = false;   // SQLITE_OPEN_READONLY
     bool query_only = false;  // PRAGMA query_only: refuses writes on a read-write file
     /// Statements that would write fail with errc::needs_writer before they
-    /// run (the async engine's read connections; it then uses its writer).
+    /// run (the async engine's read connections; it then uses its writer),
+    /// or with errc::transaction_state inside a transaction.
     bool reject_writes = false;
     bool echo = false;      // log each statement, its parameters and time
     logger* log = nullptr;  // nullptr: logger::global()

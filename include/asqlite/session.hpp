@@ -10,6 +10,13 @@
 // waits for a connection (FIFO, pool_timeout, cancellation) only when every
 // one is held that way.
 //
+// Transactions begun with SQL behave as on one connection: `BEGIN IMMEDIATE`
+// (or EXCLUSIVE) through execute() takes the writer lane, and the session
+// keeps it until SQLite's transaction ends (COMMIT, ROLLBACK, END) or the
+// session is destroyed (rolled back). `BEGIN` (deferred) and `SAVEPOINT`
+// start a read transaction on a read connection: a write inside it fails
+// with errc::transaction_state rather than run outside it, on the writer.
+//
 // Reads and writes: a file database has one writer connection (the writer
 // lane) besides the read connections. A statement that writes is routed to
 // the writer lane (FIFO, same timeout and cancellation as the pool) and runs
@@ -78,11 +85,16 @@ session new_session(std::shared_ptr<engine_core> lane);
 
 /// An open transaction, shared by its session and its transaction object
 /// (both movable, io side): where the session's statements go until the
-/// transaction ends, and whether the session is still there.
+/// transaction ends, and whether the session is still there. One begun by
+/// SQL (`BEGIN IMMEDIATE` through execute) has no transaction object: the
+/// session holds the writer connection itself until SQLite's transaction
+/// ends.
 struct tx_link {
-    tx_link(engine_core* lane, pooled_connection* conn) noexcept : core(lane), pc(conn) {}
+    tx_link(engine_core* lane, pooled_connection* conn, bool sql = false) noexcept
+        : core(lane), pc(conn), by_sql(sql) {}
     engine_core* core;      // the lane it runs on (the writer lane, or the session's own)
     pooled_connection* pc;  // its connection
+    bool by_sql;            // begun by a statement; the session gives pc back to core
     bool open = true;       // false once committed, rolled back or dropped
     bool session_gone = false;
 };
@@ -188,7 +200,8 @@ class session {
         check_usable();
         return asio::async_initiate<Token, detail::op_signature<R>>(
             [this](auto handler, Fn f) {
-                if (detail::tx_link* tx = open_tx(); tx != nullptr && !tx->pc->begin_pending) {
+                if (detail::tx_link* tx = open_tx();
+                    tx != nullptr && !tx->by_sql && !tx->pc->begin_pending) {
                     detail::session_op<R>(tx->core, tx->pc, std::move(f), std::move(handler), true);
                 } else {
                     // On the handler's own executor: its strand (or thread)
@@ -198,7 +211,7 @@ class session {
                         std::move(ex),
                         [this, f = std::move(f)]() mutable -> asio::awaitable<R> {
                             if (open_tx() != nullptr) {
-                                co_return co_await in_transaction_op<R>(tx_, f);
+                                co_return co_await in_open_transaction<R>(f);
                             }
                             co_return co_await on_connection<R>(f);
                         },
@@ -218,8 +231,9 @@ class session {
         using R = std::invoke_result_t<Fn&, connection&>;
         check_usable();
         if (open_tx() != nullptr) {
-            co_return co_await in_transaction_op<R>(tx_, fn);
+            co_return co_await in_open_transaction<R>(fn);
         }
+        check_no_sql_read_transaction();
         auto in_transaction = [fn = std::move(fn)](connection& c) mutable -> R {
             transaction_guard tx(c, transaction_mode::immediate);
             if constexpr (std::is_void_v<R>) {
@@ -287,6 +301,37 @@ class session {
         };
         return detail::retry_busy(*lane, attempt, nullptr, [pc] { return pc->begin_pending; });
     }
+    /// fn inside the session's open transaction (open_tx() is not null).
+    template <class R, class Fn>
+    asio::awaitable<R> in_open_transaction(Fn& fn) {
+        if (tx_->by_sql) {
+            return in_sql_transaction<R>(fn);
+        }
+        return in_transaction_op<R>(tx_, fn);
+    }
+    /// fn inside a write transaction begun by SQL: on the writer the session
+    /// holds, which goes back to the pool once SQLite's transaction has
+    /// ended (COMMIT, ROLLBACK, END, or a rollback SQLite made by itself),
+    /// as on a single connection.
+    template <class R, class Fn>
+    asio::awaitable<R> in_sql_transaction(Fn& fn) {
+        struct ends_with_sqlite {
+            session* self;
+            ~ends_with_sqlite() { self->end_sql_transaction_if_over(); }
+        } guard{this};
+        co_return co_await detail::session_op<R>(tx_->core, tx_->pc, detail::by_ref<R>(fn),
+                                                 asio::use_awaitable, true);
+    }
+    /// After an operation on the writer lane (writer holds it): a statement
+    /// that left the writer inside a transaction (`BEGIN IMMEDIATE`) makes
+    /// it the session's transaction, begun by SQL, instead of it being
+    /// rolled back when `writer` is given back.
+    void keep_sql_transaction(session& writer, detail::engine_core* lane);
+    void end_sql_transaction_if_over() noexcept;
+    /// Throws errc::transaction_state while the session holds a read
+    /// connection inside a transaction begun by SQL (`BEGIN`, `SAVEPOINT`):
+    /// a write transaction cannot start inside it.
+    void check_no_sql_read_transaction() const;
     /// Gives the connection back when nothing keeps it here any more (no
     /// transaction open on it, none dropped and still to roll back).
     void unpin_if_idle() noexcept;
@@ -376,10 +421,13 @@ class session {
         if (open_tx() != nullptr) {
             // By reference: fn lives in this frame (a row read's snapshot is
             // in it, and must outlive the job).
-            co_return finish(co_await in_transaction_op<R>(tx_, fn));
+            co_return finish(co_await in_open_transaction<R>(fn));
         }
         detail::engine_core* lane = core_->writer_lane();
-        if (lane == nullptr || !core_->known_write(sql)) {
+        // A connection held here is inside a transaction begun by SQL: every
+        // statement runs in it (a write there fails; it never escapes to
+        // the writer in autocommit).
+        if (lane == nullptr || pc_ != nullptr || !core_->known_write(sql)) {
             // The first attempt straight away (no retry frame on the common
             // path); BUSY falls back to the retry loop, a write to the writer.
             auto attempt = [&] { return on_connection<R>(fn); };
@@ -401,6 +449,12 @@ class session {
             core_->remember_write(sql);
         }
         session writer = co_await detail::acquire_on(*lane);
+        struct keep_if_begun {  // destroyed before writer: runs first
+            session* self;
+            session* writer;
+            detail::engine_core* lane;
+            ~keep_if_begun() { self->keep_sql_transaction(*writer, lane); }
+        } keep{this, &writer, lane};
         co_return finish(co_await detail::retry_busy(
             *lane, [&] { return writer.op<R>(detail::by_ref<R>(fn), asio::use_awaitable); }));
     }

@@ -500,5 +500,127 @@ TEST_F(AsyncTx, MemoryDatabaseTransactionsUseTheSingleConnection) {
     }());
 }
 
+// Transactions begun with SQL through execute(), as on one connection.
+// BEGIN IMMEDIATE is a write statement: it goes to the writer, and the
+// session keeps the writer until SQLite's transaction ends.
+TEST_F(AsyncTx, BeginImmediateThroughExecuteHoldsTheWriterUntilRollback) {
+    auto db = create_async_engine(io.get_executor(), options());
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        auto other = co_await db.session();
+        co_await s.execute("BEGIN IMMEDIATE");
+        EXPECT_TRUE(s.in_transaction());
+        EXPECT_EQ(db.stats().writer_in_use, 1u);
+        co_await s.execute("INSERT INTO items (name) VALUES ('a')");
+        EXPECT_EQ(co_await s.scalar<int>("SELECT count(*) FROM items"), 1) << "own write";
+        EXPECT_EQ(co_await other.scalar<int>("SELECT count(*) FROM items"), 0) << "uncommitted";
+        // A failing statement does not end the transaction (as in SQLite).
+        const auto dup =
+            co_await test::error_of(s.execute("INSERT INTO items (name) VALUES ('a')"));  // UNIQUE
+        EXPECT_TRUE(dup && primary_code(dup->code()) == errc::constraint);
+        EXPECT_TRUE(s.in_transaction());
+        co_await s.execute("ROLLBACK");
+        EXPECT_FALSE(s.in_transaction());
+        EXPECT_EQ(db.stats().writer_in_use, 0u);
+    }());
+    EXPECT_EQ(count_items(), 0);
+}
+
+TEST_F(AsyncTx, BeginImmediateThroughExecuteCommitsAndFreesTheWriter) {
+    auto db = create_async_engine(io.get_executor(), options());
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        for (const char* end : {"COMMIT", "END"}) {  // the second time a known write
+            co_await s.execute("BEGIN IMMEDIATE");
+            co_await s.execute("INSERT INTO items (name) VALUES (?)", std::string_view(end));
+            co_await s.execute(end);
+            EXPECT_FALSE(s.in_transaction());
+            EXPECT_EQ(db.stats().writer_in_use, 0u);
+        }
+        // The writer is free: a begin() transaction of another session runs.
+        auto t = co_await db.session();
+        auto tx = co_await t.begin();
+        co_await t.execute("INSERT INTO items (name) VALUES ('tx')");
+        co_await tx.commit();
+        // begin() inside a transaction begun with SQL is refused.
+        co_await s.execute("BEGIN EXCLUSIVE");
+        const auto nested = co_await test::error_of(s.begin());
+        EXPECT_TRUE(nested && nested->code() == make_error_code(errc::transaction_state));
+        // write(fn) joins it.
+        co_await s.write([](connection& c) { c.execute("INSERT INTO items (name) VALUES ('w')"); });
+        co_await s.execute("COMMIT");
+    }());
+    EXPECT_EQ(count_items(), 4);
+    EXPECT_EQ(db.stats().in_use, 0u);
+}
+
+TEST_F(AsyncTx, ASessionEndingInsideBeginImmediateRollsBack) {
+    auto db = create_async_engine(io.get_executor(), options());
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        {
+            auto s = co_await db.session();
+            co_await s.execute("BEGIN IMMEDIATE");
+            co_await s.execute("INSERT INTO items (name) VALUES ('lost')");
+        }
+        // The writer was rolled back before anyone else got it.
+        auto t = co_await db.session();
+        co_await t.execute("INSERT INTO items (name) VALUES ('kept')");
+        EXPECT_EQ(co_await t.scalar<int>("SELECT count(*) FROM items"), 1);
+    }());
+    EXPECT_EQ(count_items(), 1);
+    EXPECT_EQ(db.stats().writer_in_use, 0u);
+}
+
+// BEGIN (deferred) and SAVEPOINT are read statements: they start a read
+// transaction on a read connection. A write inside fails clearly, and never
+// runs on the writer in autocommit, outside the transaction (not even a
+// statement already known to write, which otherwise goes straight there).
+TEST_F(AsyncTx, AWriteInsideAReadTransactionFailsAndDoesNotEscapeIt) {
+    auto db = create_async_engine(io.get_executor(), options());
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        co_await s.execute("INSERT INTO items (name) VALUES (?)", "known");  // now a known write
+        for (const char* begin : {"BEGIN", "SAVEPOINT sp"}) {
+            co_await s.execute(begin);
+            const auto e =
+                co_await test::error_of(s.execute("INSERT INTO items (name) VALUES (?)", "x"));
+            EXPECT_TRUE(e && e->code() == make_error_code(errc::transaction_state)) << begin;
+            if (e) {
+                EXPECT_NE(std::string(e->what()).find("read transaction"), std::string::npos);
+            }
+            const auto nested = co_await test::error_of(s.begin());
+            EXPECT_TRUE(nested && nested->code() == make_error_code(errc::transaction_state));
+            const auto w = co_await test::error_of(
+                s.write([](connection& c) { c.execute("INSERT INTO items (name) VALUES ('w')"); }));
+            EXPECT_TRUE(w && w->code() == make_error_code(errc::transaction_state));
+            co_await s.execute(std::string_view(begin) == "BEGIN" ? "ROLLBACK" : "RELEASE sp");
+        }
+        // Outside the transaction the same statement is routed to the writer.
+        co_await s.execute("INSERT INTO items (name) VALUES (?)", "after");
+    }());
+    EXPECT_EQ(count_items(), 2);
+}
+
+// On a single connection (pool_size 1, or :memory:) every transaction begun
+// with SQL is that connection's, reads and writes alike.
+TEST_F(AsyncTx, TransactionsBegunWithSqlOnASingleConnection) {
+    auto o = options();
+    o.pool_size = 1;
+    auto db = create_async_engine(io.get_executor(), o);
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        co_await s.execute("BEGIN IMMEDIATE");
+        co_await s.execute("INSERT INTO items (name) VALUES ('rolled back')");
+        co_await s.execute("ROLLBACK");
+        co_await s.execute("BEGIN");
+        co_await s.execute("INSERT INTO items (name) VALUES ('kept')");
+        const auto nested = co_await test::error_of(s.begin());
+        EXPECT_TRUE(nested && nested->code() == make_error_code(errc::transaction_state));
+        co_await s.execute("COMMIT");
+    }());
+    EXPECT_EQ(count_items(), 1);
+    EXPECT_EQ(db.stats().in_use, 0u);
+}
+
 }  // namespace
 }  // namespace asqlite
