@@ -88,7 +88,9 @@ class timestamp_parser {
         }
         const year_month_day ymd{year{y}, month{static_cast<unsigned>(mo)},
                                  day{static_cast<unsigned>(d)}};
-        if (!ymd.ok() || h > 23 || mi > 59 || s > 60) {
+        // Seconds up to 59, as SQLite's date functions read them: a leap
+        // second would otherwise turn into the next minute's first.
+        if (!ymd.ok() || h > 23 || mi > 59 || s > 59) {
             fail();
         }
         // Computed in microseconds, then checked: timestamp counts nanoseconds

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "asqlite/row.hpp"
@@ -22,6 +23,8 @@ class result {
           last_insert_id_(last_insert_id) {}
 
     const std::vector<std::string>& columns() const;
+    int column_count() const noexcept { return columns_ ? static_cast<int>(columns_->size()) : 0; }
+    std::string_view column_name(int i) const { return columns().at(static_cast<std::size_t>(i)); }
     const std::vector<row>& rows() const noexcept { return rows_; }
     std::size_t size() const noexcept { return rows_.size(); }
     bool empty() const noexcept { return rows_.empty(); }
@@ -33,14 +36,13 @@ class result {
     std::int64_t rows_affected() const noexcept { return rows_affected_; }
     std::int64_t last_insert_id() const noexcept { return last_insert_id_; }
 
-    /// Every row mapped to T (described struct, tuple or single value).
+    /// Every row mapped to T (described struct, tuple or single value). The
+    /// columns are matched to T even when no row came back, as
+    /// connection::query<T> does, so a target that cannot map always fails.
     template <class T>
     std::vector<T> as() const {
+        const detail::row_reader<T> reader(*this);
         std::vector<T> out;
-        if (rows_.empty()) {
-            return out;
-        }
-        const detail::row_reader<T> reader(rows_.front());
         out.reserve(rows_.size());
         for (const auto& r : rows_) {
             out.push_back(reader.read(r));

@@ -279,6 +279,15 @@ TEST_F(Row, MissingColumnNamesTheMember) {
     const auto r = c.execute("SELECT id, name, email FROM people");
     EXPECT_TRUE(fails_with([&] { (void)r.as<person>(); }, errc::column_not_found, {"'score'"}));
     EXPECT_TRUE(fails_with([&] { (void)r[0].as<person>(); }, errc::column_not_found, {"'score'"}));
+    // Even when no row came back, as query<T> does.
+    const auto none = c.execute("SELECT id, name, email FROM people WHERE id < 0");
+    ASSERT_TRUE(none.empty());
+    EXPECT_EQ(none.column_count(), 3);
+    EXPECT_EQ(none.column_name(2), "email");
+    EXPECT_TRUE(fails_with([&] { (void)none.as<person>(); }, errc::column_not_found, {"'score'"}));
+    EXPECT_TRUE(fails_with([&] { (void)none.as<std::tuple<int, int>>(); },
+                           errc::column_count_mismatch, {}));
+    EXPECT_TRUE(c.execute("SELECT * FROM people WHERE id < 0").as<person>().empty());
 }
 
 TEST_F(Row, ExtraColumnIsNamed) {

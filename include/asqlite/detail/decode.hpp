@@ -21,10 +21,16 @@
 
 namespace asqlite::detail {
 
+/// What matching columns to a target type needs: their number and names.
 template <class S>
-concept column_source = requires(const S& s, int i) {
+concept named_columns = requires(const S& s, int i) {
     { s.column_count() } -> std::convertible_to<int>;
     { s.column_name(i) } -> std::convertible_to<std::string_view>;
+};
+
+/// ... and reading a row's values.
+template <class S>
+concept column_source = named_columns<S> && requires(const S& s, int i) {
     { s.column_type(i) } -> std::same_as<value_type>;
     { s.column_int64(i) } -> std::same_as<std::int64_t>;
     { s.column_double(i) } -> std::same_as<double>;
@@ -176,7 +182,7 @@ T decode_column(const S& s, int i) {
 template <class T>
 class row_reader {
   public:
-    template <column_source S>
+    template <named_columns S>
     explicit row_reader(const S& s) {
         const int n = s.column_count();
         if constexpr (described_struct<T>) {
@@ -250,7 +256,7 @@ class row_reader {
     }
     static constexpr std::size_t width = count_width();
 
-    template <column_source S>
+    template <named_columns S>
     static int find(const S& s, std::string_view name) {
         for (int i = 0; i < s.column_count(); ++i) {
             if (s.column_name(i) == name) {
