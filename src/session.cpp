@@ -2,6 +2,9 @@
 
 #include <boost/asio/async_result.hpp>
 
+#include <algorithm>
+#include <cctype>
+
 namespace asqlite {
 
 namespace detail {
@@ -24,6 +27,54 @@ session new_session(std::shared_ptr<engine_core> lane) {
         throw_error(errc::pool_closed, "the async engine is closed");
     }
     return session(std::move(lane), nullptr);
+}
+
+detail::sql_end sql_end_of(std::string_view sql) noexcept {
+    // The first words, with blanks and comments between them skipped.
+    std::size_t at = 0;
+    auto next_word = [&]() -> std::string_view {
+        for (;;) {
+            while (at < sql.size() && std::isspace(static_cast<unsigned char>(sql[at])) != 0) {
+                ++at;
+            }
+            if (sql.substr(at, 2) == "--") {
+                at = std::min(sql.find('\n', at), sql.size());
+            } else if (sql.substr(at, 2) == "/*") {
+                const std::size_t close = sql.find("*/", at + 2);
+                at = close == std::string_view::npos ? sql.size() : close + 2;
+            } else {
+                break;
+            }
+        }
+        const std::size_t start = at;
+        while (at < sql.size() &&
+               (std::isalnum(static_cast<unsigned char>(sql[at])) != 0 || sql[at] == '_')) {
+            ++at;
+        }
+        return sql.substr(start, at - start);
+    };
+    auto is = [](std::string_view word, std::string_view keyword) {
+        return word.size() == keyword.size() &&
+               std::equal(word.begin(), word.end(), keyword.begin(), [](char a, char b) {
+                   return std::toupper(static_cast<unsigned char>(a)) == b;
+               });
+    };
+    const std::string_view first = next_word();
+    if (is(first, "COMMIT") || is(first, "END")) {
+        return sql_end::commit;
+    }
+    if (!is(first, "ROLLBACK")) {
+        return sql_end::none;
+    }
+    // ROLLBACK [TRANSACTION [name]] [TO [SAVEPOINT] name]
+    std::string_view word = next_word();
+    if (is(word, "TRANSACTION")) {
+        word = next_word();
+        if (!word.empty() && !is(word, "TO")) {
+            word = next_word();  // the transaction's name
+        }
+    }
+    return is(word, "TO") ? sql_end::none : sql_end::rollback;
 }
 
 }  // namespace detail
@@ -86,21 +137,28 @@ void session::keep_sql_transaction(session& writer, detail::engine_core* lane) {
     writer.pc_ = nullptr;
 }
 
-void session::end_sql_transaction_if_over() noexcept {
+void session::after_sql_statement(detail::sql_end end, bool failed) noexcept {
     detail::tx_link* tx = open_tx();
-    if (tx != nullptr && tx->by_sql && (!tx->pc->in_transaction || !tx->pc->healthy)) {
-        tx->open = false;
-        tx->core->release(tx->pc);
-        tx_.reset();
+    if (tx == nullptr || !tx->by_sql) {
+        return;
     }
+    detail::pooled_connection* pc = tx->pc;
+    // Still open; or ended by SQLite itself after a failed statement, which
+    // the user has not ended yet: the writer stays, statements are refused.
+    if (pc->healthy && (pc->in_transaction || (failed && end == detail::sql_end::none))) {
+        return;
+    }
+    detail::engine_core* lane = tx->core;
+    tx->open = false;
+    tx_.reset();  // frees tx
+    lane->release(pc);
 }
 
-void session::check_no_sql_read_transaction() const {
-    if (pc_ != nullptr && pc_->in_transaction && !pc_->pending_rollback) {
-        throw_error(errc::transaction_state,
-                    "the session's connection is inside a transaction begun with SQL "
-                    "(BEGIN or SAVEPOINT through execute); end it first");
-    }
+void session::throw_in_sql_read_transaction() {
+    throw_error(errc::transaction_state,
+                "the session is inside a read transaction begun with SQL (BEGIN or SAVEPOINT on a "
+                "read connection), where nothing can write; end it first, and begin transactions "
+                "that write with BEGIN IMMEDIATE or session::begin()");
 }
 
 void session::unpin_if_idle() noexcept {
@@ -120,7 +178,11 @@ asio::awaitable<transaction> session::begin() {
     if (open_tx() != nullptr) {
         throw_error(errc::transaction_state, "a transaction is already open on this session");
     }
-    check_no_sql_read_transaction();
+    if (holds_sql_transaction()) {
+        throw_error(errc::transaction_state,
+                    "the session is inside a transaction begun with SQL (through execute); end "
+                    "it first");
+    }
     session writer;
     detail::engine_core* lane = core_->writer_lane();
     if (lane != nullptr) {

@@ -12,10 +12,12 @@
 //
 // Transactions begun with SQL behave as on one connection: `BEGIN IMMEDIATE`
 // (or EXCLUSIVE) through execute() takes the writer lane, and the session
-// keeps it until SQLite's transaction ends (COMMIT, ROLLBACK, END) or the
-// session is destroyed (rolled back). `BEGIN` (deferred) and `SAVEPOINT`
-// start a read transaction on a read connection: a write inside it fails
-// with errc::transaction_state rather than run outside it, on the writer.
+// keeps it until a statement ends the transaction (COMMIT, ROLLBACK, END)
+// or the session is destroyed (rolled back); once SQLite has rolled it back
+// by itself (an interrupted write), statements fail until that ROLLBACK.
+// `BEGIN` (deferred) and `SAVEPOINT` start a read transaction on a read
+// connection: a write inside it fails with errc::transaction_state rather
+// than run outside it, on the writer.
 //
 // Reads and writes: a file database has one writer connection (the writer
 // lane) besides the read connections. A statement that writes is routed to
@@ -98,6 +100,11 @@ struct tx_link {
     bool open = true;       // false once committed, rolled back or dropped
     bool session_gone = false;
 };
+
+/// How a statement ends a transaction, read from its first keywords:
+/// COMMIT or END; ROLLBACK (not ROLLBACK TO, which keeps it); or neither.
+enum class sql_end { none, commit, rollback };
+sql_end sql_end_of(std::string_view sql) noexcept;
 
 /// Calls `fn` where it lives: for attempts made from a coroutine frame that
 /// outlives them (the frame awaits each attempt, and an operation completes
@@ -211,7 +218,7 @@ class session {
                         std::move(ex),
                         [this, f = std::move(f)]() mutable -> asio::awaitable<R> {
                             if (open_tx() != nullptr) {
-                                co_return co_await in_open_transaction<R>(f);
+                                co_return co_await in_open_transaction<R>(f, {});
                             }
                             co_return co_await on_connection<R>(f);
                         },
@@ -231,9 +238,15 @@ class session {
         using R = std::invoke_result_t<Fn&, connection&>;
         check_usable();
         if (open_tx() != nullptr) {
-            co_return co_await in_open_transaction<R>(fn);
+            co_return co_await in_open_transaction<R>(fn, {});
         }
-        check_no_sql_read_transaction();
+        if (holds_sql_transaction()) {
+            if (core_->writer_lane() != nullptr) {
+                throw_in_sql_read_transaction();
+            }
+            // A single connection: fn joins the transaction begun on it.
+            co_return co_await on_connection<R>(fn);
+        }
         auto in_transaction = [fn = std::move(fn)](connection& c) mutable -> R {
             transaction_guard tx(c, transaction_mode::immediate);
             if constexpr (std::is_void_v<R>) {
@@ -268,8 +281,9 @@ class session {
 
     /// The session belongs to an engine (not moved from or default-made).
     bool valid() const noexcept { return core_ != nullptr; }
-    /// A transaction of this session is open.
-    bool in_transaction() const noexcept { return open_tx() != nullptr; }
+    /// A transaction of this session is open: begin()'s, or one begun with
+    /// SQL through execute().
+    bool in_transaction() const noexcept { return open_tx() != nullptr || holds_sql_transaction(); }
 
   private:
     friend class transaction;
@@ -301,37 +315,72 @@ class session {
         };
         return detail::retry_busy(*lane, attempt, nullptr, [pc] { return pc->begin_pending; });
     }
-    /// fn inside the session's open transaction (open_tx() is not null).
+    /// fn inside the session's open transaction (open_tx() is not null);
+    /// `sql` is fn's statement, if it is one.
     template <class R, class Fn>
-    asio::awaitable<R> in_open_transaction(Fn& fn) {
+    asio::awaitable<R> in_open_transaction(Fn& fn, std::string_view sql) {
         if (tx_->by_sql) {
-            return in_sql_transaction<R>(fn);
+            return in_sql_transaction<R>(fn, detail::sql_end_of(sql));
         }
         return in_transaction_op<R>(tx_, fn);
     }
-    /// fn inside a write transaction begun by SQL: on the writer the session
-    /// holds, which goes back to the pool once SQLite's transaction has
-    /// ended (COMMIT, ROLLBACK, END, or a rollback SQLite made by itself),
-    /// as on a single connection.
+    /// fn inside a write transaction begun with SQL, on the writer the
+    /// session holds. The writer goes back to the pool when a statement
+    /// ends the transaction (`end` says which would). When SQLite ends it
+    /// by itself after a failed or cancelled statement, the session keeps
+    /// the writer and refuses every statement (errc::transaction_state)
+    /// until the user's ROLLBACK (which then succeeds), COMMIT or END (which
+    /// fail): nothing runs in autocommit that the user meant to be inside.
+    /// A COMMIT that meets SQLITE_BUSY (a reader's lock, in the rollback
+    /// journal modes) is retried: SQLite keeps the transaction open.
     template <class R, class Fn>
-    asio::awaitable<R> in_sql_transaction(Fn& fn) {
-        struct ends_with_sqlite {
+    asio::awaitable<R> in_sql_transaction(Fn& fn, detail::sql_end end) {
+        struct after_statement {
             session* self;
-            ~ends_with_sqlite() { self->end_sql_transaction_if_over(); }
-        } guard{this};
-        co_return co_await detail::session_op<R>(tx_->core, tx_->pc, detail::by_ref<R>(fn),
-                                                 asio::use_awaitable, true);
+            detail::sql_end end;
+            bool failed = true;
+            ~after_statement() { self->after_sql_statement(end, failed); }
+        } after{this, end};
+        detail::engine_core* lane = tx_->core;
+        detail::pooled_connection* pc = tx_->pc;
+        auto job = [&fn, end](connection& c) -> R {
+            if (!c.in_transaction()) {
+                if (end != detail::sql_end::rollback) {
+                    detail::throw_transaction_ended();
+                }
+                c.exec("BEGIN");  // for the user's ROLLBACK of what SQLite rolled back
+            }
+            return fn(c);
+        };
+        auto attempt = [&] {
+            return detail::async_run<R>(lane, pc, detail::by_ref<R>(job), asio::use_awaitable);
+        };
+        auto retryable = [end, pc] { return end == detail::sql_end::commit && pc->in_transaction; };
+        if constexpr (std::is_void_v<R>) {
+            co_await detail::retry_busy(*lane, attempt, nullptr, retryable);
+            after.failed = false;
+        } else {
+            R out = co_await detail::retry_busy(*lane, attempt, nullptr, retryable);
+            after.failed = false;
+            co_return out;
+        }
     }
     /// After an operation on the writer lane (writer holds it): a statement
     /// that left the writer inside a transaction (`BEGIN IMMEDIATE`) makes
     /// it the session's transaction, begun by SQL, instead of it being
     /// rolled back when `writer` is given back.
     void keep_sql_transaction(session& writer, detail::engine_core* lane);
-    void end_sql_transaction_if_over() noexcept;
-    /// Throws errc::transaction_state while the session holds a read
-    /// connection inside a transaction begun by SQL (`BEGIN`, `SAVEPOINT`):
-    /// a write transaction cannot start inside it.
-    void check_no_sql_read_transaction() const;
+    /// After a statement of a transaction begun with SQL: gives the writer
+    /// back when the transaction has ended (see in_sql_transaction).
+    void after_sql_statement(detail::sql_end end, bool failed) noexcept;
+    /// The session holds a connection inside a transaction begun with SQL
+    /// (on a read connection, or on a single-connection lane).
+    bool holds_sql_transaction() const noexcept {
+        return pc_ != nullptr && pc_->in_transaction && !pc_->pending_rollback;
+    }
+    /// errc::transaction_state: a write transaction cannot start inside a
+    /// read transaction begun with SQL (`BEGIN`, `SAVEPOINT`).
+    [[noreturn]] static void throw_in_sql_read_transaction();
     /// Gives the connection back when nothing keeps it here any more (no
     /// transaction open on it, none dropped and still to roll back).
     void unpin_if_idle() noexcept;
@@ -421,7 +470,7 @@ class session {
         if (open_tx() != nullptr) {
             // By reference: fn lives in this frame (a row read's snapshot is
             // in it, and must outlive the job).
-            co_return finish(co_await in_open_transaction<R>(fn));
+            co_return finish(co_await in_open_transaction<R>(fn, sql));
         }
         detail::engine_core* lane = core_->writer_lane();
         // A connection held here is inside a transaction begun by SQL: every

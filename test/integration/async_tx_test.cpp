@@ -610,13 +610,114 @@ TEST_F(AsyncTx, TransactionsBegunWithSqlOnASingleConnection) {
     run_coro(io, [&]() -> asio::awaitable<void> {
         auto s = co_await db.session();
         co_await s.execute("BEGIN IMMEDIATE");
+        EXPECT_TRUE(s.in_transaction());
         co_await s.execute("INSERT INTO items (name) VALUES ('rolled back')");
+        co_await s.write([](connection& c) {  // joins it
+            c.execute("INSERT INTO items (name) VALUES ('rolled back too')");
+        });
         co_await s.execute("ROLLBACK");
+        EXPECT_FALSE(s.in_transaction());
         co_await s.execute("BEGIN");
         co_await s.execute("INSERT INTO items (name) VALUES ('kept')");
         const auto nested = co_await test::error_of(s.begin());
         EXPECT_TRUE(nested && nested->code() == make_error_code(errc::transaction_state));
+        co_await s.write([](connection& c) { c.execute("INSERT INTO items (name) VALUES ('w')"); });
         co_await s.execute("COMMIT");
+    }());
+    EXPECT_EQ(count_items(), 2);
+    EXPECT_EQ(db.stats().in_use, 0u);
+}
+
+TEST(SqlEnd, ReadsHowAStatementEndsATransaction) {
+    using detail::sql_end;
+    using detail::sql_end_of;
+    EXPECT_EQ(sql_end_of("COMMIT"), sql_end::commit);
+    EXPECT_EQ(sql_end_of("  commit transaction;"), sql_end::commit);
+    EXPECT_EQ(sql_end_of("End"), sql_end::commit);
+    EXPECT_EQ(sql_end_of("-- done\n/* really */ COMMIT"), sql_end::commit);
+    EXPECT_EQ(sql_end_of("ROLLBACK"), sql_end::rollback);
+    EXPECT_EQ(sql_end_of("rollback transaction"), sql_end::rollback);
+    EXPECT_EQ(sql_end_of("ROLLBACK TRANSACTION t"), sql_end::rollback);
+    EXPECT_EQ(sql_end_of("ROLLBACK TO sp"), sql_end::none);
+    EXPECT_EQ(sql_end_of("ROLLBACK TRANSACTION TO SAVEPOINT sp"), sql_end::none);
+    EXPECT_EQ(sql_end_of("ROLLBACK TRANSACTION t TO sp"), sql_end::none);
+    EXPECT_EQ(sql_end_of("COMMITTED"), sql_end::none);
+    EXPECT_EQ(sql_end_of("INSERT INTO t VALUES ('COMMIT')"), sql_end::none);
+    EXPECT_EQ(sql_end_of("RELEASE sp"), sql_end::none);
+    EXPECT_EQ(sql_end_of(""), sql_end::none);
+    EXPECT_EQ(sql_end_of("/* unterminated"), sql_end::none);
+}
+
+// SQLite rolls back a whole transaction when a write in it is interrupted.
+// In a transaction begun with SQL, the session then keeps the writer and
+// refuses statements until the user ends it: nothing meant to be inside
+// runs in autocommit. ROLLBACK then succeeds; COMMIT fails.
+TEST_F(AsyncTx, AnInterruptedWriteInsideBeginImmediateRefusesStatementsUntilItEnds) {
+    auto db = create_async_engine(io.get_executor(), options());
+    constexpr std::string_view endless_insert =
+        "INSERT INTO items (name) SELECT 'r' || x FROM (WITH RECURSIVE c(x) AS "
+        "(SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c)";
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        for (const char* end : {"ROLLBACK", "COMMIT"}) {
+            co_await s.execute("BEGIN IMMEDIATE");
+            co_await s.execute("INSERT INTO items (name) VALUES ('before')");
+            asio::steady_timer timer(co_await asio::this_coro::executor, 50ms);
+            auto r = co_await (s.execute(endless_insert) || timer.async_wait(asio::use_awaitable));
+            EXPECT_EQ(r.index(), 1u);
+            EXPECT_TRUE(s.in_transaction());
+            for (int i = 0; i < 2; ++i) {
+                auto after =
+                    co_await test::error_of(s.execute("INSERT INTO items (name) VALUES ('after')"));
+                EXPECT_TRUE(after && after->code() == make_error_code(errc::transaction_state))
+                    << (after ? after->what() : "the statement ran in autocommit");
+            }
+            const auto w = co_await test::error_of(
+                s.write([](connection& c) { c.execute("INSERT INTO items (name) VALUES ('w')"); }));
+            EXPECT_TRUE(w && w->code() == make_error_code(errc::transaction_state));
+            EXPECT_EQ(db.stats().writer_in_use, 1u);
+            const auto ended = co_await test::error_of(s.execute(end));
+            if (std::string_view(end) == "ROLLBACK") {
+                EXPECT_FALSE(ended) << ended->what();
+            } else {
+                EXPECT_TRUE(ended && ended->code() == make_error_code(errc::transaction_state));
+            }
+            EXPECT_FALSE(s.in_transaction());
+            EXPECT_EQ(db.stats().writer_in_use, 0u);
+            EXPECT_EQ(co_await s.scalar<int>("SELECT count(*) FROM items"), 0);
+        }
+        co_await s.execute("INSERT INTO items (name) VALUES ('kept')");  // serves on
+    }());
+    EXPECT_EQ(count_items(), 1);
+}
+
+// In the rollback-journal modes a reader's lock makes COMMIT fail with
+// SQLITE_BUSY; SQLite keeps the transaction, and COMMIT is waited out up to
+// busy_timeout like any BUSY.
+TEST_F(AsyncTx, ACommitThroughExecuteWaitsOutAReadersLock) {
+    auto o = options();
+    o.journal_mode = "delete";
+    o.busy_timeout = 5s;
+    auto db = create_async_engine(io.get_executor(), o);
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto reader = co_await db.session();
+        co_await reader.execute("BEGIN");
+        EXPECT_EQ(co_await reader.scalar<int>("SELECT count(*) FROM items"), 0);  // SHARED lock
+        asio::co_spawn(
+            co_await asio::this_coro::executor,
+            [&]() -> asio::awaitable<void> {
+                co_await test::sleep_for(200ms);
+                co_await reader.execute("COMMIT");
+            },
+            asio::detached);
+        auto s = co_await db.session();
+        co_await s.execute("BEGIN IMMEDIATE");
+        co_await s.execute("INSERT INTO items (name) VALUES ('x')");
+        const auto retries = db.stats().busy_retries;
+        const auto commit = co_await test::error_of(s.execute("COMMIT"));
+        EXPECT_FALSE(commit) << commit->what();
+        EXPECT_GT(db.stats().busy_retries, retries);
+        EXPECT_FALSE(s.in_transaction());
     }());
     EXPECT_EQ(count_items(), 1);
     EXPECT_EQ(db.stats().in_use, 0u);
