@@ -248,23 +248,41 @@ asio::awaitable<void> transaction::commit() {
         writer_ = session{};  // no statement ran: nothing to commit
         co_return;
     }
-    co_await detail::session_op<void>(
-        tx.core, tx.pc,
-        [](connection& c) {
-            if (!c.in_transaction()) {
-                detail::throw_transaction_ended();  // COMMIT would report no more
-            }
-            try {
-                c.exec("COMMIT");
-            } catch (...) {
-                if (c.in_transaction()) {
-                    c.exec("ROLLBACK");
+    detail::pooled_connection* pc = tx.pc;
+    auto attempt = [&] {
+        return detail::session_op<void>(
+            tx.core, pc,
+            [](connection& c) {
+                if (!c.in_transaction()) {
+                    detail::throw_transaction_ended();  // COMMIT would report no more
                 }
-                throw;
-            }
-        },
-        asio::use_awaitable);
-    writer_ = session{};  // the writer lane is free for the next transaction
+                try {
+                    c.exec("COMMIT");
+                } catch (const error& e) {
+                    // SQLITE_BUSY (a reader's lock, in the rollback journal
+                    // modes) leaves the transaction open: waited out below.
+                    if (primary_code(e.code()) != errc::busy && c.in_transaction()) {
+                        c.exec("ROLLBACK");
+                    }
+                    throw;
+                }
+            },
+            asio::use_awaitable);
+    };
+    std::exception_ptr failure;
+    try {
+        co_await detail::retry_busy(*tx.core, attempt, nullptr,
+                                    [pc] { return pc->in_transaction; });
+    } catch (...) {
+        failure = std::current_exception();
+    }
+    if (failure && pc->in_transaction && !writer_.valid()) {
+        pc->pending_rollback = true;  // on the session's connection, before its next use
+    }
+    writer_ = session{};  // the writer lane is free; its release rolls back what is left
+    if (failure) {
+        std::rethrow_exception(failure);
+    }
 }
 
 asio::awaitable<void> transaction::rollback() {

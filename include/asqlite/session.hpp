@@ -523,7 +523,9 @@ class transaction {
     transaction& operator=(transaction&& other) noexcept;
     ~transaction();
 
-    /// COMMIT. A failed commit rolls the transaction back and throws.
+    /// COMMIT. SQLITE_BUSY (a reader's lock, in the rollback journal modes)
+    /// is waited out up to busy_timeout; a commit that fails rolls the
+    /// transaction back and throws.
     asio::awaitable<void> commit();
     /// ROLLBACK.
     asio::awaitable<void> rollback();

@@ -723,5 +723,50 @@ TEST_F(AsyncTx, ACommitThroughExecuteWaitsOutAReadersLock) {
     EXPECT_EQ(db.stats().in_use, 0u);
 }
 
+// The same for commit(): BUSY is waited out while SQLite keeps the
+// transaction; past busy_timeout the commit fails and rolls back, and the
+// writer is free at once.
+TEST_F(AsyncTx, CommitWaitsOutAReadersLockAndRollsBackPastTheBusyTimeout) {
+    for (const auto busy_timeout : {5000ms, 50ms}) {
+        asio::io_context ctx;
+        auto o = options();
+        o.journal_mode = "delete";
+        o.busy_timeout = busy_timeout;
+        auto db = create_async_engine(ctx.get_executor(), o);
+        const bool waits = busy_timeout > 1s;
+        run_coro(ctx, [&]() -> asio::awaitable<void> {
+            auto reader = co_await db.session();
+            co_await reader.execute("BEGIN");
+            EXPECT_EQ(co_await reader.scalar<int>("SELECT count(*) FROM items"), 0);
+            asio::co_spawn(
+                co_await asio::this_coro::executor,
+                [&]() -> asio::awaitable<void> {
+                    co_await test::sleep_for(300ms);
+                    co_await reader.execute("COMMIT");
+                },
+                asio::detached);
+            auto s = co_await db.session();
+            auto tx = co_await s.begin();
+            co_await s.execute("INSERT INTO items (name) VALUES ('x')");
+            const auto retries = db.stats().busy_retries;
+            const auto commit = co_await test::error_of(tx.commit());
+            EXPECT_GT(db.stats().busy_retries, retries);
+            if (waits) {
+                EXPECT_FALSE(commit) << commit->what();
+            } else {
+                EXPECT_TRUE(commit && primary_code(commit->code()) == errc::busy);
+            }
+            EXPECT_FALSE(s.in_transaction());
+            co_await test::sleep_for(400ms);  // the reader is done
+            EXPECT_EQ(db.stats().writer_in_use, 0u);  // given back (rolled back on the way)
+            EXPECT_EQ(co_await s.scalar<int>("SELECT count(*) FROM items"), waits ? 1 : 0);
+            // The writer serves on.
+            co_await s.execute("INSERT INTO items (name) VALUES ('y')");
+        }());
+        EXPECT_EQ(count_items(), waits ? 2 : 1) << busy_timeout.count();
+        connection(db_path).exec("DELETE FROM items");
+    }
+}
+
 }  // namespace
 }  // namespace asqlite
