@@ -27,6 +27,10 @@ namespace asio = boost::asio;
 constexpr std::string_view long_query =
     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
     "SELECT count(*) FROM c WHERE x < 0";
+// A write that runs until it is interrupted.
+constexpr std::string_view endless_insert =
+    "INSERT INTO items (name) SELECT 'r' || x FROM (WITH RECURSIVE c(x) AS "
+    "(SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c)";
 
 class AsyncTx : public test::temp_dir_test {
   protected:
@@ -53,6 +57,14 @@ class AsyncTx : public test::temp_dir_test {
         connection c(db_path);
         c.exec("BEGIN IMMEDIATE");
         return c;
+    }
+    /// Inside a transaction begun with SQL on `s`: begin() is refused, and
+    /// write(fn) joins the transaction (inserting `name`).
+    static asio::awaitable<void> begin_refused_write_joins(session& s, std::string name) {
+        const auto nested = co_await test::error_of(s.begin());
+        EXPECT_TRUE(nested && nested->code() == make_error_code(errc::transaction_state));
+        co_await s.write(
+            [&](connection& c) { c.execute("INSERT INTO items (name) VALUES (?)", name); });
     }
     std::int64_t count_items() {
         return connection(db_path).scalar<std::int64_t>("SELECT count(*) FROM items");
@@ -409,9 +421,6 @@ TEST_F(AsyncTx, ACancelledFirstStatementLeavesTheTransactionWhole) {
 // and so does commit(); nothing of the transaction is kept.
 TEST_F(AsyncTx, AnInterruptedWriteEndsTheTransactionAndNothingRunsInAutocommit) {
     auto db = create_async_engine(io.get_executor(), options());
-    constexpr std::string_view endless_insert =
-        "INSERT INTO items (name) SELECT 'r' || x FROM (WITH RECURSIVE c(x) AS "
-        "(SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c)";
     run_coro(io, [&]() -> asio::awaitable<void> {
         auto s = co_await db.session();
         for (const bool try_commit : {true, false}) {
@@ -542,12 +551,8 @@ TEST_F(AsyncTx, BeginImmediateThroughExecuteCommitsAndFreesTheWriter) {
         auto tx = co_await t.begin();
         co_await t.execute("INSERT INTO items (name) VALUES ('tx')");
         co_await tx.commit();
-        // begin() inside a transaction begun with SQL is refused.
         co_await s.execute("BEGIN EXCLUSIVE");
-        const auto nested = co_await test::error_of(s.begin());
-        EXPECT_TRUE(nested && nested->code() == make_error_code(errc::transaction_state));
-        // write(fn) joins it.
-        co_await s.write([](connection& c) { c.execute("INSERT INTO items (name) VALUES ('w')"); });
+        co_await begin_refused_write_joins(s, "w");
         co_await s.execute("COMMIT");
     }());
     EXPECT_EQ(count_items(), 4);
@@ -619,9 +624,7 @@ TEST_F(AsyncTx, TransactionsBegunWithSqlOnASingleConnection) {
         EXPECT_FALSE(s.in_transaction());
         co_await s.execute("BEGIN");
         co_await s.execute("INSERT INTO items (name) VALUES ('kept')");
-        const auto nested = co_await test::error_of(s.begin());
-        EXPECT_TRUE(nested && nested->code() == make_error_code(errc::transaction_state));
-        co_await s.write([](connection& c) { c.execute("INSERT INTO items (name) VALUES ('w')"); });
+        co_await begin_refused_write_joins(s, "w");
         co_await s.execute("COMMIT");
     }());
     EXPECT_EQ(count_items(), 2);
@@ -654,9 +657,6 @@ TEST(SqlEnd, ReadsHowAStatementEndsATransaction) {
 // runs in autocommit. ROLLBACK then succeeds; COMMIT fails.
 TEST_F(AsyncTx, AnInterruptedWriteInsideBeginImmediateRefusesStatementsUntilItEnds) {
     auto db = create_async_engine(io.get_executor(), options());
-    constexpr std::string_view endless_insert =
-        "INSERT INTO items (name) SELECT 'r' || x FROM (WITH RECURSIVE c(x) AS "
-        "(SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c)";
     run_coro(io, [&]() -> asio::awaitable<void> {
         auto s = co_await db.session();
         for (const char* end : {"ROLLBACK", "COMMIT"}) {
@@ -757,7 +757,7 @@ TEST_F(AsyncTx, CommitWaitsOutAReadersLockAndRollsBackPastTheBusyTimeout) {
                 EXPECT_TRUE(commit && primary_code(commit->code()) == errc::busy);
             }
             EXPECT_FALSE(s.in_transaction());
-            co_await test::sleep_for(400ms);  // the reader is done
+            co_await test::sleep_for(400ms);          // the reader is done
             EXPECT_EQ(db.stats().writer_in_use, 0u);  // given back (rolled back on the way)
             EXPECT_EQ(co_await s.scalar<int>("SELECT count(*) FROM items"), waits ? 1 : 0);
             // The writer serves on.
