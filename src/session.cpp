@@ -174,33 +174,38 @@ asio::awaitable<void> session::pin() {
 }
 
 asio::awaitable<transaction> session::begin() {
-    check_usable();
-    if (open_tx() != nullptr) {
-        throw_error(errc::transaction_state, "a transaction is already open on this session");
+    try {
+        check_usable();
+        if (open_tx() != nullptr) {
+            throw_error(errc::transaction_state, "a transaction is already open on this session");
+        }
+        if (holds_sql_transaction()) {
+            throw_error(errc::transaction_state,
+                        "the session is inside a transaction begun with SQL (through execute); end "
+                        "it first");
+        }
+        session writer;
+        detail::engine_core* lane = core_->writer_lane();
+        if (lane != nullptr) {
+            writer = co_await detail::acquire_on(*lane);
+        } else if (pc_ == nullptr) {
+            // A single-connection lane: the transaction runs on a connection the
+            // session holds until it ends.
+            co_await pin();
+        }
+        if (open_tx() != nullptr) {  // another begin() of this session got there first
+            throw_error(errc::transaction_state, "a transaction is already open on this session");
+        }
+        // (A transaction dropped here uncommitted is rolled back by the first
+        // statement's job, before its BEGIN.)
+        detail::pooled_connection* pc = writer.valid() ? writer.pc_ : pc_;
+        pc->begin_pending = true;  // BEGIN IMMEDIATE runs with the first statement
+        tx_ = std::make_shared<detail::tx_link>(lane != nullptr ? lane : core_.get(), pc);
+        co_return transaction(tx_, std::move(writer));
+    } catch (const boost::system::system_error& e) {
+        detail::rethrow_if_aborted(e);
+        throw;
     }
-    if (holds_sql_transaction()) {
-        throw_error(errc::transaction_state,
-                    "the session is inside a transaction begun with SQL (through execute); end "
-                    "it first");
-    }
-    session writer;
-    detail::engine_core* lane = core_->writer_lane();
-    if (lane != nullptr) {
-        writer = co_await detail::acquire_on(*lane);
-    } else if (pc_ == nullptr) {
-        // A single-connection lane: the transaction runs on a connection the
-        // session holds until it ends.
-        co_await pin();
-    }
-    if (open_tx() != nullptr) {  // another begin() of this session got there first
-        throw_error(errc::transaction_state, "a transaction is already open on this session");
-    }
-    // (A transaction dropped here uncommitted is rolled back by the first
-    // statement's job, before its BEGIN.)
-    detail::pooled_connection* pc = writer.valid() ? writer.pc_ : pc_;
-    pc->begin_pending = true;  // BEGIN IMMEDIATE runs with the first statement
-    tx_ = std::make_shared<detail::tx_link>(lane != nullptr ? lane : core_.get(), pc);
-    co_return transaction(tx_, std::move(writer));
 }
 
 transaction::transaction(transaction&& other) noexcept
@@ -243,63 +248,73 @@ detail::tx_link transaction::finish() {
 }
 
 asio::awaitable<void> transaction::commit() {
-    const detail::tx_link tx = finish();
-    if (std::exchange(tx.pc->begin_pending, false)) {
-        writer_ = session{};  // no statement ran: nothing to commit
-        co_return;
-    }
-    detail::pooled_connection* pc = tx.pc;
-    auto attempt = [&] {
-        return detail::session_op<void>(
-            tx.core, pc,
-            [](connection& c) {
-                if (!c.in_transaction()) {
-                    detail::throw_transaction_ended();  // COMMIT would report no more
-                }
-                try {
-                    c.exec("COMMIT");
-                } catch (const error& e) {
-                    // SQLITE_BUSY (a reader's lock, in the rollback journal
-                    // modes) leaves the transaction open: waited out below.
-                    if (primary_code(e.code()) != errc::busy && c.in_transaction()) {
-                        c.exec("ROLLBACK");
-                    }
-                    throw;
-                }
-            },
-            asio::use_awaitable);
-    };
-    std::exception_ptr failure;
     try {
-        co_await detail::retry_busy(*tx.core, attempt, nullptr,
-                                    [pc] { return pc->in_transaction; });
-    } catch (...) {
-        failure = std::current_exception();
-    }
-    if (failure && pc->in_transaction && !writer_.valid()) {
-        pc->pending_rollback = true;  // on the session's connection, before its next use
-    }
-    writer_ = session{};  // the writer lane is free; its release rolls back what is left
-    if (failure) {
-        std::rethrow_exception(failure);
+        const detail::tx_link tx = finish();
+        if (std::exchange(tx.pc->begin_pending, false)) {
+            writer_ = session{};  // no statement ran: nothing to commit
+            co_return;
+        }
+        detail::pooled_connection* pc = tx.pc;
+        auto attempt = [&] {
+            return detail::session_op<void>(
+                tx.core, pc,
+                [](connection& c) {
+                    if (!c.in_transaction()) {
+                        detail::throw_transaction_ended();  // COMMIT would report no more
+                    }
+                    try {
+                        c.exec("COMMIT");
+                    } catch (const error& e) {
+                        // SQLITE_BUSY (a reader's lock, in the rollback journal
+                        // modes) leaves the transaction open: waited out below.
+                        if (primary_code(e.code()) != errc::busy && c.in_transaction()) {
+                            c.exec("ROLLBACK");
+                        }
+                        throw;
+                    }
+                },
+                asio::use_awaitable);
+        };
+        std::exception_ptr failure;
+        try {
+            co_await detail::retry_busy(*tx.core, attempt, nullptr,
+                                        [pc] { return pc->in_transaction; });
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        if (failure && pc->in_transaction && !writer_.valid()) {
+            pc->pending_rollback = true;  // on the session's connection, before its next use
+        }
+        writer_ = session{};  // the writer lane is free; its release rolls back what is left
+        if (failure) {
+            std::rethrow_exception(failure);
+        }
+    } catch (const boost::system::system_error& e) {
+        detail::rethrow_if_aborted(e);
+        throw;
     }
 }
 
 asio::awaitable<void> transaction::rollback() {
-    const detail::tx_link tx = finish();
-    if (std::exchange(tx.pc->begin_pending, false)) {
+    try {
+        const detail::tx_link tx = finish();
+        if (std::exchange(tx.pc->begin_pending, false)) {
+            writer_ = session{};
+            co_return;
+        }
+        co_await detail::session_op<void>(
+            tx.core, tx.pc,
+            [](connection& c) {
+                if (c.in_transaction()) {
+                    c.exec("ROLLBACK");
+                }
+            },
+            asio::use_awaitable);
         writer_ = session{};
-        co_return;
+    } catch (const boost::system::system_error& e) {
+        detail::rethrow_if_aborted(e);
+        throw;
     }
-    co_await detail::session_op<void>(
-        tx.core, tx.pc,
-        [](connection& c) {
-            if (c.in_transaction()) {
-                c.exec("ROLLBACK");
-            }
-        },
-        asio::use_awaitable);
-    writer_ = session{};
 }
 
 }  // namespace asqlite

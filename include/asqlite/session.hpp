@@ -218,7 +218,12 @@ class session {
                         std::move(ex),
                         [this, f = std::move(f)]() mutable -> asio::awaitable<R> {
                             if (open_tx() != nullptr) {
-                                co_return co_await in_open_transaction<R>(f, {});
+                                try {
+                                    co_return co_await in_open_transaction<R>(f, {});
+                                } catch (const boost::system::system_error& e) {
+                                    detail::rethrow_if_aborted(e);
+                                    throw;
+                                }
                             }
                             co_return co_await on_connection<R>(f);
                         },
@@ -237,37 +242,42 @@ class session {
     asio::awaitable<std::invoke_result_t<Fn&, connection&>> write(Fn fn) {
         using R = std::invoke_result_t<Fn&, connection&>;
         check_usable();
-        if (open_tx() != nullptr) {
-            co_return co_await in_open_transaction<R>(fn, {});
-        }
-        if (holds_sql_transaction()) {
-            if (core_->writer_lane() != nullptr) {
-                throw_in_sql_read_transaction();
+        try {
+            if (open_tx() != nullptr) {
+                co_return co_await in_open_transaction<R>(fn, {});
             }
-            // A single connection: fn joins the transaction begun on it.
-            co_return co_await on_connection<R>(fn);
-        }
-        auto in_transaction = [fn = std::move(fn)](connection& c) mutable -> R {
-            transaction_guard tx(c, transaction_mode::immediate);
-            if constexpr (std::is_void_v<R>) {
-                fn(c);
-                tx.commit();
-            } else {
-                R out = fn(c);
-                tx.commit();
-                return out;
+            if (holds_sql_transaction()) {
+                if (core_->writer_lane() != nullptr) {
+                    throw_in_sql_read_transaction();
+                }
+                // A single connection: fn joins the transaction begun on it.
+                co_return co_await on_connection<R>(fn);
             }
-        };
-        // BUSY (another process holds the lock) is retried on a timer: the
-        // transaction was rolled back, so fn runs again from the start.
-        if (detail::engine_core* lane = core_->writer_lane()) {
-            session writer = co_await detail::acquire_on(*lane);
-            co_return co_await detail::retry_busy(*lane, [&] {
-                return writer.op<R>(detail::by_ref<R>(in_transaction), asio::use_awaitable);
-            });
+            auto in_transaction = [fn = std::move(fn)](connection& c) mutable -> R {
+                transaction_guard tx(c, transaction_mode::immediate);
+                if constexpr (std::is_void_v<R>) {
+                    fn(c);
+                    tx.commit();
+                } else {
+                    R out = fn(c);
+                    tx.commit();
+                    return out;
+                }
+            };
+            // BUSY (another process holds the lock) is retried on a timer: the
+            // transaction was rolled back, so fn runs again from the start.
+            if (detail::engine_core* lane = core_->writer_lane()) {
+                session writer = co_await detail::acquire_on(*lane);
+                co_return co_await detail::retry_busy(*lane, [&] {
+                    return writer.op<R>(detail::by_ref<R>(in_transaction), asio::use_awaitable);
+                });
+            }
+            co_return co_await detail::retry_busy(*core_,
+                                                  [&] { return on_connection<R>(in_transaction); });
+        } catch (const boost::system::system_error& e) {
+            detail::rethrow_if_aborted(e);
+            throw;
         }
-        co_return co_await detail::retry_busy(*core_,
-                                              [&] { return on_connection<R>(in_transaction); });
     }
 
     /// A write transaction: takes the writer lane (waiting FIFO for it,
@@ -467,45 +477,50 @@ class session {
     asio::awaitable<std::remove_cvref_t<std::invoke_result_t<Finish&, R>>> routed(
         std::string_view sql, Fn fn, Finish finish = {}) {
         check_usable();
-        if (open_tx() != nullptr) {
-            // By reference: fn lives in this frame (a row read's snapshot is
-            // in it, and must outlive the job).
-            co_return finish(co_await in_open_transaction<R>(fn, sql));
-        }
-        detail::engine_core* lane = core_->writer_lane();
-        // A connection held here is inside a transaction begun by SQL: every
-        // statement runs in it (a write there fails; it never escapes to
-        // the writer in autocommit).
-        if (lane == nullptr || pc_ != nullptr || !core_->known_write(sql)) {
-            // The first attempt straight away (no retry frame on the common
-            // path); BUSY falls back to the retry loop, a write to the writer.
-            auto attempt = [&] { return on_connection<R>(fn); };
-            std::exception_ptr busy;
-            try {
-                // finish() may throw too (a row that does not map): neither
-                // BUSY nor needs_writer, so it is rethrown below.
-                co_return finish(co_await attempt());
-            } catch (const error& e) {
-                if (primary_code(e.code()) == errc::busy) {
-                    busy = std::current_exception();
-                } else if (lane == nullptr || e.code() != make_error_code(errc::needs_writer)) {
-                    throw;
+        try {
+            if (open_tx() != nullptr) {
+                // By reference: fn lives in this frame (a row read's snapshot is
+                // in it, and must outlive the job).
+                co_return finish(co_await in_open_transaction<R>(fn, sql));
+            }
+            detail::engine_core* lane = core_->writer_lane();
+            // A connection held here is inside a transaction begun by SQL: every
+            // statement runs in it (a write there fails; it never escapes to
+            // the writer in autocommit).
+            if (lane == nullptr || pc_ != nullptr || !core_->known_write(sql)) {
+                // The first attempt straight away (no retry frame on the common
+                // path); BUSY falls back to the retry loop, a write to the writer.
+                auto attempt = [&] { return on_connection<R>(fn); };
+                std::exception_ptr busy;
+                try {
+                    // finish() may throw too (a row that does not map): neither
+                    // BUSY nor needs_writer, so it is rethrown below.
+                    co_return finish(co_await attempt());
+                } catch (const error& e) {
+                    if (primary_code(e.code()) == errc::busy) {
+                        busy = std::current_exception();
+                    } else if (lane == nullptr || e.code() != make_error_code(errc::needs_writer)) {
+                        throw;
+                    }
                 }
+                if (busy) {
+                    co_return finish(co_await detail::retry_busy(*core_, attempt, std::move(busy)));
+                }
+                core_->remember_write(sql);
             }
-            if (busy) {
-                co_return finish(co_await detail::retry_busy(*core_, attempt, std::move(busy)));
-            }
-            core_->remember_write(sql);
+            session writer = co_await detail::acquire_on(*lane);
+            struct keep_if_begun {  // destroyed before writer: runs first
+                session* self;
+                session* writer;
+                detail::engine_core* lane;
+                ~keep_if_begun() { self->keep_sql_transaction(*writer, lane); }
+            } keep{this, &writer, lane};
+            co_return finish(co_await detail::retry_busy(
+                *lane, [&] { return writer.op<R>(detail::by_ref<R>(fn), asio::use_awaitable); }));
+        } catch (const boost::system::system_error& e) {
+            detail::rethrow_if_aborted(e);
+            throw;
         }
-        session writer = co_await detail::acquire_on(*lane);
-        struct keep_if_begun {  // destroyed before writer: runs first
-            session* self;
-            session* writer;
-            detail::engine_core* lane;
-            ~keep_if_begun() { self->keep_sql_transaction(*writer, lane); }
-        } keep{this, &writer, lane};
-        co_return finish(co_await detail::retry_busy(
-            *lane, [&] { return writer.op<R>(detail::by_ref<R>(fn), asio::use_awaitable); }));
     }
 
     std::shared_ptr<detail::engine_core> core_;

@@ -768,5 +768,50 @@ TEST_F(AsyncTx, CommitWaitsOutAReadersLockAndRollsBackPastTheBusyTimeout) {
     }
 }
 
+// A cancellation that arrives after the writer lane was granted, but before
+// the write started (here: in the same handler that gave the lane back),
+// is reported like every cancellation, as asqlite::error with
+// operation_aborted, and nothing is written.
+TEST_F(AsyncTx, ACancelledWriteThatGotTheWriterReportsOperationAborted) {
+    auto db = create_async_engine(io.get_executor(), options());
+    asio::cancellation_signal signal;
+    std::exception_ptr outcome;
+    bool done = false;
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        co_await s.execute("INSERT INTO items (name) VALUES ('known')");  // a known write now
+        auto holder = co_await db.session();
+        auto tx = co_await holder.begin();
+        co_await holder.execute("INSERT INTO items (name) VALUES ('held')");
+        auto w = co_await db.session();
+        asio::co_spawn(
+            co_await asio::this_coro::executor,
+            [&]() -> asio::awaitable<void> {
+                co_await w.execute("INSERT INTO items (name) VALUES ('cancelled')");
+            },
+            asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr ep) {
+                outcome = ep;
+                done = true;
+            }));
+        co_await test::sleep_for(20ms);  // w waits for the writer lane
+        EXPECT_EQ(db.stats().writer_waiters, 1u);
+        co_await tx.commit();  // gives the lane to w...
+        signal.emit(asio::cancellation_type::terminal);  // ...which is cancelled before it runs
+        while (!done) {
+            co_await test::sleep_for(1ms);
+        }
+    }());
+    ASSERT_TRUE(outcome);
+    try {
+        std::rethrow_exception(outcome);
+    } catch (const error& e) {
+        EXPECT_EQ(e.code(), make_error_code(asio::error::operation_aborted)) << e.what();
+    } catch (const std::exception& e) {
+        ADD_FAILURE() << "not an asqlite::error: " << e.what();
+    }
+    EXPECT_EQ(count_items(), 2);  // 'known' and 'held'
+    EXPECT_EQ(db.stats().writer_in_use, 0u);
+}
+
 }  // namespace
 }  // namespace asqlite
