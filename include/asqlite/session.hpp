@@ -32,7 +32,10 @@
 // Every operation runs on the engine's blocking pool and completes on the
 // awaiting coroutine's executor. Errors are asqlite::error (code, SQLite's
 // message, SQL text); a cancelled operation throws asqlite::error with
-// asio::error::operation_aborted.
+// asio::error::operation_aborted. (A coroutine already cancelled when it
+// co_awaits an operation gets Asio's own boost::system::system_error from
+// that co_await, as with any awaitable: Asio checks before the operation
+// starts.)
 //
 // Thread safety: a session is used by one coroutine at a time and runs one
 // operation at a time (like an Asio socket). With several io threads, run
