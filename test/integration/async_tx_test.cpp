@@ -795,7 +795,7 @@ TEST_F(AsyncTx, ACancelledWriteThatGotTheWriterReportsOperationAborted) {
             }));
         co_await test::sleep_for(20ms);  // w waits for the writer lane
         EXPECT_EQ(db.stats().writer_waiters, 1u);
-        co_await tx.commit();  // gives the lane to w...
+        co_await tx.commit();                            // gives the lane to w...
         signal.emit(asio::cancellation_type::terminal);  // ...which is cancelled before it runs
         while (!done) {
             co_await test::sleep_for(1ms);
