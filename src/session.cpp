@@ -275,12 +275,26 @@ asio::awaitable<void> transaction::commit() {
                 },
                 asio::use_awaitable);
         };
+        // The first attempt straight away (no retry frame on the common
+        // path); BUSY with the transaction still open goes to the retry loop.
         std::exception_ptr failure;
+        bool busy = false;
         try {
-            co_await detail::retry_busy(*tx.core, attempt, nullptr,
-                                        [pc] { return pc->in_transaction; });
+            co_await attempt();
+        } catch (const error& e) {
+            failure = std::current_exception();
+            busy = primary_code(e.code()) == errc::busy;
         } catch (...) {
             failure = std::current_exception();
+        }
+        if (busy && pc->in_transaction) {
+            try {
+                co_await detail::retry_busy(*tx.core, attempt, failure,
+                                            [pc] { return pc->in_transaction; });
+                failure = nullptr;
+            } catch (...) {
+                failure = std::current_exception();
+            }
         }
         if (failure && pc->in_transaction && !writer_.valid()) {
             pc->pending_rollback = true;  // on the session's connection, before its next use

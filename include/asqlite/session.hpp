@@ -368,12 +368,16 @@ class session {
         auto attempt = [&] {
             return detail::async_run<R>(lane, pc, detail::by_ref<R>(job), asio::use_awaitable);
         };
-        auto retryable = [end, pc] { return end == detail::sql_end::commit && pc->in_transaction; };
+        // Only a COMMIT gets the retry loop's frame.
+        auto op =
+            end == detail::sql_end::commit
+                ? detail::retry_busy(*lane, attempt, nullptr, [pc] { return pc->in_transaction; })
+                : attempt();
         if constexpr (std::is_void_v<R>) {
-            co_await detail::retry_busy(*lane, attempt, nullptr, retryable);
+            co_await std::move(op);
             after.failed = false;
         } else {
-            R out = co_await detail::retry_busy(*lane, attempt, nullptr, retryable);
+            R out = co_await std::move(op);
             after.failed = false;
             co_return out;
         }
