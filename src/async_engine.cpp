@@ -130,6 +130,10 @@ class async_core final : public engine_core, public std::enable_shared_from_this
     }
 
     engine_core* writer_lane() noexcept override { return writer_.get(); }
+    std::shared_ptr<engine_core> writer_lane_ptr() noexcept override { return writer_; }
+    std::uint64_t acquire_for(std::unique_ptr<lane_job> job) override;
+    bool cancel_waiting(std::uint64_t w) noexcept override;
+    bool pre_ping() const noexcept override { return options_.pre_ping; }
     async_core* writer() noexcept { return writer_.get(); }
     void keep_alive(std::unique_ptr<connection> keeper) { keeper_ = std::move(keeper); }
 
@@ -145,10 +149,21 @@ class async_core final : public engine_core, public std::enable_shared_from_this
     void close();
 
   private:
+    // A coroutine waiting for a session (handler, completed on `work`), or
+    // an operation that starts its own job when granted (job).
     struct waiter_record {
         acquire_handler handler;
         asio::any_io_executor work;
         clock::time_point since;
+        std::unique_ptr<lane_job> job;
+        // The waiter's end without a connection: err, or for a job fail().
+        void fail(const asio::any_io_executor& io, std::exception_ptr err) {
+            if (job) {
+                job.release()->fail(std::move(err));
+            } else {
+                complete_on(io, std::move(work), std::move(handler), std::move(err), session{});
+            }
+        }
     };
     struct actions {
         // Inline room for the common case (one grant, at most one close):
@@ -197,7 +212,6 @@ class async_core final : public engine_core, public std::enable_shared_from_this
     void check_out(pooled_connection* pc) noexcept;
     void open_finished(std::unique_ptr<pooled_connection> pc, std::exception_ptr ep);
     void return_connection(pooled_connection* pc) noexcept;
-    void cancel_waiter(waiter_id w);
     void sync_timer();
     void on_timer(const boost::system::error_code& ec);
 
@@ -275,16 +289,13 @@ void async_core::run(actions& act, const std::exception_ptr& failure) {
         open_one();
     }
     for (auto& rec : act.timed_out) {
-        complete_on(io_, std::move(rec.work), std::move(rec.handler),
-                    std::make_exception_ptr(
-                        error(make_error_code(errc::pool_timeout),
-                              fmt::format("no connection became free within pool_timeout ({} ms)",
-                                          options_.pool_timeout.count()))),
-                    session{});
+        rec.fail(io_, std::make_exception_ptr(
+                          error(make_error_code(errc::pool_timeout),
+                                fmt::format("no connection became free within pool_timeout ({} ms)",
+                                            options_.pool_timeout.count()))));
     }
     for (auto& rec : act.failed) {
-        complete_on(io_, std::move(rec.work), std::move(rec.handler),
-                    failure ? failure : closed_error(), session{});
+        rec.fail(io_, failure ? failure : closed_error());
     }
     if (act.sync_timer) {
         asio::post(strand_, [self = shared_from_this()] { self->sync_timer(); });
@@ -293,6 +304,10 @@ void async_core::run(actions& act, const std::exception_ptr& failure) {
 
 void async_core::grant(waiter_record rec, pooled_connection* pc) {
     pc->lease.fetch_add(1, std::memory_order_relaxed);
+    if (rec.job) {
+        rec.job.release()->start(pc);  // (it pings first itself, with pre_ping)
+        return;
+    }
     if (!options_.pre_ping) {
         complete_on(io_, std::move(rec.work), std::move(rec.handler), std::exception_ptr{},
                     session(shared_from_this(), pc));
@@ -333,18 +348,19 @@ void async_core::acquire(acquire_handler handler, asio::any_io_executor work) {
         ++acquires_;
         const waiter_id w = ++next_waiter_;
         if (const auto c = state_.acquire(w, now, fx)) {
-            act.grants.emplace_back(waiter_record{std::move(handler), std::move(work), now},
-                                    conns_.at(*c).get());
+            act.grants.emplace_back(
+                waiter_record{std::move(handler), std::move(work), now, nullptr},
+                conns_.at(*c).get());
         } else {
             auto slot = asio::get_associated_cancellation_slot(handler);
             if (slot.is_connected()) {
                 slot.assign([weak = weak_from_this(), w](asio::cancellation_type) {
                     if (auto self = weak.lock()) {
-                        self->cancel_waiter(w);
+                        self->cancel_waiting(w);
                     }
                 });
             }
-            waiters_.emplace(w, waiter_record{std::move(handler), std::move(work), now});
+            waiters_.emplace(w, waiter_record{std::move(handler), std::move(work), now, nullptr});
         }
         take(fx, act, now);
     }
@@ -374,20 +390,47 @@ session async_core::try_acquire() {
     return pc != nullptr ? session(shared_from_this(), pc) : session{};
 }
 
-void async_core::cancel_waiter(waiter_id w) {
+std::uint64_t async_core::acquire_for(std::unique_ptr<lane_job> job) {
+    const auto now = clock::now();
+    pool_effects fx;
+    actions act;
+    waiter_id waiting = 0;
+    {
+        std::unique_lock lock(mutex_);
+        if (closed_) {
+            lock.unlock();
+            job.release()->fail(closed_error());
+            return 0;
+        }
+        ++acquires_;
+        const waiter_id w = ++next_waiter_;
+        waiter_record rec{acquire_handler{}, asio::any_io_executor{}, now, std::move(job)};
+        if (const auto c = state_.acquire(w, now, fx)) {
+            act.grants.emplace_back(std::move(rec), conns_.at(*c).get());
+        } else {
+            waiters_.emplace(w, std::move(rec));
+            waiting = w;
+        }
+        take(fx, act, now);
+    }
+    run(act, nullptr);
+    return waiting;
+}
+
+bool async_core::cancel_waiting(std::uint64_t w) noexcept {
     // A node handle, not an assignment: Boost 1.81's any_completion_handler
     // move-assignment recurses forever (it copies from an lvalue).
     decltype(waiters_)::node_type node;
     {
         std::lock_guard lock(mutex_);
         if (!state_.remove_waiter(w)) {
-            return;  // already granted, timed out or failed: too late to cancel
+            return false;  // already granted, timed out or failed: too late to cancel
         }
         node = waiters_.extract(w);
         ++cancellations_;
     }
-    auto& rec = node.mapped();
-    complete_on(io_, std::move(rec.work), std::move(rec.handler), aborted_error(), session{});
+    node.mapped().fail(io_, aborted_error());
+    return true;
 }
 
 std::unique_ptr<pooled_connection> async_core::make_connection() {

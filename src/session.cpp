@@ -124,17 +124,33 @@ void session::check_usable() const {
     }
 }
 
-void session::keep_sql_transaction(session& writer, detail::engine_core* lane) {
-    detail::pooled_connection* pc = writer.pc_;
-    if (pc == nullptr || !pc->in_transaction || !pc->healthy || open_tx() != nullptr) {
-        return;  // writer's release rolls back whatever is left
+void session::keep_sql_transaction(detail::pooled_connection* pc,
+                                   detail::engine_core* lane) noexcept {
+    if (pc->in_transaction && pc->healthy && open_tx() == nullptr && core_ != nullptr) {
+        try {
+            tx_ = std::make_shared<detail::tx_link>(lane, pc, true);
+            return;
+        } catch (...) {
+            // Out of memory: rolled back below.
+        }
     }
-    try {
-        tx_ = std::make_shared<detail::tx_link>(lane, pc, true);
-    } catch (...) {
-        return;  // out of memory: the transaction is rolled back with writer
+    lane->release(pc);  // rolls back whatever is left
+}
+
+void session::adopt_writer(detail::tx_link& tx, detail::late_binding& late) noexcept {
+    detail::pooled_connection* pc = std::exchange(late.pinned, nullptr);
+    if (pc == nullptr) {
+        // BEGIN ran, but the connection is closed (an error that poisons
+        // it): what the transaction did is gone with it.
+        tx.lost = tx.lost || late.hold;
+        return;
     }
-    writer.pc_ = nullptr;
+    if (tx.open && tx.writer != nullptr && tx.writer->pc_ == nullptr) {
+        tx.pc = pc;
+        tx.writer->pc_ = pc;
+    } else {
+        tx.core->release(pc);  // rolls back
+    }
 }
 
 void session::after_sql_statement(detail::sql_end end, bool failed) noexcept {
@@ -187,7 +203,13 @@ asio::awaitable<transaction> session::begin() {
         session writer;
         detail::engine_core* lane = core_->writer_lane();
         if (lane != nullptr) {
-            writer = co_await detail::acquire_on(*lane);
+            // An idle writer is taken now. A busy one is waited for by the
+            // first statement, in its job (first_on_writer): the holder's
+            // worker hands it over with no hop to the io thread between.
+            writer = detail::try_acquire(*lane);
+            if (!writer.valid()) {
+                writer = detail::new_session(core_->writer_lane_ptr());
+            }
         } else if (pc_ == nullptr) {
             // A single-connection lane: the transaction runs on a connection the
             // session holds until it ends.
@@ -199,7 +221,9 @@ asio::awaitable<transaction> session::begin() {
         // (A transaction dropped here uncommitted is rolled back by the first
         // statement's job, before its BEGIN.)
         detail::pooled_connection* pc = writer.valid() ? writer.pc_ : pc_;
-        pc->begin_pending = true;  // BEGIN IMMEDIATE runs with the first statement
+        if (pc != nullptr) {
+            pc->begin_pending = true;  // BEGIN IMMEDIATE runs with the first statement
+        }
         tx_ = std::make_shared<detail::tx_link>(lane != nullptr ? lane : core_.get(), pc);
         co_return transaction(tx_, std::move(writer));
     } catch (const boost::system::system_error& e) {
@@ -208,8 +232,19 @@ asio::awaitable<transaction> session::begin() {
     }
 }
 
+transaction::transaction(std::shared_ptr<detail::tx_link> link, session writer) noexcept
+    : link_(std::move(link)), writer_(std::move(writer)) {
+    if (writer_.valid()) {
+        link_->writer = &writer_;
+    }
+}
+
 transaction::transaction(transaction&& other) noexcept
-    : link_(std::move(other.link_)), writer_(std::move(other.writer_)) {}
+    : link_(std::move(other.link_)), writer_(std::move(other.writer_)) {
+    if (link_ != nullptr && link_->writer != nullptr) {
+        link_->writer = &writer_;
+    }
+}
 
 transaction& transaction::operator=(transaction&& other) noexcept {
     if (this != &other) {
@@ -220,6 +255,9 @@ transaction& transaction::operator=(transaction&& other) noexcept {
 }
 
 transaction::~transaction() {
+    if (link_ != nullptr) {
+        link_->writer = nullptr;
+    }
     if (link_ != nullptr && link_->open && !link_->session_gone) {
         link_->open = false;
         detail::pooled_connection* pc = link_->pc;
@@ -244,17 +282,26 @@ detail::tx_link transaction::finish() {
         throw_error(errc::transaction_state, "the transaction's session has ended");
     }
     link_->open = false;
+    link_->writer = nullptr;
     return *std::exchange(link_, nullptr);
 }
 
 asio::awaitable<void> transaction::commit() {
     try {
         const detail::tx_link tx = finish();
-        if (std::exchange(tx.pc->begin_pending, false)) {
-            writer_ = session{};  // no statement ran: nothing to commit
-            co_return;
+        if (tx.pc == nullptr || std::exchange(tx.pc->begin_pending, false)) {
+            writer_ = session{};
+            if (tx.lost) {
+                detail::throw_transaction_ended();
+            }
+            co_return;  // no statement ran: nothing to commit
         }
         detail::pooled_connection* pc = tx.pc;
+        // On the writer lane, the worker gives the writer back as soon as the
+        // transaction has ended (committed, or rolled back after a failure):
+        // the next writer's job can follow it at once.
+        bool given_back = false;
+        bool* give_back = writer_.valid() ? &given_back : nullptr;
         auto attempt = [&] {
             return detail::session_op<void>(
                 tx.core, pc,
@@ -273,7 +320,7 @@ asio::awaitable<void> transaction::commit() {
                         throw;
                     }
                 },
-                asio::use_awaitable);
+                asio::use_awaitable, false, give_back);
         };
         // The first attempt straight away (no retry frame on the common
         // path); BUSY with the transaction still open goes to the retry loop.
@@ -296,7 +343,9 @@ asio::awaitable<void> transaction::commit() {
                 failure = std::current_exception();
             }
         }
-        if (failure && pc->in_transaction && !writer_.valid()) {
+        if (given_back) {
+            writer_.pc_ = nullptr;  // the worker has given it back: not ours to touch
+        } else if (failure && !writer_.valid() && pc->in_transaction) {
             pc->pending_rollback = true;  // on the session's connection, before its next use
         }
         writer_ = session{};  // the writer lane is free; its release rolls back what is left
@@ -312,8 +361,8 @@ asio::awaitable<void> transaction::commit() {
 asio::awaitable<void> transaction::rollback() {
     try {
         const detail::tx_link tx = finish();
-        if (std::exchange(tx.pc->begin_pending, false)) {
-            writer_ = session{};
+        if (tx.pc == nullptr || std::exchange(tx.pc->begin_pending, false)) {
+            writer_ = session{};  // nothing ran (or it is gone with its connection)
             co_return;
         }
         co_await detail::session_op<void>(

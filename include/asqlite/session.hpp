@@ -22,12 +22,16 @@
 // Reads and writes: a file database has one writer connection (the writer
 // lane) besides the read connections. A statement that writes is routed to
 // the writer lane (FIFO, same timeout and cancellation as the pool) and runs
-// there in autocommit; begin() takes the writer lane for the whole
-// transaction, and every statement of the session runs on it until commit
-// or rollback (BEGIN IMMEDIATE runs with the first of them, in its hop). write(fn) runs fn inside
-// BEGIN IMMEDIATE ... COMMIT on the writer in one hop. So writers never contend inside SQLite and
-// never see "database is locked" from each other; readers never wait for writers (WAL). A :memory:
-// database, or pool_size 1, has a single connection for both.
+// there in autocommit; begin() makes the session's transaction hold the
+// writer from its first statement (BEGIN IMMEDIATE runs with it, in its hop)
+// until commit or rollback, and every statement of the session runs on it.
+// write(fn) runs fn inside BEGIN IMMEDIATE ... COMMIT on the writer in one
+// hop. Each of these waits for the writer in its own job, and the writer
+// passes from one to the next on the worker, with no trip through the io
+// thread between. So writers never contend inside SQLite and never see
+// "database is locked" from each other; readers never wait for writers
+// (WAL). A :memory: database, or pool_size 1, has a single connection for
+// both.
 //
 // Every operation runs on the engine's blocking pool and completes on the
 // awaiting coroutine's executor. Errors are asqlite::error (code, SQLite's
@@ -98,10 +102,15 @@ struct tx_link {
     tx_link(engine_core* lane, pooled_connection* conn, bool sql = false) noexcept
         : core(lane), pc(conn), by_sql(sql) {}
     engine_core* core;      // the lane it runs on (the writer lane, or the session's own)
-    pooled_connection* pc;  // its connection
+    pooled_connection* pc;  // its connection; null while a begin() waits for the writer
     bool by_sql;            // begun by a statement; the session gives pc back to core
     bool open = true;       // false once committed, rolled back or dropped
     bool session_gone = false;
+    // A begin() that found the writer busy takes it with its first
+    // statement: the transaction object's writer session, which gets pc
+    // then (null once the object is gone or finished).
+    session* writer = nullptr;
+    bool lost = false;  // BEGIN ran, but the connection was closed since
 };
 
 /// How a statement ends a transaction, read from its first keywords:
@@ -211,7 +220,7 @@ class session {
         return asio::async_initiate<Token, detail::op_signature<R>>(
             [this](auto handler, Fn f) {
                 if (detail::tx_link* tx = open_tx();
-                    tx != nullptr && !tx->by_sql && !tx->pc->begin_pending) {
+                    tx != nullptr && !tx->by_sql && tx->pc != nullptr && !tx->pc->begin_pending) {
                     detail::session_op<R>(tx->core, tx->pc, std::move(f), std::move(handler), true);
                 } else {
                     // On the handler's own executor: its strand (or thread)
@@ -270,9 +279,14 @@ class session {
             // BUSY (another process holds the lock) is retried on a timer: the
             // transaction was rolled back, so fn runs again from the start.
             if (detail::engine_core* lane = core_->writer_lane()) {
-                session writer = co_await detail::acquire_on(*lane);
+                // Waits for the writer in the job itself; the writer goes back
+                // on the worker (rolled back, if fn left it inside).
+                std::optional<detail::late_binding> late;
                 co_return co_await detail::retry_busy(*lane, [&] {
-                    return writer.op<R>(detail::by_ref<R>(in_transaction), asio::use_awaitable);
+                    late.emplace();
+                    late->may_pin = false;
+                    return detail::async_run_on_lane<R>(
+                        lane, &*late, detail::by_ref<R>(in_transaction), asio::use_awaitable);
                 });
             }
             co_return co_await detail::retry_busy(*core_,
@@ -283,13 +297,16 @@ class session {
         }
     }
 
-    /// A write transaction: takes the writer lane (waiting FIFO for it,
-    /// pool_timeout, cancellation); from here on every statement of the
-    /// session runs on the writer. BEGIN IMMEDIATE runs with the first
-    /// statement, in the same hop, so SQLite's lock (and BUSY from another
-    /// process holding it, waited out up to busy_timeout) comes there; a
-    /// transaction without statements commits without touching SQLite.
-    /// Throws errc::transaction_state when a transaction is already open here.
+    /// A write transaction: from here on every statement of the session
+    /// runs on the writer. An idle writer is taken at once; a busy one is
+    /// waited for by the first statement (FIFO, pool_timeout, cancellation:
+    /// errors of the wait come from that statement, and leave the
+    /// transaction as if it had not run). BEGIN IMMEDIATE runs with the
+    /// first statement, in the same hop, so SQLite's lock (and BUSY from
+    /// another process holding it, waited out up to busy_timeout) comes
+    /// there; a transaction without statements commits without touching
+    /// SQLite. Never waits itself. Throws errc::transaction_state when a
+    /// transaction is already open here.
     asio::awaitable<transaction> begin();
 
     /// The session belongs to an engine (not moved from or default-made).
@@ -314,6 +331,9 @@ class session {
                                                 Fn& fn) {
         detail::engine_core* lane = tx->core;
         detail::pooled_connection* pc = tx->pc;
+        if (pc == nullptr) {
+            return first_on_writer<R>(tx, fn);
+        }
         if (!pc->begin_pending) {
             return detail::session_op<R>(lane, pc, detail::by_ref<R>(fn), asio::use_awaitable,
                                          true);
@@ -328,6 +348,45 @@ class session {
         };
         return detail::retry_busy(*lane, attempt, nullptr, [pc] { return pc->begin_pending; });
     }
+    /// The first statement of a begin() transaction that found the writer
+    /// busy: it waits for the writer in turn in its own job (pool_timeout,
+    /// cancellation), which runs BEGIN IMMEDIATE and fn, so the writer's
+    /// previous holder hands it over on the worker with no hop between.
+    /// BUSY on BEGIN (another process) is retried on a timer as above.
+    template <class R, class Fn>
+    static asio::awaitable<R> first_on_writer(std::shared_ptr<detail::tx_link> tx, Fn& fn) {
+        if (tx->lost) {
+            detail::throw_transaction_ended();
+        }
+        std::optional<detail::late_binding> late;
+        struct adopt {
+            detail::tx_link* tx;
+            std::optional<detail::late_binding>* late;
+            ~adopt() {
+                if (*late) {
+                    adopt_writer(*tx, **late);
+                }
+            }
+        } guard{tx.get(), &late};
+        auto job = [&fn, &late](connection& c) -> R {
+            c.exec("BEGIN IMMEDIATE");
+            late->hold = true;  // the transaction is the session's now
+            return fn(c);
+        };
+        auto attempt = [&] {
+            if (!tx->open) {
+                throw_error(errc::transaction_state, "the transaction has ended");
+            }
+            late.emplace();
+            return detail::async_run_on_lane<R>(tx->core, &*late, detail::by_ref<R>(job),
+                                                asio::use_awaitable);
+        };
+        co_return co_await detail::retry_busy(*tx->core, attempt, nullptr,
+                                              [&late] { return !late->hold; });
+    }
+    /// After first_on_writer's job: the writer it kept becomes the
+    /// transaction's (or goes back, when the transaction is gone).
+    static void adopt_writer(detail::tx_link& tx, detail::late_binding& late) noexcept;
     /// fn inside the session's open transaction (open_tx() is not null);
     /// `sql` is fn's statement, if it is one.
     template <class R, class Fn>
@@ -382,11 +441,11 @@ class session {
             co_return out;
         }
     }
-    /// After an operation on the writer lane (writer holds it): a statement
-    /// that left the writer inside a transaction (`BEGIN IMMEDIATE`) makes
-    /// it the session's transaction, begun by SQL, instead of it being
-    /// rolled back when `writer` is given back.
-    void keep_sql_transaction(session& writer, detail::engine_core* lane);
+    /// After a statement on the writer lane that left the writer `pc` with
+    /// the session: inside a transaction (`BEGIN IMMEDIATE`), it becomes the
+    /// session's transaction, begun by SQL; otherwise pc goes back to `lane`
+    /// (rolled back on the way).
+    void keep_sql_transaction(detail::pooled_connection* pc, detail::engine_core* lane) noexcept;
     /// After a statement of a transaction begun with SQL: gives the writer
     /// back when the transaction has ended (see in_sql_transaction).
     void after_sql_statement(detail::sql_end end, bool failed) noexcept;
@@ -515,15 +574,29 @@ class session {
                 }
                 core_->remember_write(sql);
             }
-            session writer = co_await detail::acquire_on(*lane);
-            struct keep_if_begun {  // destroyed before writer: runs first
+            // The statement waits for the writer in its job, and the writer goes
+            // back on the worker: the next writer's job can follow at once.
+            // A statement that leaves it inside a transaction (BEGIN
+            // IMMEDIATE) makes that the session's transaction.
+            std::optional<detail::late_binding> late;
+            struct keep_if_begun {
                 session* self;
-                session* writer;
+                std::optional<detail::late_binding>* late;
                 detail::engine_core* lane;
-                ~keep_if_begun() { self->keep_sql_transaction(*writer, lane); }
-            } keep{this, &writer, lane};
-            co_return finish(co_await detail::retry_busy(
-                *lane, [&] { return writer.op<R>(detail::by_ref<R>(fn), asio::use_awaitable); }));
+                ~keep_if_begun() {
+                    if (*late && (*late)->pinned != nullptr) {
+                        self->keep_sql_transaction(std::exchange((*late)->pinned, nullptr), lane);
+                    }
+                }
+            } keep{this, &late, lane};
+            co_return finish(co_await detail::retry_busy(*lane, [&] {
+                if (late && late->pinned != nullptr) {  // (a failed attempt's: not kept)
+                    lane->release(std::exchange(late->pinned, nullptr));
+                }
+                late.emplace();
+                return detail::async_run_on_lane<R>(lane, &*late, detail::by_ref<R>(fn),
+                                                    asio::use_awaitable);
+            }));
         } catch (const boost::system::system_error& e) {
             detail::rethrow_if_aborted(e);
             throw;
@@ -535,7 +608,8 @@ class session {
     std::shared_ptr<detail::tx_link> tx_;  // the transaction begun here, while it is open
 };
 
-/// A write transaction (BEGIN IMMEDIATE) holding the writer lane. Move-only.
+/// A write transaction (BEGIN IMMEDIATE) holding the writer lane from its
+/// first statement. Move-only.
 /// Without commit() it rolls back when destroyed, before the writer
 /// connection serves anyone else.
 class transaction {
@@ -547,7 +621,8 @@ class transaction {
 
     /// COMMIT. SQLITE_BUSY (a reader's lock, in the rollback journal modes)
     /// is waited out up to busy_timeout; a commit that fails rolls the
-    /// transaction back and throws.
+    /// transaction back and throws. The writer goes to the next in line as
+    /// soon as COMMIT is done, on the worker.
     asio::awaitable<void> commit();
     /// ROLLBACK.
     asio::awaitable<void> rollback();
@@ -556,8 +631,7 @@ class transaction {
 
   private:
     friend class session;
-    transaction(std::shared_ptr<detail::tx_link> link, session writer) noexcept
-        : link_(std::move(link)), writer_(std::move(writer)) {}
+    transaction(std::shared_ptr<detail::tx_link> link, session writer) noexcept;
 
     /// Closes the transaction for its session; returns where it ran. Throws
     /// errc::transaction_state when finished or orphaned.

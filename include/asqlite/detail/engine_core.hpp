@@ -63,6 +63,20 @@ struct pooled_connection {
     bool ahead = false;           // the writer lane's: its jobs go first (see run_initiation)
 };
 
+/// A waiter for a connection that runs its own job once granted one: from
+/// whichever thread grants it (the io thread, or a worker that has just
+/// given the connection back), it queues the job on the blocking pool, with
+/// no trip through the io thread to resume a coroutine first. Each waiter
+/// gets exactly one of start() or fail().
+class lane_job {
+  public:
+    virtual ~lane_job() = default;
+    /// Granted pc (checked out for this job, which gives it back).
+    virtual void start(pooled_connection* pc) noexcept = 0;
+    /// Timed out (pool_timeout), cancelled, or the engine closed.
+    virtual void fail(std::exception_ptr ep) noexcept = 0;
+};
+
 class engine_core {
   public:
     virtual ~engine_core() = default;
@@ -82,6 +96,17 @@ class engine_core {
     /// The single-writer lane that write statements and transactions use, or
     /// null when this lane's connections write themselves.
     virtual engine_core* writer_lane() noexcept = 0;
+    virtual std::shared_ptr<engine_core> writer_lane_ptr() noexcept = 0;
+    /// Queues `job` for a connection of this lane, in turn with every other
+    /// waiter (FIFO, pool_timeout), and starts it at once when one is idle.
+    /// Returns the waiter's id for cancel_waiting(); 0 when it has been
+    /// started or failed already.
+    virtual std::uint64_t acquire_for(std::unique_ptr<lane_job> job) = 0;
+    /// Takes waiter `w` out of the line and fails its job with
+    /// operation_aborted; false when it was granted (or ended) already.
+    virtual bool cancel_waiting(std::uint64_t w) noexcept = 0;
+    /// The engine's pre_ping option: a granted connection is tried first.
+    virtual bool pre_ping() const noexcept = 0;
 
     /// How long SQLITE_BUSY is retried (on timers, never by sleeping on a
     /// worker) before it reaches the caller: the options' busy_timeout.
@@ -308,10 +333,14 @@ void finish_job(engine_core* core, bool run, Executor&& ex, Handler&& h, std::ex
 /// the handler's slot stops the running statement (progress handler) and the
 /// operation completes with operation_aborted; the completion is delivered
 /// only after the worker is done with the connection.
+/// give_back (optional, in the awaiting frame): once fn has left the
+/// connection outside any transaction (a COMMIT), the worker gives it back
+/// to `core` and sets *give_back; the io side must not touch pc after that.
 template <class R>
 struct run_initiation {
     engine_core* core;
     pooled_connection* pc;
+    bool* give_back = nullptr;
 
     template <class Handler, class Fn>
     void operator()(Handler&& handler, Fn&& fn) const {
@@ -323,13 +352,17 @@ struct run_initiation {
         }
         // Moved, never copied: each copy of a type-erased executor costs a
         // virtual call here and another where it is destroyed, on the worker.
-        auto job = [pc = pc, op, ex = std::move(ex), core = core,
+        auto job = [pc = pc, op, ex = std::move(ex), core = core, give_back = give_back,
                     h = std::forward<Handler>(handler),
                     f = std::forward<Fn>(fn)](bool run) mutable {
             op_value<R> out{};
             std::exception_ptr ep;
             if (run) {
                 ep = run_on<R>(*pc, op, f, out);
+                if (give_back != nullptr && !pc->in_transaction) {
+                    *give_back = true;  // written before the completion is handed over
+                    core->release(pc);
+                }
             }
             finish_job<R>(core, run, std::move(ex), std::move(h), std::move(ep), std::move(out));
         };
@@ -340,9 +373,10 @@ struct run_initiation {
 };
 
 template <class R, class Token, class Fn>
-auto async_run(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token) {
-    return asio::async_initiate<Token, op_signature<R>>(run_initiation<R>{core, pc}, token,
-                                                        std::forward<Fn>(fn));
+auto async_run(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token,
+               bool* give_back = nullptr) {
+    return asio::async_initiate<Token, op_signature<R>>(run_initiation<R>{core, pc, give_back},
+                                                        token, std::forward<Fn>(fn));
 }
 
 /// An operation whose connection the worker picks when it runs it (see
@@ -354,16 +388,38 @@ struct late_binding {
     std::uint64_t op = 0;
     pooled_connection* pinned = nullptr;  // (worker) read after the completion
     bool no_connection = false;           // (worker) likewise
+    // An operation that waits for a connection of `lane` (async_run_on_lane):
+    // whether the connection may stay with the session when the job leaves
+    // it inside a transaction, and whether it must (set by the job, on the
+    // worker: a transaction was begun there).
+    engine_core* lane = nullptr;
+    bool may_pin = true;
+    bool hold = false;
 
     // A cancellation meets the worker here: before the job runs it is
     // refused, while it runs the statement is stopped, afterwards the
-    // connection is no longer reachable (it may be closed by then).
+    // connection is no longer reachable (it may be closed by then). While
+    // the operation waits in its lane's line, it leaves the line.
     void cancel() noexcept {
-        std::lock_guard lock(mutex_);
-        cancelled_.store(true, std::memory_order_relaxed);
-        if (running_ != nullptr) {
-            running_->request_cancel(op);
+        std::uint64_t w = 0;
+        {
+            std::lock_guard lock(mutex_);
+            cancelled_.store(true, std::memory_order_relaxed);
+            if (running_ != nullptr) {
+                running_->request_cancel(op);
+            }
+            w = std::exchange(waiter_, 0);
         }
+        if (w != 0) {
+            lane->cancel_waiting(w);
+        }
+    }
+    /// Where the operation waits in its lane's line; false (and nothing
+    /// kept) when it was cancelled already.
+    bool set_waiter(std::uint64_t w) noexcept {
+        std::lock_guard lock(mutex_);
+        waiter_ = cancelled() ? 0 : w;
+        return !cancelled();
     }
     bool cancelled() const noexcept { return cancelled_.load(std::memory_order_relaxed); }
     /// The worker starts on `c`; false when cancelled already.
@@ -380,6 +436,7 @@ struct late_binding {
   private:
     std::mutex mutex_;
     connection* running_ = nullptr;       // under mutex_
+    std::uint64_t waiter_ = 0;            // under mutex_: in the lane's line
     std::atomic<bool> cancelled_{false};  // set under mutex_; a first look without it
 };
 
@@ -452,6 +509,115 @@ auto async_run_late(engine_core* core, late_binding* late, Fn&& fn, Token&& toke
                                                         std::forward<Fn>(fn));
 }
 
+/// The job of an operation that waits for a connection of its lane
+/// (async_run_on_lane). Started on the granted connection, it runs fn there
+/// and then, on the worker, gives the connection back, so that the next
+/// waiter's job starts right after it; or, when fn left the connection
+/// inside a transaction (or set late.hold), hands it to the session
+/// (late.pinned) if late.may_pin. With pre_ping, a connection that fails
+/// the ping is closed and the job waits in line again.
+template <class R, class Executor, class Handler, class Fn>
+class lane_op final : public lane_job {
+  public:
+    lane_op(engine_core* lane, late_binding* late, Executor ex, Handler h, Fn f)
+        : lane_(lane), late_(late), ex_(std::move(ex)), h_(std::move(h)), f_(std::move(f)) {}
+
+    void start(pooled_connection* pc) noexcept override {
+        std::unique_ptr<lane_op> self(this);
+        engine_core* lane = lane_;
+        lane->post_blocking(
+            [self = std::move(self), pc](bool live) mutable { run(std::move(self), pc, live); },
+            pc->ahead);
+    }
+
+    void fail(std::exception_ptr ep) noexcept override {
+        std::unique_ptr<lane_op> self(this);
+        if constexpr (std::is_void_v<R>) {
+            complete_on(lane_->io_executor(), std::move(ex_), std::move(h_), std::move(ep));
+        } else {
+            complete_on(lane_->io_executor(), std::move(ex_), std::move(h_), std::move(ep),
+                        op_value<R>{});
+        }
+    }
+
+  private:
+    static void run(std::unique_ptr<lane_op> self, pooled_connection* pc, bool live) {
+        engine_core* lane = self->lane_;
+        late_binding& late = *self->late_;
+        if (live && lane->pre_ping() && !late.cancelled()) {
+            try {
+                pc->conn.exec("SELECT 1");
+            } catch (const std::exception&) {
+                pc->healthy = false;  // closed by the release; wait for another
+                lane->release(pc);
+                const std::uint64_t w = lane->acquire_for(std::move(self));
+                if (w != 0 && !late.set_waiter(w)) {
+                    lane->cancel_waiting(w);  // cancelled meanwhile
+                }
+                return;
+            }
+        }
+        op_value<R> out{};
+        std::exception_ptr ep;
+        if (live) {
+            if (late.attach(pc->conn)) {
+                ep = run_on<R>(*pc, late.op, self->f_, out);
+                late.detach();
+            } else {
+                ep = aborted_error();
+            }
+        }
+        if (live && late.may_pin && pc->healthy && (pc->in_transaction || late.hold)) {
+            late.pinned = pc;
+        } else {
+            lane->release(pc);
+        }
+        finish_job<R>(lane, live, std::move(self->ex_), std::move(self->h_), std::move(ep),
+                      std::move(out));
+    }
+
+    engine_core* lane_;
+    late_binding* late_;
+    Executor ex_;
+    Handler h_;
+    Fn f_;
+};
+
+template <class R>
+struct lane_initiation {
+    engine_core* lane;
+    late_binding* late;
+
+    template <class Handler, class Fn>
+    void operator()(Handler&& handler, Fn&& fn) const {
+        auto ex = tracked_executor(handler, *lane);
+        late->op = new_op_id();
+        late->lane = lane;
+        auto slot = asio::get_associated_cancellation_slot(handler);
+        if (slot.is_connected()) {
+            slot.assign([late = late](asio::cancellation_type) { late->cancel(); });
+        }
+        using job = lane_op<R, decltype(ex), std::decay_t<Handler>, std::decay_t<Fn>>;
+        const std::uint64_t w = lane->acquire_for(std::make_unique<job>(
+            lane, late, std::move(ex), std::forward<Handler>(handler), std::forward<Fn>(fn)));
+        if (w != 0) {
+            late->set_waiter(w);
+        }
+    }
+};
+
+/// Runs fn on a connection of `lane` that the operation waits for in turn
+/// (FIFO, pool_timeout, cancellation), in one job: no hop to the io thread
+/// between the grant and fn. The connection goes back to the lane on the
+/// worker, unless it is left inside a transaction and late->may_pin: then
+/// late->pinned has it, for the session. `late` lives in the awaiting frame,
+/// fresh for each operation.
+template <class R, class Token, class Fn>
+auto async_run_on_lane(engine_core* lane, late_binding* late, Fn&& fn, Token&& token) {
+    return asio::async_initiate<Token, op_signature<R>>(lane_initiation<R>{lane, late}, token,
+                                                        std::forward<Fn>(fn));
+}
+
 /// An operation of a session, in one job: first the rollback of a
 /// transaction object dropped uncommitted since the last operation, then a
 /// transaction's pending BEGIN IMMEDIATE (see pooled_connection), then fn.
@@ -460,9 +626,10 @@ auto async_run_late(engine_core* core, late_binding* late, Fn&& fn, Token&& toke
 /// has ended that transaction meanwhile (it rolls back the whole
 /// transaction when a write is interrupted, and on some errors), fn does not
 /// run in autocommit: it fails with errc::transaction_state.
+/// give_back: see run_initiation.
 template <class R, class Token, class Fn>
 auto session_op(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token,
-                bool inside_transaction = false) {
+                bool inside_transaction = false, bool* give_back = nullptr) {
     const bool rollback_first = std::exchange(pc->pending_rollback, false);
     const bool begin_first = pc->begin_pending;
     return async_run<R>(
@@ -480,7 +647,7 @@ auto session_op(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token
             }
             return f(c);
         },
-        std::forward<Token>(token));
+        std::forward<Token>(token), give_back);
 }
 
 /// Runs attempt() (a callable returning an awaitable) again while it fails

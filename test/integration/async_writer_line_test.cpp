@@ -1,0 +1,432 @@
+// The line for the writer: writes outside a transaction (autocommit
+// statements, write(fn)) and the first statement of a begin() transaction
+// that found the writer busy wait for it in their own job, and the writer
+// passes from job to job on the worker. What a user sees of that line:
+// order, pool_timeout, cancellation, shutdown, pre_ping, and transactions
+// that take the writer with their first statement.
+
+#include <gtest/gtest.h>
+
+#include <sqlite3.h>
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <atomic>
+
+#include "asqlite/asqlite.hpp"
+#include "support/async_helpers.hpp"
+#include "support/temp_dir.hpp"
+
+namespace asqlite {
+namespace {
+
+using namespace boost::asio::experimental::awaitable_operators;
+using namespace std::chrono_literals;
+using test::run_coro;
+namespace asio = boost::asio;
+
+class AsyncWriterLine : public test::temp_dir_test {
+  protected:
+    void SetUp() override {
+        auto c = connection(db_path);
+        c.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT UNIQUE)");
+        c.exec("INSERT INTO items (name) VALUES ('seed')");
+    }
+    engine_options options() {
+        engine_options o;
+        o.path = db_path;
+        o.pool_size = 3;
+        o.threads = 2;
+        return o;
+    }
+    std::vector<std::string> names() {
+        return connection(db_path).query<std::string>("SELECT name FROM items ORDER BY id");
+    }
+    /// `s` holds the writer: a transaction begun with SQL.
+    static asio::awaitable<void> hold_writer(session& s) {
+        co_await s.execute("BEGIN IMMEDIATE");
+        co_await s.execute("INSERT INTO items (name) VALUES ('holder')");
+    }
+    static asio::awaitable<void> insert(session& s, std::string name) {
+        co_await s.execute("INSERT INTO items (name) VALUES (?)", name);
+    }
+    asio::io_context io;
+};
+
+TEST_F(AsyncWriterLine, WritesWaitInTurnAndRunWhenTheWriterIsFree) {
+    auto db = create_async_engine(io.get_executor(), options());
+    std::vector<std::string> finished;
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto holder = co_await db.session();
+        co_await hold_writer(holder);
+        auto ex = co_await asio::this_coro::executor;
+        // Three writers line up behind the holder: two autocommit
+        // statements and a write(fn).
+        std::atomic<int> done{0};
+        for (int i = 0; i < 3; ++i) {
+            asio::co_spawn(
+                ex,
+                [&, i]() -> asio::awaitable<void> {
+                    auto s = co_await db.session();
+                    const std::string name = fmt::format("w{}", i);
+                    if (i == 1) {
+                        co_await s.write([&](connection& c) {
+                            c.execute("INSERT INTO items (name) VALUES (?)", name);
+                        });
+                    } else {
+                        co_await insert(s, name);
+                    }
+                    finished.push_back(name);
+                    done.fetch_add(1);
+                },
+                asio::detached);
+            co_await test::sleep_for(5ms);  // in this order
+        }
+        co_await test::sleep_for(30ms);
+        EXPECT_EQ(done.load(), 0) << "a write ran while the writer was held";
+        EXPECT_EQ(db.stats().writer_waiters, 3u);
+        co_await holder.execute("COMMIT");
+        while (done.load() < 3) {
+            co_await test::sleep_for(1ms);
+        }
+    }());
+    EXPECT_EQ(names(), (std::vector<std::string>{"seed", "holder", "w0", "w1", "w2"}));
+    EXPECT_EQ(finished, (std::vector<std::string>{"w0", "w1", "w2"}));
+    EXPECT_EQ(db.stats().writer_in_use, 0u);
+    EXPECT_EQ(db.stats().writer_waiters, 0u);
+}
+
+TEST_F(AsyncWriterLine, AWriteWaitingInLineTimesOutWithPoolTimeout) {
+    auto o = options();
+    o.pool_timeout = 100ms;
+    auto db = create_async_engine(io.get_executor(), o);
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto holder = co_await db.session();
+        co_await hold_writer(holder);
+        auto s = co_await db.session();
+        const auto start = std::chrono::steady_clock::now();
+        const auto e = co_await test::error_of(insert(s, "late"));
+        const auto waited = std::chrono::steady_clock::now() - start;
+        ASQLITE_CO_ASSERT(e.has_value());
+        EXPECT_EQ(e->code(), make_error_code(errc::pool_timeout));
+        EXPECT_GE(waited, 90ms);
+        EXPECT_LT(waited, 2s);
+        const auto w = co_await test::error_of(
+            s.write([](connection& c) { c.exec("INSERT INTO items (name) VALUES ('late2')"); }));
+        ASQLITE_CO_ASSERT(w.has_value());
+        EXPECT_EQ(w->code(), make_error_code(errc::pool_timeout));
+        co_await holder.execute("COMMIT");
+        co_await insert(s, "after");  // the line serves on
+    }());
+    EXPECT_EQ(names(), (std::vector<std::string>{"seed", "holder", "after"}));
+    EXPECT_EQ(db.stats().timeouts, 2u);
+}
+
+TEST_F(AsyncWriterLine, AWriteWaitingInLineIsCancelledAtOnceAndNeverRuns) {
+    auto db = create_async_engine(io.get_executor(), options());
+    std::atomic<bool> ran{false};
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto holder = co_await db.session();
+        co_await hold_writer(holder);
+        auto s = co_await db.session();
+        asio::steady_timer timer(co_await asio::this_coro::executor, 30ms);
+        const auto start = std::chrono::steady_clock::now();
+        try {
+            co_await (s.write([&](connection& c) {
+                ran = true;
+                c.exec("INSERT INTO items (name) VALUES ('cancelled')");
+            }) || timer.async_wait(asio::use_awaitable));
+        } catch (const error& e) {
+            ADD_FAILURE() << "the timer's branch should win: " << e.what();
+        }
+        EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+        EXPECT_EQ(db.stats().writer_waiters, 0u);
+        // And by a cancellation signal, for an autocommit statement.
+        asio::cancellation_signal signal;
+        std::optional<error> failure;
+        bool completed = false;
+        asio::co_spawn(co_await asio::this_coro::executor, insert(s, "cancelled2"),
+                       asio::bind_cancellation_slot(signal.slot(), [&](std::exception_ptr ep) {
+                           completed = true;
+                           try {
+                               if (ep) {
+                                   std::rethrow_exception(ep);
+                               }
+                           } catch (const error& e) {
+                               failure = e;
+                           }
+                       }));
+        co_await test::sleep_for(20ms);
+        EXPECT_FALSE(completed);
+        signal.emit(asio::cancellation_type::terminal);
+        co_await test::sleep_for(20ms);
+        EXPECT_TRUE(completed);
+        ASQLITE_CO_ASSERT(failure.has_value());
+        EXPECT_EQ(failure->code(), make_error_code(asio::error::operation_aborted));
+        co_await holder.execute("COMMIT");
+        co_await insert(s, "after");
+    }());
+    EXPECT_FALSE(ran.load());
+    EXPECT_EQ(names(), (std::vector<std::string>{"seed", "holder", "after"}));
+    EXPECT_EQ(db.stats().cancellations, 2u);
+    EXPECT_EQ(db.stats().writer_in_use, 0u);
+}
+
+TEST_F(AsyncWriterLine, ClosingTheEngineFailsWritesWaitingInLine) {
+    auto db = create_async_engine(io.get_executor(), options());
+    std::optional<error> failure;
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto holder = co_await db.session();
+        co_await hold_writer(holder);
+        auto ex = co_await asio::this_coro::executor;
+        bool done = false;
+        asio::co_spawn(
+            ex,
+            [&]() -> asio::awaitable<void> {
+                auto s = co_await db.session();
+                failure = co_await test::error_of(insert(s, "never"));
+                done = true;
+            },
+            asio::detached);
+        co_await test::sleep_for(20ms);
+        EXPECT_FALSE(done);
+        db.close();
+        while (!done) {
+            co_await test::sleep_for(1ms);
+        }
+    }());
+    ASSERT_TRUE(failure.has_value());
+    EXPECT_EQ(failure->code(), make_error_code(errc::pool_closed));
+    EXPECT_EQ(names(), (std::vector<std::string>{"seed"}));  // the holder rolled back
+}
+
+// begin() with the writer busy returns at once; its first statement waits in
+// line and takes the writer, with BEGIN IMMEDIATE, in the same job.
+TEST_F(AsyncWriterLine, BeginWithTheWriterBusyTakesItWithTheFirstStatement) {
+    auto db = create_async_engine(io.get_executor(), options());
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto holder = co_await db.session();
+        co_await hold_writer(holder);
+        auto s = co_await db.session();
+        auto tx = co_await s.begin();  // does not wait for the holder
+        EXPECT_TRUE(s.in_transaction());
+        EXPECT_EQ(db.stats().writer_waiters, 0u);
+        bool first_done = false;
+        asio::co_spawn(
+            co_await asio::this_coro::executor,
+            [&]() -> asio::awaitable<void> {
+                co_await insert(s, "t1");
+                first_done = true;
+            },
+            asio::detached);
+        co_await test::sleep_for(20ms);
+        EXPECT_FALSE(first_done);
+        EXPECT_EQ(db.stats().writer_waiters, 1u);
+        co_await holder.execute("COMMIT");
+        while (!first_done) {
+            co_await test::sleep_for(1ms);
+        }
+        // The transaction holds the writer now: a bare write waits for it,
+        // and a reader does not see t1 before the commit.
+        EXPECT_EQ(db.stats().writer_in_use, 1u);
+        co_await insert(s, "t2");
+        auto reader = co_await db.session();
+        EXPECT_EQ(co_await reader.scalar<int>("SELECT count(*) FROM items WHERE name LIKE 't%'"),
+                  0);
+        co_await tx.commit();
+        EXPECT_EQ(co_await reader.scalar<int>("SELECT count(*) FROM items WHERE name LIKE 't%'"),
+                  2);
+        EXPECT_EQ(db.stats().writer_in_use, 0u);
+    }());
+    EXPECT_EQ(names(), (std::vector<std::string>{"seed", "holder", "t1", "t2"}));
+}
+
+TEST_F(AsyncWriterLine, AFailedFirstStatementAfterBeginKeepsTheTransaction) {
+    auto db = create_async_engine(io.get_executor(), options());
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto holder = co_await db.session();
+        co_await hold_writer(holder);
+        auto s = co_await db.session();
+        auto tx = co_await s.begin();
+        std::optional<error> duplicate;
+        bool done = false;
+        asio::co_spawn(
+            co_await asio::this_coro::executor,
+            [&]() -> asio::awaitable<void> {
+                duplicate = co_await test::error_of(insert(s, "seed"));  // UNIQUE
+                done = true;
+            },
+            asio::detached);
+        co_await test::sleep_for(10ms);
+        co_await holder.execute("COMMIT");
+        while (!done) {
+            co_await test::sleep_for(1ms);
+        }
+        ASQLITE_CO_ASSERT(duplicate.has_value());
+        EXPECT_EQ(primary_code(duplicate->code()), errc::constraint);
+        // BEGIN ran with it: the transaction holds the writer, and what
+        // follows is inside it.
+        EXPECT_EQ(db.stats().writer_in_use, 1u);
+        co_await insert(s, "kept");
+        co_await tx.rollback();
+        EXPECT_EQ(db.stats().writer_in_use, 0u);
+    }());
+    EXPECT_EQ(names(), (std::vector<std::string>{"seed", "holder"}));
+}
+
+TEST_F(AsyncWriterLine, AFirstStatementCancelledInLineLeavesTheTransactionWhole) {
+    auto db = create_async_engine(io.get_executor(), options());
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto holder = co_await db.session();
+        co_await hold_writer(holder);
+        auto s = co_await db.session();
+        auto tx = co_await s.begin();
+        asio::steady_timer timer(co_await asio::this_coro::executor, 20ms);
+        const auto outcome =
+            co_await (insert(s, "cancelled") || timer.async_wait(asio::use_awaitable));
+        EXPECT_EQ(outcome.index(), 1u);
+        EXPECT_EQ(db.stats().writer_waiters, 0u);
+        co_await holder.execute("COMMIT");
+        // Nothing of the transaction ran: its next statement begins it.
+        co_await insert(s, "next");
+        co_await tx.commit();
+    }());
+    EXPECT_EQ(names(), (std::vector<std::string>{"seed", "holder", "next"}));
+    EXPECT_EQ(db.stats().writer_in_use, 0u);
+}
+
+TEST_F(AsyncWriterLine, FirstStatementTimesOutAndTheEmptyTransactionCommitsNothing) {
+    auto o = options();
+    o.pool_timeout = 50ms;
+    auto db = create_async_engine(io.get_executor(), o);
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto holder = co_await db.session();
+        co_await hold_writer(holder);
+        auto s = co_await db.session();
+        auto tx = co_await s.begin();
+        const auto e = co_await test::error_of(insert(s, "late"));
+        ASQLITE_CO_ASSERT(e.has_value());
+        EXPECT_EQ(e->code(), make_error_code(errc::pool_timeout));
+        co_await tx.commit();  // no statement ran
+        EXPECT_FALSE(s.in_transaction());
+        co_await holder.execute("ROLLBACK");
+    }());
+    EXPECT_EQ(names(), (std::vector<std::string>{"seed"}));
+}
+
+TEST_F(AsyncWriterLine, ADroppedTransactionThatTookTheWriterLateRollsBack) {
+    auto db = create_async_engine(io.get_executor(), options());
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto holder = co_await db.session();
+        co_await hold_writer(holder);
+        auto s = co_await db.session();
+        {
+            auto tx = co_await s.begin();
+            bool done = false;
+            asio::co_spawn(
+                co_await asio::this_coro::executor,
+                [&]() -> asio::awaitable<void> {
+                    co_await insert(s, "dropped");
+                    done = true;
+                },
+                asio::detached);
+            co_await test::sleep_for(10ms);
+            co_await holder.execute("COMMIT");
+            while (!done) {
+                co_await test::sleep_for(1ms);
+            }
+        }  // dropped uncommitted
+        co_await insert(s, "after");
+    }());
+    EXPECT_EQ(names(), (std::vector<std::string>{"seed", "holder", "after"}));
+    EXPECT_EQ(db.stats().writer_in_use, 0u);
+}
+
+// With pre_ping, a writer that fails its ping is closed and the write waits
+// for a fresh one.
+TEST_F(AsyncWriterLine, PrePingReplacesAWriterThatFailsItsPing) {
+    auto o = options();
+    o.pre_ping = true;
+    std::atomic<int> opens{0};
+    std::atomic<int> refuse_pings{0};
+    o.on_connect = [&](connection& c) {
+        opens.fetch_add(1);
+        // The ping (SELECT 1) is refused while refuse_pings > 0, once each.
+        sqlite3_set_authorizer(
+            c.native_handle(),
+            [](void* ctx, int action, const char*, const char*, const char*, const char*) {
+                auto& refuse = *static_cast<std::atomic<int>*>(ctx);
+                if (action == SQLITE_SELECT && refuse.load() > 0) {
+                    refuse.fetch_sub(1);
+                    return SQLITE_DENY;
+                }
+                return SQLITE_OK;
+            },
+            &refuse_pings);
+    };
+    auto db = create_async_engine(io.get_executor(), o);
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        co_await insert(s, "a");  // opens a reader (refused there) and the writer
+        const int before = opens.load();
+        refuse_pings = 1;
+        co_await insert(s, "b");  // the writer's ping fails: a new writer
+        EXPECT_EQ(refuse_pings.load(), 0);
+        EXPECT_EQ(opens.load(), before + 1);
+    }());
+    EXPECT_EQ(names(), (std::vector<std::string>{"seed", "a", "b"}));
+    EXPECT_EQ(db.stats().writer_in_use, 0u);
+}
+
+// Many writers of every kind at once, on several io threads: each write
+// lands once, and the writer is free at the end.
+TEST_F(AsyncWriterLine, EveryKindOfWriteInterleavedOnSeveralThreads) {
+    auto db = create_async_engine(io.get_executor(), options());
+    std::atomic<int> ok{0};
+    constexpr int writers = 24;
+    constexpr int rounds = 12;
+    for (int w = 0; w < writers; ++w) {
+        asio::co_spawn(
+            asio::make_strand(io),
+            [&, w]() -> asio::awaitable<void> {
+                auto s = co_await db.session();
+                for (int i = 0; i < rounds; ++i) {
+                    const std::string name = fmt::format("w{}-{}", w, i);
+                    switch ((w + i) % 3) {
+                        case 0: {
+                            auto tx = co_await s.begin();
+                            co_await insert(s, name);
+                            co_await tx.commit();
+                            break;
+                        }
+                        case 1:
+                            co_await s.write([&](connection& c) {
+                                c.execute("INSERT INTO items (name) VALUES (?)", name);
+                            });
+                            break;
+                        default:
+                            co_await insert(s, name);
+                    }
+                    ok.fetch_add(1);
+                }
+            },
+            [](std::exception_ptr ep) {
+                if (ep) {
+                    std::rethrow_exception(ep);
+                }
+            });
+    }
+    test::run_io(io, 2);
+    EXPECT_EQ(ok.load(), writers * rounds);
+    EXPECT_EQ(names().size(), static_cast<std::size_t>(writers * rounds + 1));
+    const auto st = db.stats();
+    EXPECT_EQ(st.writer_in_use, 0u);
+    EXPECT_EQ(st.in_use, 0u);
+}
+
+}  // namespace
+}  // namespace asqlite
