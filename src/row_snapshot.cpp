@@ -51,16 +51,23 @@ row_snapshot::range row_snapshot::append(std::string_view text) {
 
 void row_snapshot::capture(const statement& st, bool has_row) {
     const int n = st.column_count();
-    cells_.resize(static_cast<std::size_t>(n));
-    bytes_.clear();
     has_row_ = has_row;
-    // The names first, each closed by a NUL (no SQLite name contains one):
-    // together they are the layout read() recognises.
-    for (int i = 0; i < n; ++i) {
-        cells_[index(i)].name = append(st.column_name(i));
-        bytes_.push_back('\0');
+    const statement::layout_key layout = st.layout();
+    if (layout == names_of_ && cells_.size() == static_cast<std::size_t>(n)) {
+        bytes_.resize(names_size_);  // the same statement's names are here already
+    } else {
+        names_of_ = {};  // until the names are complete
+        cells_.resize(static_cast<std::size_t>(n));
+        bytes_.clear();
+        // The names first, each closed by a NUL (no SQLite name contains
+        // one): together they are the layout read() recognises.
+        for (int i = 0; i < n; ++i) {
+            cells_[index(i)].name = append(st.column_name(i));
+            bytes_.push_back('\0');
+        }
+        names_size_ = bytes_.size();
+        names_of_ = layout;
     }
-    names_size_ = bytes_.size();
     for (int i = 0; i < n; ++i) {
         cell& c = cells_[index(i)];
         c.type = has_row ? st.column_type(i) : value_type::null;
@@ -88,6 +95,7 @@ void row_snapshot::capture(const statement& st, bool has_row) {
 void row_snapshot::trim() noexcept {
     if (bytes_.capacity() > kept_bytes) {
         std::string().swap(bytes_);
+        names_of_ = {};
     }
     if (cells_.capacity() > kept_columns) {
         std::vector<cell>().swap(cells_);

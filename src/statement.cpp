@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <sqlite3.h>
 
+#include <atomic>
 #include <climits>
 #include <utility>
 
@@ -46,18 +47,26 @@ statement::statement(sqlite3* db, std::string_view sql, bool persistent) {
                     "more than one statement in SQL text; use connection::exec() for scripts",
                     std::string(sql));
     }
+    static std::atomic<std::uint64_t> last_serial{0};
+    serial_ = last_serial.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
+statement::layout_key statement::layout() const noexcept {
+    return {serial_, sqlite3_stmt_status(stmt_, SQLITE_STMTSTATUS_REPREPARE, 0)};
 }
 
 statement::~statement() {
     sqlite3_finalize(stmt_);
 }
 
-statement::statement(statement&& other) noexcept : stmt_(std::exchange(other.stmt_, nullptr)) {}
+statement::statement(statement&& other) noexcept
+    : stmt_(std::exchange(other.stmt_, nullptr)), serial_(std::exchange(other.serial_, 0)) {}
 
 statement& statement::operator=(statement&& other) noexcept {
     if (this != &other) {
         sqlite3_finalize(stmt_);
         stmt_ = std::exchange(other.stmt_, nullptr);
+        serial_ = std::exchange(other.serial_, 0);
     }
     return *this;
 }

@@ -140,6 +140,16 @@ class statement {
     bool valid() const noexcept { return stmt_ != nullptr; }
     sqlite3_stmt* native_handle() const noexcept { return stmt_; }
 
+    /// Identifies the statement's result columns (names, count): equal keys
+    /// mean the same columns. A prepared statement keeps its columns until
+    /// SQLite prepares it again after a schema change, which it counts.
+    struct layout_key {
+        std::uint64_t statement = 0;  // unique per prepared statement in the process
+        int reprepares = 0;
+        bool operator==(const layout_key&) const = default;
+    };
+    layout_key layout() const noexcept;
+
   private:
     void check_parameter_count(int given) const;
     void check_column(int i) const;
@@ -147,6 +157,7 @@ class statement {
     [[noreturn]] void range_error(int index, const std::string& v) const;
 
     sqlite3_stmt* stmt_ = nullptr;
+    std::uint64_t serial_ = 0;  // layout_key::statement
 };
 
 }  // namespace asqlite

@@ -20,6 +20,13 @@ namespace {
 using test::run_coro;
 namespace asio = boost::asio;
 
+struct named_item {
+    std::int64_t id = 0;
+    std::string name;
+    std::optional<std::string> data;
+};
+BOOST_DESCRIBE_STRUCT(named_item, (), (id, name, data))
+
 class AsyncFaults : public test::temp_dir_test {
   protected:
     void SetUp() override {
@@ -192,6 +199,37 @@ TEST_F(AsyncFaults, SchemaChangedByAnotherConnectionWhileStatementsAreCached) {
         } catch (const error& e) {
             EXPECT_NE(e.message().find("no such table"), std::string::npos) << e.message();
         }
+    }());
+}
+
+// A single-row read matches columns to the struct by name. The snapshot keeps
+// a statement's column names between reads of the same statement; SQLite
+// prepares the statement again after a schema change, and the new names
+// must be the ones matched.
+TEST_F(AsyncFaults, ARenamedColumnReachesSingleRowReadsOfACachedStatement) {
+    auto o = options();
+    o.pool_size = 2;  // one read connection: every read uses the same cached statement
+    auto db = create_async_engine(io.get_executor(), o);
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        constexpr std::string_view sql = "SELECT * FROM items WHERE id = ?";
+        for (int i = 0; i < 3; ++i) {
+            const auto row = co_await s.one_or_none<named_item>(sql, 1);
+            ASQLITE_CO_ASSERT(row.has_value());
+            EXPECT_EQ(row->name, "committed");
+        }
+        co_await s.run([this](connection&) {
+            connection(db_path).exec("ALTER TABLE items RENAME COLUMN name TO title");
+        });
+        // The same cached statement, prepared again by SQLite: its second
+        // column is "title" now, which named_item does not have.
+        const auto e = co_await test::error_of(s.one_or_none<named_item>(sql, 1));
+        ASQLITE_CO_ASSERT(e.has_value());
+        EXPECT_TRUE(e->code() == make_error_code(errc::column_not_found) ||
+                    e->code() == make_error_code(errc::extra_column))
+            << e->message();
+        EXPECT_EQ(co_await s.scalar<std::string>("SELECT title FROM items WHERE id = 1"),
+                  "committed");
     }());
 }
 

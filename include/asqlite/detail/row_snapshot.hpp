@@ -29,11 +29,8 @@
 #include <vector>
 
 #include "asqlite/detail/decode.hpp"
+#include "asqlite/statement.hpp"
 #include "asqlite/value.hpp"
-
-namespace asqlite {
-class statement;
-}
 
 namespace asqlite::detail {
 
@@ -105,6 +102,9 @@ class row_snapshot {
     std::vector<cell> cells_;
     std::string bytes_;           // names (NUL after each), then texts and blobs
     std::size_t names_size_ = 0;  // bytes_ up to the end of the names
+    // The statement whose names bytes_ holds: a capture from the same one
+    // keeps them (a snapshot is usually reused for the same query).
+    statement::layout_key names_of_;
     bool has_row_ = false;
 };
 
