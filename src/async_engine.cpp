@@ -131,7 +131,7 @@ class async_core final : public engine_core, public std::enable_shared_from_this
 
     engine_core* writer_lane() noexcept override { return writer_.get(); }
     std::shared_ptr<engine_core> writer_lane_ptr() noexcept override { return writer_; }
-    std::uint64_t acquire_for(std::unique_ptr<lane_job> job) override;
+    void acquire_for(std::unique_ptr<lane_job> job, late_binding& late) override;
     bool cancel_waiting(std::uint64_t w) noexcept override;
     bool pre_ping() const noexcept override { return options_.pre_ping; }
     async_core* writer() noexcept { return writer_.get(); }
@@ -390,31 +390,40 @@ session async_core::try_acquire() {
     return pc != nullptr ? session(shared_from_this(), pc) : session{};
 }
 
-std::uint64_t async_core::acquire_for(std::unique_ptr<lane_job> job) {
+void async_core::acquire_for(std::unique_ptr<lane_job> job, late_binding& late) {
     const auto now = clock::now();
     pool_effects fx;
     actions act;
-    waiter_id waiting = 0;
+    std::unique_ptr<lane_job> cancelled;
     {
         std::unique_lock lock(mutex_);
         if (closed_) {
             lock.unlock();
             job.release()->fail(closed_error());
-            return 0;
+            return;
         }
         ++acquires_;
         const waiter_id w = ++next_waiter_;
         waiter_record rec{acquire_handler{}, asio::any_io_executor{}, now, std::move(job)};
         if (const auto c = state_.acquire(w, now, fx)) {
             act.grants.emplace_back(std::move(rec), conns_.at(*c).get());
-        } else {
+        } else if (late.set_waiter(w)) {
+            // In line. From here on only the lane touches the record, and a
+            // cancellation finds it through late (under this lock).
             waiters_.emplace(w, std::move(rec));
-            waiting = w;
+        } else {
+            // Cancelled before it got in line (another thread, or a job
+            // waiting in line again after a failed ping).
+            state_.remove_waiter(w);
+            ++cancellations_;
+            cancelled = std::move(rec.job);
         }
         take(fx, act, now);
     }
     run(act, nullptr);
-    return waiting;
+    if (cancelled) {
+        cancelled.release()->fail(aborted_error());
+    }
 }
 
 bool async_core::cancel_waiting(std::uint64_t w) noexcept {

@@ -299,10 +299,24 @@ asio::awaitable<void> transaction::commit() {
         detail::pooled_connection* pc = tx.pc;
         // On the writer lane, the worker gives the writer back as soon as the
         // transaction has ended (committed, or rolled back after a failure):
-        // the next writer's job can follow it at once.
-        bool given_back = false;
-        bool* give_back = writer_.valid() ? &given_back : nullptr;
+        // the next writer's job can follow it at once. From then on the
+        // writer is not this transaction's, also if this frame is destroyed
+        // without being resumed (the io_context gone).
+        std::optional<detail::late_binding> back;  // the last attempt's
+        struct forget_given_back {
+            transaction* self;
+            std::optional<detail::late_binding>* back;
+            ~forget_given_back() {
+                if (*back && (*back)->released) {
+                    self->writer_.pc_ = nullptr;
+                }
+            }
+        } forget{this, &back};
         auto attempt = [&] {
+            detail::late_binding* b = nullptr;
+            if (writer_.valid()) {
+                b = &back.emplace();
+            }
             return detail::session_op<void>(
                 tx.core, pc,
                 [](connection& c) {
@@ -320,7 +334,7 @@ asio::awaitable<void> transaction::commit() {
                         throw;
                     }
                 },
-                asio::use_awaitable, false, give_back);
+                asio::use_awaitable, false, b);
         };
         // The first attempt straight away (no retry frame on the common
         // path); BUSY with the transaction still open goes to the retry loop.
@@ -343,7 +357,7 @@ asio::awaitable<void> transaction::commit() {
                 failure = std::current_exception();
             }
         }
-        if (given_back) {
+        if (back && back->released) {
             writer_.pc_ = nullptr;  // the worker has given it back: not ours to touch
         } else if (failure && !writer_.valid() && pc->in_transaction) {
             pc->pending_rollback = true;  // on the session's connection, before its next use

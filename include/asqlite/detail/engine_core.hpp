@@ -68,6 +68,8 @@ struct pooled_connection {
 /// given the connection back), it queues the job on the blocking pool, with
 /// no trip through the io thread to resume a coroutine first. Each waiter
 /// gets exactly one of start() or fail().
+struct late_binding;
+
 class lane_job {
   public:
     virtual ~lane_job() = default;
@@ -99,9 +101,10 @@ class engine_core {
     virtual std::shared_ptr<engine_core> writer_lane_ptr() noexcept = 0;
     /// Queues `job` for a connection of this lane, in turn with every other
     /// waiter (FIFO, pool_timeout), and starts it at once when one is idle.
-    /// Returns the waiter's id for cancel_waiting(); 0 when it has been
-    /// started or failed already.
-    virtual std::uint64_t acquire_for(std::unique_ptr<lane_job> job) = 0;
+    /// The waiter's id goes to late.set_waiter() under the lane's lock, so
+    /// a cancellation finds it (and one that came first fails the job).
+    /// `late` is not touched once the lock is released.
+    virtual void acquire_for(std::unique_ptr<lane_job> job, late_binding& late) = 0;
     /// Takes waiter `w` out of the line and fails its job with
     /// operation_aborted; false when it was granted (or ended) already.
     virtual bool cancel_waiting(std::uint64_t w) noexcept = 0;
@@ -333,52 +336,6 @@ void finish_job(engine_core* core, bool run, Executor&& ex, Handler&& h, std::ex
 /// the handler's slot stops the running statement (progress handler) and the
 /// operation completes with operation_aborted; the completion is delivered
 /// only after the worker is done with the connection.
-/// give_back (optional, in the awaiting frame): once fn has left the
-/// connection outside any transaction (a COMMIT), the worker gives it back
-/// to `core` and sets *give_back; the io side must not touch pc after that.
-template <class R>
-struct run_initiation {
-    engine_core* core;
-    pooled_connection* pc;
-    bool* give_back = nullptr;
-
-    template <class Handler, class Fn>
-    void operator()(Handler&& handler, Fn&& fn) const {
-        auto ex = tracked_executor(handler, *core);
-        const std::uint64_t op = new_op_id();
-        auto slot = asio::get_associated_cancellation_slot(handler);
-        if (slot.is_connected()) {
-            slot.assign([c = &pc->conn, op](asio::cancellation_type) { c->request_cancel(op); });
-        }
-        // Moved, never copied: each copy of a type-erased executor costs a
-        // virtual call here and another where it is destroyed, on the worker.
-        auto job = [pc = pc, op, ex = std::move(ex), core = core, give_back = give_back,
-                    h = std::forward<Handler>(handler),
-                    f = std::forward<Fn>(fn)](bool run) mutable {
-            op_value<R> out{};
-            std::exception_ptr ep;
-            if (run) {
-                ep = run_on<R>(*pc, op, f, out);
-                if (give_back != nullptr && !pc->in_transaction) {
-                    *give_back = true;  // written before the completion is handed over
-                    core->release(pc);
-                }
-            }
-            finish_job<R>(core, run, std::move(ex), std::move(h), std::move(ep), std::move(out));
-        };
-        // The writer lane's statements jump the queue of reads: everyone who
-        // writes waits behind the one connection holding the lane.
-        core->post_blocking(std::move(job), pc->ahead);
-    }
-};
-
-template <class R, class Token, class Fn>
-auto async_run(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token,
-               bool* give_back = nullptr) {
-    return asio::async_initiate<Token, op_signature<R>>(run_initiation<R>{core, pc, give_back},
-                                                        token, std::forward<Fn>(fn));
-}
-
 /// An operation whose connection the worker picks when it runs it (see
 /// engine_core::pick), living in the awaiting frame until it completes.
 /// The worker gives the connection back afterwards unless it is left
@@ -395,6 +352,9 @@ struct late_binding {
     engine_core* lane = nullptr;
     bool may_pin = true;
     bool hold = false;
+    // An operation on a connection the session holds, whose job gives it
+    // back (run_initiation's `back`): set by the worker once it has.
+    bool released = false;
 
     // A cancellation meets the worker here: before the job runs it is
     // refused, while it runs the statement is stopped, afterwards the
@@ -414,8 +374,9 @@ struct late_binding {
             lane->cancel_waiting(w);
         }
     }
-    /// Where the operation waits in its lane's line; false (and nothing
-    /// kept) when it was cancelled already.
+    /// Where the operation waits in its lane's line (called by the lane,
+    /// under its lock, before anyone can grant the waiter); false (and
+    /// nothing kept) when it was cancelled already.
     bool set_waiter(std::uint64_t w) noexcept {
         std::lock_guard lock(mutex_);
         waiter_ = cancelled() ? 0 : w;
@@ -439,6 +400,66 @@ struct late_binding {
     std::uint64_t waiter_ = 0;            // under mutex_: in the lane's line
     std::atomic<bool> cancelled_{false};  // set under mutex_; a first look without it
 };
+
+/// back (optional, in the awaiting frame): once fn has left the connection
+/// outside any transaction (a COMMIT), the worker gives it back to `core`
+/// and sets back->released; the io side must not touch pc after that. A
+/// cancellation then reaches the connection through `back`, which the
+/// worker lets go of first, never through pc.
+template <class R>
+struct run_initiation {
+    engine_core* core;
+    pooled_connection* pc;
+    late_binding* back = nullptr;
+
+    template <class Handler, class Fn>
+    void operator()(Handler&& handler, Fn&& fn) const {
+        auto ex = tracked_executor(handler, *core);
+        const std::uint64_t op = new_op_id();
+        auto slot = asio::get_associated_cancellation_slot(handler);
+        if (back != nullptr) {
+            back->op = op;
+            if (slot.is_connected()) {
+                slot.assign([back = back](asio::cancellation_type) { back->cancel(); });
+            }
+        } else if (slot.is_connected()) {
+            slot.assign([c = &pc->conn, op](asio::cancellation_type) { c->request_cancel(op); });
+        }
+        // Moved, never copied: each copy of a type-erased executor costs a
+        // virtual call here and another where it is destroyed, on the worker.
+        auto job = [pc = pc, op, ex = std::move(ex), core = core, back = back,
+                    h = std::forward<Handler>(handler),
+                    f = std::forward<Fn>(fn)](bool run) mutable {
+            op_value<R> out{};
+            std::exception_ptr ep;
+            if (run && back == nullptr) {
+                ep = run_on<R>(*pc, op, f, out);
+            } else if (run) {
+                if (back->attach(pc->conn)) {
+                    ep = run_on<R>(*pc, op, f, out);
+                    back->detach();
+                } else {
+                    ep = aborted_error();
+                }
+                if (!pc->in_transaction) {
+                    back->released = true;  // read after the completion is handed over
+                    core->release(pc);
+                }
+            }
+            finish_job<R>(core, run, std::move(ex), std::move(h), std::move(ep), std::move(out));
+        };
+        // The writer lane's statements jump the queue of reads: everyone who
+        // writes waits behind the one connection holding the lane.
+        core->post_blocking(std::move(job), pc->ahead);
+    }
+};
+
+template <class R, class Token, class Fn>
+auto async_run(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token,
+               late_binding* back = nullptr) {
+    return asio::async_initiate<Token, op_signature<R>>(run_initiation<R>{core, pc, back}, token,
+                                                        std::forward<Fn>(fn));
+}
 
 /// On a worker: runs f as `late`'s operation on the connection core->pick()
 /// gives, and gives it back or, left inside a transaction, hands it to the
@@ -550,10 +571,7 @@ class lane_op final : public lane_job {
             } catch (const std::exception&) {
                 pc->healthy = false;  // closed by the release; wait for another
                 lane->release(pc);
-                const std::uint64_t w = lane->acquire_for(std::move(self));
-                if (w != 0 && !late.set_waiter(w)) {
-                    lane->cancel_waiting(w);  // cancelled meanwhile
-                }
+                lane->acquire_for(std::move(self), late);
                 return;
             }
         }
@@ -598,11 +616,10 @@ struct lane_initiation {
             slot.assign([late = late](asio::cancellation_type) { late->cancel(); });
         }
         using job = lane_op<R, decltype(ex), std::decay_t<Handler>, std::decay_t<Fn>>;
-        const std::uint64_t w = lane->acquire_for(std::make_unique<job>(
-            lane, late, std::move(ex), std::forward<Handler>(handler), std::forward<Fn>(fn)));
-        if (w != 0) {
-            late->set_waiter(w);
-        }
+        lane->acquire_for(
+            std::make_unique<job>(lane, late, std::move(ex), std::forward<Handler>(handler),
+                                  std::forward<Fn>(fn)),
+            *late);
     }
 };
 
@@ -626,10 +643,10 @@ auto async_run_on_lane(engine_core* lane, late_binding* late, Fn&& fn, Token&& t
 /// has ended that transaction meanwhile (it rolls back the whole
 /// transaction when a write is interrupted, and on some errors), fn does not
 /// run in autocommit: it fails with errc::transaction_state.
-/// give_back: see run_initiation.
+/// back: see run_initiation.
 template <class R, class Token, class Fn>
 auto session_op(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token,
-                bool inside_transaction = false, bool* give_back = nullptr) {
+                bool inside_transaction = false, late_binding* back = nullptr) {
     const bool rollback_first = std::exchange(pc->pending_rollback, false);
     const bool begin_first = pc->begin_pending;
     return async_run<R>(
@@ -647,7 +664,7 @@ auto session_op(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token
             }
             return f(c);
         },
-        std::forward<Token>(token), give_back);
+        std::forward<Token>(token), back);
 }
 
 /// Runs attempt() (a callable returning an awaitable) again while it fails
