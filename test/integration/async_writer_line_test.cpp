@@ -45,6 +45,11 @@ class AsyncWriterLine : public test::temp_dir_test {
         o.threads = 2;
         return o;
     }
+    async_engine engine_with_pool_timeout(std::chrono::milliseconds timeout) {
+        auto o = options();
+        o.pool_timeout = timeout;
+        return create_async_engine(io.get_executor(), o);
+    }
     std::vector<std::string> names() {
         return connection(db_path).query<std::string>("SELECT name FROM items ORDER BY id");
     }
@@ -55,6 +60,43 @@ class AsyncWriterLine : public test::temp_dir_test {
     }
     static asio::awaitable<void> insert(session& s, std::string name) {
         co_await s.execute("INSERT INTO items (name) VALUES (?)", name);
+    }
+    /// Waits (on timers) until `flag` is set by another coroutine.
+    static asio::awaitable<void> until(const bool& flag) {
+        while (!flag) {
+            co_await test::sleep_for(1ms);
+        }
+    }
+    /// `writers` coroutines, each on executor_of(w) with a session of its
+    /// own, make `rounds` writes each through write_one(session, name, k)
+    /// with io running on two threads; then every write must be there and
+    /// the writer free.
+    template <class ExecutorOf, class WriteOne>
+    void run_writers(async_engine& db, int writers, int rounds, ExecutorOf executor_of,
+                     WriteOne write_one) {
+        std::atomic<int> ok{0};
+        for (int w = 0; w < writers; ++w) {
+            asio::co_spawn(
+                executor_of(),
+                [&, w]() -> asio::awaitable<void> {
+                    auto s = co_await db.session();
+                    for (int i = 0; i < rounds; ++i) {
+                        co_await write_one(s, fmt::format("w{}-{}", w, i), w + i);
+                        ok.fetch_add(1);
+                    }
+                },
+                [](std::exception_ptr ep) {
+                    if (ep) {
+                        std::rethrow_exception(ep);
+                    }
+                });
+        }
+        test::run_io(io, 2);
+        EXPECT_EQ(ok.load(), writers * rounds);
+        EXPECT_EQ(names().size(), static_cast<std::size_t>(writers * rounds + 1));
+        const auto st = db.stats();
+        EXPECT_EQ(st.writer_in_use, 0u);
+        EXPECT_EQ(st.in_use, 0u);
     }
     asio::io_context io;
 };
@@ -106,9 +148,7 @@ TEST_F(AsyncWriterLine, WritesWaitInTurnAndRunWhenTheWriterIsFree) {
 }
 
 TEST_F(AsyncWriterLine, AWriteWaitingInLineTimesOutWithPoolTimeout) {
-    auto o = options();
-    o.pool_timeout = 100ms;
-    auto db = create_async_engine(io.get_executor(), o);
+    auto db = engine_with_pool_timeout(100ms);
     run_coro(io, [&]() -> asio::awaitable<void> {
         auto holder = co_await db.session();
         co_await hold_writer(holder);
@@ -200,9 +240,7 @@ TEST_F(AsyncWriterLine, ClosingTheEngineFailsWritesWaitingInLine) {
         co_await test::sleep_for(20ms);
         EXPECT_FALSE(done);
         db.close();
-        while (!done) {
-            co_await test::sleep_for(1ms);
-        }
+        co_await until(done);
     }());
     ASSERT_TRUE(failure.has_value());
     EXPECT_EQ(failure->code(), make_error_code(errc::pool_closed));
@@ -232,9 +270,7 @@ TEST_F(AsyncWriterLine, BeginWithTheWriterBusyTakesItWithTheFirstStatement) {
         EXPECT_FALSE(first_done);
         EXPECT_EQ(db.stats().writer_waiters, 1u);
         co_await holder.execute("COMMIT");
-        while (!first_done) {
-            co_await test::sleep_for(1ms);
-        }
+        co_await until(first_done);
         // The transaction holds the writer now: a bare write waits for it,
         // and a reader does not see t1 before the commit.
         EXPECT_EQ(db.stats().writer_in_use, 1u);
@@ -268,9 +304,7 @@ TEST_F(AsyncWriterLine, AFailedFirstStatementAfterBeginKeepsTheTransaction) {
             asio::detached);
         co_await test::sleep_for(10ms);
         co_await holder.execute("COMMIT");
-        while (!done) {
-            co_await test::sleep_for(1ms);
-        }
+        co_await until(done);
         ASQLITE_CO_ASSERT(duplicate.has_value());
         EXPECT_EQ(primary_code(duplicate->code()), errc::constraint);
         // BEGIN ran with it: the transaction holds the writer, and what
@@ -305,9 +339,7 @@ TEST_F(AsyncWriterLine, AFirstStatementCancelledInLineLeavesTheTransactionWhole)
 }
 
 TEST_F(AsyncWriterLine, FirstStatementTimesOutAndTheEmptyTransactionCommitsNothing) {
-    auto o = options();
-    o.pool_timeout = 50ms;
-    auto db = create_async_engine(io.get_executor(), o);
+    auto db = engine_with_pool_timeout(50ms);
     run_coro(io, [&]() -> asio::awaitable<void> {
         auto holder = co_await db.session();
         co_await hold_writer(holder);
@@ -341,9 +373,7 @@ TEST_F(AsyncWriterLine, ADroppedTransactionThatTookTheWriterLateRollsBack) {
                 asio::detached);
             co_await test::sleep_for(10ms);
             co_await holder.execute("COMMIT");
-            while (!done) {
-                co_await test::sleep_for(1ms);
-            }
+            co_await until(done);
         }  // dropped uncommitted
         co_await insert(s, "after");
     }());
@@ -417,9 +447,7 @@ TEST_F(AsyncWriterLine, ACommitCancelledAfterTheWriterWentBackIsHarmless) {
                 std::this_thread::sleep_for(50ms);  // the worker commits and closes the writer
                 signal.emit(asio::cancellation_type::terminal);
             });
-            while (!done) {
-                co_await test::sleep_for(1ms);
-            }
+            co_await until(done);
             EXPECT_FALSE(outcome) << "the commit ran before the cancellation";
             committed += outcome ? 0 : 1;
         }
@@ -434,75 +462,34 @@ TEST_F(AsyncWriterLine, ACommitCancelledAfterTheWriterWentBackIsHarmless) {
 // state is handed over under the lane's lock before anyone can grant it.
 TEST_F(AsyncWriterLine, WritesOnTwoIoThreadsWithoutAStrand) {
     auto db = create_async_engine(io.get_executor(), options());
-    std::atomic<int> ok{0};
-    constexpr int writers = 16;
-    constexpr int rounds = 60;
-    for (int w = 0; w < writers; ++w) {
-        asio::co_spawn(
-            io.get_executor(),
-            [&, w]() -> asio::awaitable<void> {
-                auto s = co_await db.session();
-                for (int i = 0; i < rounds; ++i) {
-                    co_await insert(s, fmt::format("w{}-{}", w, i));
-                    ok.fetch_add(1);
-                }
-            },
-            [](std::exception_ptr ep) {
-                if (ep) {
-                    std::rethrow_exception(ep);
-                }
-            });
-    }
-    test::run_io(io, 2);
-    EXPECT_EQ(ok.load(), writers * rounds);
-    EXPECT_EQ(names().size(), static_cast<std::size_t>(writers * rounds + 1));
-    EXPECT_EQ(db.stats().writer_in_use, 0u);
+    run_writers(
+        db, 16, 60, [&] { return io.get_executor(); },
+        [](session& s, std::string name, int) { return insert(s, std::move(name)); });
 }
 
 // Many writers of every kind at once, on several io threads: each write
 // lands once, and the writer is free at the end.
 TEST_F(AsyncWriterLine, EveryKindOfWriteInterleavedOnSeveralThreads) {
     auto db = create_async_engine(io.get_executor(), options());
-    std::atomic<int> ok{0};
-    constexpr int writers = 24;
-    constexpr int rounds = 12;
-    for (int w = 0; w < writers; ++w) {
-        asio::co_spawn(
-            asio::make_strand(io),
-            [&, w]() -> asio::awaitable<void> {
-                auto s = co_await db.session();
-                for (int i = 0; i < rounds; ++i) {
-                    const std::string name = fmt::format("w{}-{}", w, i);
-                    switch ((w + i) % 3) {
-                        case 0: {
-                            auto tx = co_await s.begin();
-                            co_await insert(s, name);
-                            co_await tx.commit();
-                            break;
-                        }
-                        case 1:
-                            co_await s.write([&](connection& c) {
-                                c.execute("INSERT INTO items (name) VALUES (?)", name);
-                            });
-                            break;
-                        default:
-                            co_await insert(s, name);
-                    }
-                    ok.fetch_add(1);
+    run_writers(
+        db, 24, 12, [&] { return asio::make_strand(io); },
+        [](session& s, std::string name, int k) -> asio::awaitable<void> {
+            switch (k % 3) {
+                case 0: {
+                    auto tx = co_await s.begin();
+                    co_await insert(s, name);
+                    co_await tx.commit();
+                    break;
                 }
-            },
-            [](std::exception_ptr ep) {
-                if (ep) {
-                    std::rethrow_exception(ep);
-                }
-            });
-    }
-    test::run_io(io, 2);
-    EXPECT_EQ(ok.load(), writers * rounds);
-    EXPECT_EQ(names().size(), static_cast<std::size_t>(writers * rounds + 1));
-    const auto st = db.stats();
-    EXPECT_EQ(st.writer_in_use, 0u);
-    EXPECT_EQ(st.in_use, 0u);
+                case 1:
+                    co_await s.write([&](connection& c) {
+                        c.execute("INSERT INTO items (name) VALUES (?)", name);
+                    });
+                    break;
+                default:
+                    co_await insert(s, name);
+            }
+        });
 }
 
 }  // namespace
