@@ -63,13 +63,13 @@ struct pooled_connection {
     bool ahead = false;           // the writer lane's: its jobs go first (see run_initiation)
 };
 
+struct late_binding;
+
 /// A waiter for a connection that runs its own job once granted one: from
 /// whichever thread grants it (the io thread, or a worker that has just
 /// given the connection back), it queues the job on the blocking pool, with
 /// no trip through the io thread to resume a coroutine first. Each waiter
 /// gets exactly one of start() or fail().
-struct late_binding;
-
 class lane_job {
   public:
     virtual ~lane_job() = default;
@@ -331,11 +331,6 @@ void finish_job(engine_core* core, bool run, Executor&& ex, Handler&& h, std::ex
     }
 }
 
-/// Runs fn(connection&) on the blocking pool and completes with its value
-/// (or exception) on the handler's executor. Cancellation requested through
-/// the handler's slot stops the running statement (progress handler) and the
-/// operation completes with operation_aborted; the completion is delivered
-/// only after the worker is done with the connection.
 /// An operation whose connection the worker picks when it runs it (see
 /// engine_core::pick), living in the awaiting frame until it completes.
 /// The worker gives the connection back afterwards unless it is left
@@ -401,6 +396,11 @@ struct late_binding {
     std::atomic<bool> cancelled_{false};  // set under mutex_; a first look without it
 };
 
+/// Runs fn(connection&) on the blocking pool and completes with its value
+/// (or exception) on the handler's executor. Cancellation requested through
+/// the handler's slot stops the running statement (progress handler) and the
+/// operation completes with operation_aborted; the completion is delivered
+/// only after the worker is done with the connection.
 /// back (optional, in the awaiting frame): once fn has left the connection
 /// outside any transaction (a COMMIT), the worker gives it back to `core`
 /// and sets back->released; the io side must not touch pc after that. A
