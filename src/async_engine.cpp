@@ -314,17 +314,12 @@ void async_core::grant(waiter_record rec, pooled_connection* pc) {
         return;
     }
     post_blocking([self = shared_from_this(), rec = std::move(rec), pc](bool run) mutable {
-        if (run) {
-            try {
-                pc->conn.exec("SELECT 1");
-                complete_on(self->io_, std::move(rec.work), std::move(rec.handler),
-                            std::exception_ptr{}, session(self, pc));
-                return;
-            } catch (const std::exception&) {
-                pc->healthy = false;  // closed below; the waiter tries again
-            }
+        if (run && ping(*pc)) {
+            complete_on(self->io_, std::move(rec.work), std::move(rec.handler),
+                        std::exception_ptr{}, session(self, pc));
+            return;
         }
-        self->return_connection(pc);
+        self->return_connection(pc);  // closed when the ping failed; the waiter tries again
         if (run) {
             self->acquire(std::move(rec.handler), std::move(rec.work));
         } else {
@@ -510,13 +505,10 @@ pooled_connection* async_core::pick() {
         if (pc == nullptr || !options_.pre_ping) {
             return pc;
         }
-        try {
-            pc->conn.exec("SELECT 1");
+        if (ping(*pc)) {
             return pc;
-        } catch (const std::exception&) {
-            pc->healthy = false;  // closed; look again
-            return_connection(pc);
         }
+        return_connection(pc);  // closed; look again
     }
 }
 

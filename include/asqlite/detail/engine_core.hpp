@@ -153,6 +153,18 @@ class engine_core {
     std::shared_ptr<blocking_pool> pool_;  // shared by the lanes of an engine
 };
 
+/// pre_ping's check of a granted connection, on a worker: false, with the
+/// connection marked to be closed when it goes back, when it fails.
+inline bool ping(pooled_connection& pc) noexcept {
+    try {
+        pc.conn.exec("SELECT 1");
+        return true;
+    } catch (...) {
+        pc.healthy = false;
+        return false;
+    }
+}
+
 /// The error a cancelled operation completes with.
 std::exception_ptr aborted_error();
 /// Throws aborted_error() when `e` is Asio's operation_aborted (an awaitable
@@ -565,15 +577,10 @@ class lane_op final : public lane_job {
     static void run(std::unique_ptr<lane_op> self, pooled_connection* pc, bool live) {
         engine_core* lane = self->lane_;
         late_binding& late = *self->late_;
-        if (live && lane->pre_ping() && !late.cancelled()) {
-            try {
-                pc->conn.exec("SELECT 1");
-            } catch (const std::exception&) {
-                pc->healthy = false;  // closed by the release; wait for another
-                lane->release(pc);
-                lane->acquire_for(std::move(self), late);
-                return;
-            }
+        if (live && lane->pre_ping() && !late.cancelled() && !ping(*pc)) {
+            lane->release(pc);  // closes it; wait in line for another
+            lane->acquire_for(std::move(self), late);
+            return;
         }
         op_value<R> out{};
         std::exception_ptr ep;
