@@ -198,6 +198,11 @@ class async_core final : public engine_core, public std::enable_shared_from_this
     // Under mutex_: turns the state machine's decisions into owned things to
     // act on once the lock is released.
     void take(pool_effects& fx, actions& act, clock::time_point now);
+    // Under mutex_: whether take() has anything to do. Most checkouts and
+    // returns (an idle connection, nobody waiting) have not, and skip it.
+    bool has_effects(const pool_effects& fx) const noexcept {
+        return !fx.empty() || (state_.waiting() > 0 && !closed_) != timer_wanted_;
+    }
     void run(actions& act, const std::exception_ptr& failure);
     void grant(waiter_record rec, pooled_connection* pc);
     void open_one();
@@ -496,7 +501,9 @@ pooled_connection* async_core::pick() {
             } else {
                 open_here = state_.reserve_open();
             }
-            take(fx, act, now);
+            if (has_effects(fx)) {
+                take(fx, act, now);
+            }
         }
         run(act, nullptr);
         if (open_here) {
@@ -601,6 +608,9 @@ void async_core::return_connection(pooled_connection* pc) noexcept {
     {
         std::lock_guard lock(mutex_);
         state_.release(pc->id, pc->created, pc->healthy && !closed_, now, fx);
+        if (!has_effects(fx)) {
+            return;  // idle again, nobody waits
+        }
         take(fx, act, now);
     }
     run(act, nullptr);

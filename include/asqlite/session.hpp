@@ -479,15 +479,7 @@ class session {
             if (pc_ == nullptr) {
                 detail::late_binding late;
                 {
-                    struct adopt {
-                        session* self;
-                        detail::late_binding* late;
-                        ~adopt() {
-                            if (late->pinned != nullptr) {
-                                self->pc_ = late->pinned;
-                            }
-                        }
-                    } guard{this, &late};
+                    adopt_pinned guard{this, &late};
                     if constexpr (std::is_void_v<R>) {
                         co_await detail::async_run_late<R>(
                             core_.get(), &late, detail::by_ref<R>(fn), asio::use_awaitable);
@@ -514,6 +506,18 @@ class session {
             throw;
         }
     }
+
+    /// A connection that a late-bound statement left inside a transaction
+    /// (late->pinned) becomes the session's when this goes out of scope.
+    struct adopt_pinned {
+        session* self;
+        detail::late_binding* late;
+        ~adopt_pinned() {
+            if (late->pinned != nullptr) {
+                self->pc_ = late->pinned;
+            }
+        }
+    };
 
     template <class R, class Fn, class Token>
     auto op(Fn&& fn, Token&& token) {
@@ -561,6 +565,17 @@ class session {
                 try {
                     // finish() may throw too (a row that does not map): neither
                     // BUSY nor needs_writer, so it is rethrown below.
+                    if (pc_ == nullptr) {
+                        // on_connection()'s first step, here: one coroutine
+                        // frame less for nearly every statement.
+                        detail::late_binding late;
+                        adopt_pinned guard{this, &late};
+                        R value = co_await detail::async_run_late<R>(
+                            core_.get(), &late, detail::by_ref<R>(fn), asio::use_awaitable);
+                        if (!late.no_connection) {
+                            co_return finish(std::move(value));
+                        }
+                    }
                     co_return finish(co_await attempt());
                 } catch (const error& e) {
                     if (primary_code(e.code()) == errc::busy) {

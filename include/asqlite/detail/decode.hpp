@@ -229,12 +229,7 @@ class row_reader {
     T read(const S& s) const {
         if constexpr (described_struct<T>) {
             T out{};
-            using members = boost::describe::describe_members<T, boost::describe::mod_public>;
-            std::size_t k = 0;
-            boost::mp11::mp_for_each<members>([&](auto member) {
-                using field = std::remove_cvref_t<decltype(out.*member.pointer)>;
-                out.*member.pointer = decode_column<field>(s, index_[k++]);
-            });
+            fill(out, s);
             return out;
         } else if constexpr (is_tuple<T>::value) {
             return read_tuple(s, std::make_index_sequence<width>{});
@@ -243,7 +238,28 @@ class row_reader {
         }
     }
 
+    /// The row into `out` (empty before), built in place: a struct with
+    /// strings is not moved once more on its way out.
+    template <column_source S>
+    void read_into(std::optional<T>& out, const S& s) const {
+        if constexpr (described_struct<T>) {
+            fill(out.emplace(), s);
+        } else {
+            out.emplace(read(s));
+        }
+    }
+
   private:
+    template <column_source S>
+    void fill(T& out, const S& s) const {
+        using members = boost::describe::describe_members<T, boost::describe::mod_public>;
+        std::size_t k = 0;
+        boost::mp11::mp_for_each<members>([&](auto member) {
+            using field = std::remove_cvref_t<decltype(out.*member.pointer)>;
+            out.*member.pointer = decode_column<field>(s, index_[k++]);
+        });
+    }
+
     static constexpr std::size_t count_width() {
         if constexpr (described_struct<T>) {
             return boost::mp11::mp_size<

@@ -63,10 +63,11 @@ class row_snapshot {
             known.reader.emplace(*this);  // checks the mapping; may throw
             known.names.assign(names);
         }
-        if (!has_row_) {
-            return std::nullopt;
+        std::optional<T> out;  // one object, returned on every path: no move
+        if (has_row_) {
+            known.reader->read_into(out, *this);
         }
-        return std::optional<T>(known.reader->read(*this));
+        return out;
     }
 
     // column_source interface (the captured row)
