@@ -389,6 +389,10 @@ struct late_binding {
     // An operation on a connection the session holds, whose job gives it
     // back (run_initiation's `back`): set by the worker once it has.
     bool released = false;
+    // Its handler has a cancellation slot, so cancel() may come. Set by the
+    // initiation before the job is queued. Without one (a coroutine spawned
+    // with `detached`, say), attach() and detach() need no lock.
+    bool cancellable = false;
 
     // A cancellation meets the worker here: before the job runs it is
     // refused, while it runs the statement is stopped, afterwards the
@@ -419,11 +423,17 @@ struct late_binding {
     bool cancelled() const noexcept { return cancelled_.load(std::memory_order_relaxed); }
     /// The worker starts on `c`; false when cancelled already.
     bool attach(connection& c) noexcept {
+        if (!cancellable) {
+            return true;
+        }
         std::lock_guard lock(mutex_);
         running_ = cancelled() ? nullptr : &c;
         return running_ != nullptr;
     }
     void detach() noexcept {
+        if (!cancellable) {
+            return;
+        }
         std::lock_guard lock(mutex_);
         running_ = nullptr;
     }
@@ -459,6 +469,7 @@ struct run_initiation {
         if (back != nullptr) {
             back->op = op;
             if (slot.is_connected()) {
+                back->cancellable = true;
                 slot.assign([back = back](asio::cancellation_type) { back->cancel(); });
             }
         } else if (slot.is_connected()) {
@@ -547,6 +558,7 @@ struct late_initiation {
         late->op = new_op_id();
         auto slot = asio::get_associated_cancellation_slot(handler);
         if (slot.is_connected()) {
+            late->cancellable = true;
             slot.assign([late = late](asio::cancellation_type) { late->cancel(); });
         }
         auto job = [late = late, ex = std::move(ex), core = core,
@@ -647,6 +659,7 @@ struct lane_initiation {
         late->lane = lane;
         auto slot = asio::get_associated_cancellation_slot(handler);
         if (slot.is_connected()) {
+            late->cancellable = true;
             slot.assign([late = late](asio::cancellation_type) { late->cancel(); });
         }
         using job = lane_op<R, decltype(ex), std::decay_t<Handler>, std::decay_t<Fn>>;
