@@ -494,17 +494,26 @@ class session {
                         }
                     }
                 }
-                co_await pin();
             }
-            struct unpin {
-                session* self;
-                ~unpin() { self->unpin_if_idle(); }
-            } guard{this};
-            co_return co_await op<R>(detail::by_ref<R>(fn), asio::use_awaitable);
+            co_return co_await on_checked_out<R>(fn);
         } catch (const boost::system::system_error& e) {
             detail::rethrow_if_aborted(e);
             throw;
         }
+    }
+    /// on_connection() once no connection was idle: fn on the connection
+    /// the session holds, or else on one it checks out here in turn (and
+    /// gives back afterwards unless fn left it inside a transaction).
+    template <class R, class Fn>
+    asio::awaitable<R> on_checked_out(Fn& fn) {
+        if (pc_ == nullptr) {
+            co_await pin();
+        }
+        struct unpin {
+            session* self;
+            ~unpin() { self->unpin_if_idle(); }
+        } guard{this};
+        co_return co_await op<R>(detail::by_ref<R>(fn), asio::use_awaitable);
     }
 
     /// A connection that a late-bound statement left inside a transaction
@@ -565,9 +574,12 @@ class session {
                 try {
                     // finish() may throw too (a row that does not map): neither
                     // BUSY nor needs_writer, so it is rethrown below.
-                    if (pc_ == nullptr) {
-                        // on_connection()'s first step, here: one coroutine
-                        // frame less for nearly every statement.
+                    if (pc_ != nullptr) {
+                        co_return finish(co_await attempt());
+                    }
+                    // on_connection()'s first step, here: one coroutine
+                    // frame less for nearly every statement.
+                    {
                         detail::late_binding late;
                         adopt_pinned guard{this, &late};
                         R value = co_await detail::async_run_late<R>(
@@ -576,7 +588,9 @@ class session {
                             co_return finish(std::move(value));
                         }
                     }
-                    co_return finish(co_await attempt());
+                    // Nothing was idle: check one out in turn (no second
+                    // late-bound job).
+                    co_return finish(co_await on_checked_out<R>(fn));
                 } catch (const error& e) {
                     if (primary_code(e.code()) == errc::busy) {
                         busy = std::current_exception();

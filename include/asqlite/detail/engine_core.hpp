@@ -10,7 +10,6 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/execution/context.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/prefer.hpp>
 #include <boost/asio/query.hpp>
@@ -206,26 +205,6 @@ const void* context_of(const Executor& ex) {
     }
 }
 
-/// asio::dispatch(ex, f), minus its type erasure when `ex` is a plain
-/// io_context executor (work-tracked) and this thread runs that io_context:
-/// f runs at once, as dispatch would run it, without being wrapped into an
-/// allocated executor_function and a full fence first. That is the common
-/// case: a completion the blocking pool's inbox delivers on the io thread.
-template <class Executor, class F>
-void dispatch_here(Executor ex, F&& f) {
-    if constexpr (std::is_same_v<Executor, asio::any_io_executor>) {
-        using tracked_io =
-            std::decay_t<decltype(asio::prefer(std::declval<asio::io_context::executor_type>(),
-                                               asio::execution::outstanding_work.tracked))>;
-        if (const tracked_io* io = ex.template target<tracked_io>();
-            io != nullptr && io->running_in_this_thread()) {
-            std::forward<F>(f)();
-            return;  // ex, and the work it tracks, ends after f, as with dispatch
-        }
-    }
-    asio::dispatch(std::move(ex), std::forward<F>(f));
-}
-
 /// Completes `handler` on its executor `ex` (work-tracked), never inline,
 /// clearing its cancellation slot first so no stale cancellation handler
 /// survives. Executors that cannot be posted to directly (the type-erased
@@ -249,7 +228,7 @@ void complete_on(const asio::any_io_executor& io, Executor ex, Handler&& handler
         // this thread, for a handler of that context: it runs later in the
         // same batch (still not inline), dispatched to its executor.
         blocking_pool::defer_to_drain([ex = std::move(ex), f = std::move(invoke)]() mutable {
-            dispatch_here(std::move(ex), std::move(f));
+            asio::dispatch(std::move(ex), std::move(f));
         });
         return;
     }
@@ -284,7 +263,7 @@ void deliver_on(blocking_pool& pool, Executor ex, Handler&& handler, Args&&... a
     }
     pool.deliver([ex = std::move(ex), h = std::forward<Handler>(handler),
                   ... a = std::forward<Args>(args)]() mutable {
-        dispatch_here(std::move(ex), [h = std::move(h), ... a = std::move(a)]() mutable {
+        asio::dispatch(std::move(ex), [h = std::move(h), ... a = std::move(a)]() mutable {
             auto slot = asio::get_associated_cancellation_slot(h);
             if (slot.is_connected()) {
                 slot.clear();
