@@ -306,11 +306,15 @@ asio::awaitable<void> transaction::commit() {
         struct forget_given_back {
             transaction* self;
             std::optional<detail::late_binding>* back;
-            ~forget_given_back() {
-                if (*back && (*back)->released) {
-                    self->writer_.pc_ = nullptr;
+            // Whether the worker gave the writer back (then it is forgotten).
+            bool operator()() const noexcept {
+                const bool released = *back && (*back)->released;
+                if (released) {
+                    self->writer_.pc_ = nullptr;  // not ours to touch any more
                 }
+                return released;
             }
+            ~forget_given_back() { (*this)(); }
         } forget{this, &back};
         auto attempt = [&] {
             detail::late_binding* b = nullptr;
@@ -357,9 +361,7 @@ asio::awaitable<void> transaction::commit() {
                 failure = std::current_exception();
             }
         }
-        if (back && back->released) {
-            writer_.pc_ = nullptr;  // the worker has given it back: not ours to touch
-        } else if (failure && !writer_.valid() && pc->in_transaction) {
+        if (!forget() && failure && !writer_.valid() && pc->in_transaction) {
             pc->pending_rollback = true;  // on the session's connection, before its next use
         }
         writer_ = session{};  // the writer lane is free; its release rolls back what is left
