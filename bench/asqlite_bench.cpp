@@ -42,6 +42,7 @@
 #include "asqlite/async_engine.hpp"
 #include "asqlite/engine.hpp"
 #include "asqlite/file_info.hpp"
+#include "asqlite/sqlite_config.hpp"
 #include "stress.hpp"
 
 namespace {
@@ -75,7 +76,8 @@ struct bench_options {
     std::string db;  // empty: a fresh temporary file
     std::string journal = "wal";
     std::string synchronous = "normal";
-    std::uint64_t mmap_size = 0;  // > 0: PRAGMA mmap_size on every connection
+    std::uint64_t mmap_size = 0;     // > 0: PRAGMA mmap_size on every connection
+    bool memory_statistics = false;  // SQLite's, for the whole process (both sides)
     bool json = false;
 };
 
@@ -105,6 +107,10 @@ statements) on the same database, and prints both side by side.
   --synchronous S   off | normal | full | extra (normal)
   --mmap BYTES      PRAGMA mmap_size on every connection of both sides
                     (default 0: off, SQLite's default)
+  --memory-statistics on|off
+                    SQLite's memory statistics, process-wide, so for both
+                    sides (default off, as asqlite::configure_sqlite() sets
+                    them; on is SQLite's default)
   --json            machine-readable results on stdout instead of the table
   --stress S [--db PATH]
                     instead of the comparison: 64 writers + 64 readers for S
@@ -216,6 +222,8 @@ bench_options parse_options(int argc, char** argv) {
             o.synchronous = one_of(arg, value, {"off", "normal", "full", "extra"});
         } else if (arg == "--mmap") {
             o.mmap_size = parse_number<std::uint64_t>(arg, value, 0, std::uint64_t{1} << 40);
+        } else if (arg == "--memory-statistics") {
+            o.memory_statistics = one_of(arg, value, {"on", "off"}) == "on";
         } else {
             bad_option(fmt::format("unknown option '{}'", arg));
         }
@@ -1019,12 +1027,13 @@ bool overhead_targeted(workload w) {
 void print_table(const bench_options& o, const std::string& path, std::size_t threads,
                  const std::vector<workload_result>& results) {
     fmt::print(
-        "asqlite-bench: {} rows in {} (journal {}, synchronous {}{})\n"
+        "asqlite-bench: {} rows in {} (journal {}, synchronous {}{}{})\n"
         "asqlite: {} coroutines, pool {}, {} blocking threads, {} io thread(s); "
         "raw: 1 thread, 1 connection; raw-split: the same, reads on a 2nd connection\n",
         o.rows, path, o.journal, o.synchronous,
-        o.mmap_size > 0 ? fmt::format(", mmap_size {}", o.mmap_size) : std::string(), o.concurrency,
-        o.pool_size, threads, o.io_threads);
+        o.mmap_size > 0 ? fmt::format(", mmap_size {}", o.mmap_size) : std::string(),
+        o.memory_statistics ? ", SQLite memory statistics on" : "", o.concurrency, o.pool_size,
+        threads, o.io_threads);
     fmt::print("{}; {} repetition(s), figures are medians\n\n",
                o.seconds > 0 ? fmt::format("{} s per workload and side", o.seconds)
                              : fmt::format("{} ops per workload and side", o.ops),
@@ -1093,13 +1102,14 @@ void print_json(const bench_options& o, const std::string& path, std::size_t thr
                 const std::vector<workload_result>& results) {
     fmt::print(
         "{{\"config\": {{\"rows\": {}, \"db\": \"{}\", \"journal\": \"{}\", \"synchronous\": "
-        "\"{}\", \"mmap_size\": {}, \"concurrency\": {}, \"pool_size\": {}, \"threads\": {}, "
+        "\"{}\", \"mmap_size\": {}, \"memory_statistics\": {}, \"concurrency\": {}, \"pool_size\": "
+        "{}, \"threads\": {}, "
         "\"io_threads\": {}, "
         "\"ops\": {}, \"seconds\": {}, \"repeat\": {}, \"hardware_threads\": {}}},\n"
         " \"workloads\": [",
-        o.rows, json_escape(path), o.journal, o.synchronous, o.mmap_size, o.concurrency,
-        o.pool_size, threads, o.io_threads, o.seconds > 0 ? 0 : o.ops, o.seconds, o.repeat,
-        std::thread::hardware_concurrency());
+        o.rows, json_escape(path), o.journal, o.synchronous, o.mmap_size, o.memory_statistics,
+        o.concurrency, o.pool_size, threads, o.io_threads, o.seconds > 0 ? 0 : o.ops, o.seconds,
+        o.repeat, std::thread::hardware_concurrency());
     bool first = true;
     for (const auto& w : results) {
         std::vector<std::string> reps;
@@ -1290,6 +1300,7 @@ int main(int argc, char** argv) {
             if (own_db) {
                 tmp.emplace();
             }
+            asqlite::configure_sqlite();
             return asqlite::bench::run_stress(own_db ? tmp->path() : std::string(argv[4]), seconds,
                                               64, 64);
         } catch (const std::invalid_argument&) {
@@ -1302,6 +1313,8 @@ int main(int argc, char** argv) {
     }
     const bench_options options = parse_options(argc, argv);
     try {
+        // Before SQLite is first used; applies to both sides alike.
+        asqlite::configure_sqlite({.memory_statistics = options.memory_statistics});
         return run(options);
     } catch (const std::exception& e) {
         fmt::print(stderr, "asqlite-bench: {}\n", e.what());

@@ -31,6 +31,7 @@
 #include "asqlite/async_engine.hpp"
 #include "asqlite/engine.hpp"
 #include "asqlite/logger.hpp"
+#include "asqlite/sqlite_config.hpp"
 #include "routes.hpp"
 #include "server.hpp"
 
@@ -127,6 +128,8 @@ config parse_config(int argc, char** argv) {
 }
 
 int run(const config& cfg) {
+    // Process-wide SQLite settings: before the first connection opens.
+    asqlite::configure_sqlite();
     auto& log = asqlite::logger::global();
     auto options = asqlite::engine_options::from_env();  // SQLITE_DB_PATH, ASQLITE_*
     if (cfg.db) {

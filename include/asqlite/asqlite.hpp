@@ -12,5 +12,6 @@
 #include "asqlite/row.hpp"
 #include "asqlite/schema.hpp"
 #include "asqlite/session.hpp"
+#include "asqlite/sqlite_config.hpp"
 #include "asqlite/statement.hpp"
 #include "asqlite/value.hpp"
