@@ -551,46 +551,55 @@ class session {
     /// A statement's way: the open transaction's connection; else the read
     /// connection, moving to the writer lane when the statement writes.
     /// fn(connection&) returns an R on the blocking pool; finish(R) makes
-    /// the result here, while the connection is still this operation's.
+    /// the result here, once the statement is done (a row read's snapshot
+    /// lives in fn, in this frame, until then).
+    ///
+    /// Every way ends in the one finish() call at the bottom. Each call
+    /// site's result would get a slot of its own in the coroutine frame
+    /// (GCC 12 does not share them), and a frame over 1,020 bytes is never
+    /// recycled by Asio's per-thread cache of frames (it records sizes in
+    /// one byte of 4-byte chunks): five calls made a 2,112-byte frame,
+    /// allocated with memalign and freed again on every statement.
     template <class R, class Fn, class Finish = std::identity>
     asio::awaitable<std::remove_cvref_t<std::invoke_result_t<Finish&, R>>> routed(
         std::string_view sql, Fn fn, Finish finish = {}) {
         check_usable();
+        std::optional<R> value;
         try {
+            detail::engine_core* lane = core_->writer_lane();
             if (open_tx() != nullptr) {
                 // By reference: fn lives in this frame (a row read's snapshot is
                 // in it, and must outlive the job).
-                co_return finish(co_await in_open_transaction<R>(fn, sql));
-            }
-            detail::engine_core* lane = core_->writer_lane();
-            // A connection held here is inside a transaction begun by SQL: every
-            // statement runs in it (a write there fails; it never escapes to
-            // the writer in autocommit).
-            if (lane == nullptr || pc_ != nullptr || !core_->known_write(sql)) {
+                value.emplace(co_await in_open_transaction<R>(fn, sql));
+            } else if (lane == nullptr || pc_ != nullptr || !core_->known_write(sql)) {
+                // A connection held here is inside a transaction begun by SQL:
+                // every statement runs in it (a write there fails; it never
+                // escapes to the writer in autocommit).
                 // The first attempt straight away (no retry frame on the common
                 // path); BUSY falls back to the retry loop, a write to the writer.
                 auto attempt = [&] { return on_connection<R>(fn); };
                 std::exception_ptr busy;
                 try {
-                    // finish() may throw too (a row that does not map): neither
-                    // BUSY nor needs_writer, so it is rethrown below.
                     if (pc_ != nullptr) {
-                        co_return finish(co_await attempt());
-                    }
-                    // on_connection()'s first step, here: one coroutine
-                    // frame less for nearly every statement.
-                    {
-                        detail::late_binding late;
-                        adopt_pinned guard{this, &late};
-                        R value = co_await detail::async_run_late<R>(
-                            core_.get(), &late, detail::by_ref<R>(fn), asio::use_awaitable);
-                        if (!late.no_connection) {
-                            co_return finish(std::move(value));
+                        value.emplace(co_await attempt());
+                    } else {
+                        // on_connection()'s first step, here: one coroutine
+                        // frame less for nearly every statement.
+                        {
+                            detail::late_binding late;
+                            adopt_pinned guard{this, &late};
+                            R v = co_await detail::async_run_late<R>(
+                                core_.get(), &late, detail::by_ref<R>(fn), asio::use_awaitable);
+                            if (!late.no_connection) {
+                                value.emplace(std::move(v));
+                            }
+                        }
+                        if (!value) {
+                            // Nothing was idle: check one out in turn (no
+                            // second late-bound job).
+                            value.emplace(co_await on_checked_out<R>(fn));
                         }
                     }
-                    // Nothing was idle: check one out in turn (no second
-                    // late-bound job).
-                    co_return finish(co_await on_checked_out<R>(fn));
                 } catch (const error& e) {
                     if (primary_code(e.code()) == errc::busy) {
                         busy = std::current_exception();
@@ -599,37 +608,43 @@ class session {
                     }
                 }
                 if (busy) {
-                    co_return finish(co_await detail::retry_busy(*core_, attempt, std::move(busy)));
+                    value.emplace(co_await detail::retry_busy(*core_, attempt, std::move(busy)));
+                } else if (!value) {
+                    core_->remember_write(sql);  // it needs the writer
                 }
-                core_->remember_write(sql);
             }
-            // The statement waits for the writer in its job, and the writer goes
-            // back on the worker: the next writer's job can follow at once.
-            // A statement that leaves it inside a transaction (BEGIN
-            // IMMEDIATE) makes that the session's transaction.
-            std::optional<detail::late_binding> late;
-            struct keep_if_begun {
-                session* self;
-                std::optional<detail::late_binding>* late;
-                detail::engine_core* lane;
-                ~keep_if_begun() {
-                    if (*late && (*late)->pinned != nullptr) {
-                        self->keep_sql_transaction(std::exchange((*late)->pinned, nullptr), lane);
+            if (!value) {
+                // The statement waits for the writer in its job, and the writer
+                // goes back on the worker: the next writer's job can follow at
+                // once. A statement that leaves it inside a transaction (BEGIN
+                // IMMEDIATE) makes that the session's transaction.
+                std::optional<detail::late_binding> late;
+                struct keep_if_begun {
+                    session* self;
+                    std::optional<detail::late_binding>* late;
+                    detail::engine_core* lane;
+                    ~keep_if_begun() {
+                        if (*late && (*late)->pinned != nullptr) {
+                            self->keep_sql_transaction(std::exchange((*late)->pinned, nullptr),
+                                                       lane);
+                        }
                     }
-                }
-            } keep{this, &late, lane};
-            co_return finish(co_await detail::retry_busy(*lane, [&] {
-                if (late && late->pinned != nullptr) {  // (a failed attempt's: not kept)
-                    lane->release(std::exchange(late->pinned, nullptr));
-                }
-                late.emplace();
-                return detail::async_run_on_lane<R>(lane, &*late, detail::by_ref<R>(fn),
-                                                    asio::use_awaitable);
-            }));
+                } keep{this, &late, lane};
+                value.emplace(co_await detail::retry_busy(*lane, [&] {
+                    if (late && late->pinned != nullptr) {  // (a failed attempt's: not kept)
+                        lane->release(std::exchange(late->pinned, nullptr));
+                    }
+                    late.emplace();
+                    return detail::async_run_on_lane<R>(lane, &*late, detail::by_ref<R>(fn),
+                                                        asio::use_awaitable);
+                }));
+            }
         } catch (const boost::system::system_error& e) {
             detail::rethrow_if_aborted(e);
             throw;
         }
+        // finish() may throw too (a row that does not map).
+        co_return finish(std::move(*value));
     }
 
     std::shared_ptr<detail::engine_core> core_;
