@@ -128,20 +128,38 @@ void statement::bind_double(int index, double v) {
 }
 
 void statement::bind_text(int index, std::string_view v) {
-    check_bind(
-        sqlite3_bind_text64(stmt_, index + 1, v.data(), v.size(), SQLITE_TRANSIENT, SQLITE_UTF8),
-        index);
+    bind_text(index, v, false);
 }
 
 void statement::bind_blob(int index, std::span<const std::byte> v) {
-    // A zero-length span may have a null data(); SQLite would bind NULL then.
-    static const std::byte empty{};
-    check_bind(sqlite3_bind_blob64(stmt_, index + 1, v.empty() ? &empty : v.data(), v.size(),
-                                   SQLITE_TRANSIENT),
-               index);
+    bind_blob(index, v, false);
 }
 
 void statement::bind_value(int index, const value& v) {
+    bind_value(index, v, false);
+}
+
+namespace {
+sqlite3_destructor_type lifetime(bool borrow) {
+    return borrow ? SQLITE_STATIC : SQLITE_TRANSIENT;
+}
+}  // namespace
+
+void statement::bind_text(int index, std::string_view v, bool borrow) {
+    check_bind(
+        sqlite3_bind_text64(stmt_, index + 1, v.data(), v.size(), lifetime(borrow), SQLITE_UTF8),
+        index);
+}
+
+void statement::bind_blob(int index, std::span<const std::byte> v, bool borrow) {
+    // A zero-length span may have a null data(); SQLite would bind NULL then.
+    static const std::byte empty{};
+    check_bind(sqlite3_bind_blob64(stmt_, index + 1, v.empty() ? &empty : v.data(), v.size(),
+                                   lifetime(borrow)),
+               index);
+}
+
+void statement::bind_value(int index, const value& v, bool borrow) {
     switch (v.type()) {
         case value_type::null:
             bind_null(index);
@@ -153,10 +171,10 @@ void statement::bind_value(int index, const value& v) {
             bind_double(index, v.real());
             break;
         case value_type::text:
-            bind_text(index, v.text());
+            bind_text(index, v.text(), borrow);
             break;
         case value_type::blob:
-            bind_blob(index, v.bytes());
+            bind_blob(index, v.bytes(), borrow);
             break;
     }
 }

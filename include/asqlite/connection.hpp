@@ -145,7 +145,7 @@ class connection {
             sql,
             [&] {
                 auto lease = prepare_cached(sql);
-                lease->bind_all(params...);
+                lease->bind_all_borrowed(params...);
                 return collect(*lease);
             },
             params...);
@@ -163,7 +163,7 @@ class connection {
             sql,
             [&] {
                 auto lease = prepare_cached(sql);
-                lease->bind_all(params...);
+                lease->bind_all_borrowed(params...);
                 // Columns are read after the first step, which re-prepares a cached
                 // statement whose schema changed, and even when no row comes back,
                 // so a target that cannot map always fails.
@@ -230,7 +230,7 @@ class connection {
             sql,
             [&]() -> T {
                 auto lease = prepare_cached(sql);
-                lease->bind_all(params...);
+                lease->bind_all_borrowed(params...);
                 if (!lease->step()) {
                     if constexpr (detail::is_optional<T>::value) {
                         return std::nullopt;
@@ -298,7 +298,7 @@ class connection {
             sql,
             [&] {
                 auto lease = prepare_cached(sql);
-                lease->bind_all(params...);
+                lease->bind_all_borrowed(params...);
                 const bool has_row = lease->step();
                 auto out = read(*lease, has_row);
                 if (has_row && lease->step()) {

@@ -51,36 +51,11 @@ class statement {
     /// (":id", "@id", "$id") or not ("id"). Throws errc::unknown_parameter.
     int parameter_index(std::string_view name) const;
 
+    /// Binds v to parameter `index`. Text and blobs are copied by SQLite
+    /// (SQLITE_TRANSIENT): v may go away right after the call.
     template <bindable T>
     statement& bind(int index, const T& v) {
-        if constexpr (std::same_as<T, std::nullptr_t> || std::same_as<T, std::nullopt_t>) {
-            bind_null(index);
-        } else if constexpr (detail::is_optional<T>::value) {
-            if (v) {
-                bind(index, *v);
-            } else {
-                bind_null(index);
-            }
-        } else if constexpr (std::same_as<T, bool>) {
-            bind_int64(index, v ? 1 : 0);
-        } else if constexpr (std::is_enum_v<T>) {
-            bind(index, static_cast<std::underlying_type_t<T>>(v));
-        } else if constexpr (std::integral<T>) {
-            if (!std::in_range<std::int64_t>(v)) {
-                range_error(index, std::to_string(v));
-            }
-            bind_int64(index, static_cast<std::int64_t>(v));
-        } else if constexpr (std::floating_point<T>) {
-            bind_double(index, static_cast<double>(v));
-        } else if constexpr (std::same_as<T, timestamp>) {
-            bind_text(index, format_timestamp(v));
-        } else if constexpr (std::same_as<T, value>) {
-            bind_value(index, v);
-        } else if constexpr (std::convertible_to<T, std::string_view>) {
-            bind_text(index, std::string_view(v));
-        } else {
-            bind_blob(index, std::span<const std::byte>(v));
-        }
+        bind_one(index, v, false);
         return *this;
     }
 
@@ -96,6 +71,19 @@ class statement {
         check_parameter_count(static_cast<int>(sizeof...(P)));
         int i = 0;
         (bind(i++, params), ...);
+        return *this;
+    }
+    /// As bind_all(), but text and blobs are borrowed, not copied (SQLite's
+    /// SQLITE_STATIC): each must stay alive and unchanged until the
+    /// statement is reset and its bindings are cleared or replaced. The
+    /// connection's own calls bind this way, since their arguments outlive
+    /// the statement lease, whose end resets the statement and clears them;
+    /// it saves SQLite a copy (an allocation) of every text argument.
+    template <bindable... P>
+    statement& bind_all_borrowed(const P&... params) {
+        check_parameter_count(static_cast<int>(sizeof...(P)));
+        int i = 0;
+        (bind_one(i++, params, true), ...);
         return *this;
     }
 
@@ -151,6 +139,40 @@ class statement {
     layout_key layout() const noexcept;
 
   private:
+    template <bindable T>
+    void bind_one(int index, const T& v, bool borrow) {
+        if constexpr (std::same_as<T, std::nullptr_t> || std::same_as<T, std::nullopt_t>) {
+            bind_null(index);
+        } else if constexpr (detail::is_optional<T>::value) {
+            if (v) {
+                bind_one(index, *v, borrow);
+            } else {
+                bind_null(index);
+            }
+        } else if constexpr (std::same_as<T, bool>) {
+            bind_int64(index, v ? 1 : 0);
+        } else if constexpr (std::is_enum_v<T>) {
+            bind_one(index, static_cast<std::underlying_type_t<T>>(v), borrow);
+        } else if constexpr (std::integral<T>) {
+            if (!std::in_range<std::int64_t>(v)) {
+                range_error(index, std::to_string(v));
+            }
+            bind_int64(index, static_cast<std::int64_t>(v));
+        } else if constexpr (std::floating_point<T>) {
+            bind_double(index, static_cast<double>(v));
+        } else if constexpr (std::same_as<T, timestamp>) {
+            bind_text(index, format_timestamp(v));  // a temporary: always copied
+        } else if constexpr (std::same_as<T, value>) {
+            bind_value(index, v, borrow);
+        } else if constexpr (std::convertible_to<T, std::string_view>) {
+            bind_text(index, std::string_view(v), borrow);
+        } else {
+            bind_blob(index, std::span<const std::byte>(v), borrow);
+        }
+    }
+    void bind_text(int index, std::string_view v, bool borrow);
+    void bind_blob(int index, std::span<const std::byte> v, bool borrow);
+    void bind_value(int index, const value& v, bool borrow);
     void check_parameter_count(int given) const;
     void check_column(int i) const;
     void check_bind(int rc, int index);

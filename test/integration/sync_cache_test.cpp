@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
+#include <cstddef>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -116,6 +118,28 @@ TEST(StatementCache, LeaseResetsAndClearsBindings) {
     EXPECT_EQ(c.cache_hits(), 1u);
     ASSERT_TRUE(lease->step());
     EXPECT_EQ(lease->get<std::optional<int>>(0), std::nullopt);  // binding cleared
+}
+
+// The connection's own calls bind their arguments without a copy: the lease
+// must let go of them when it ends, before the caller's strings do. A
+// binding left behind would point into freed memory (ASan reads it here).
+TEST(StatementCache, TheConnectionsCallsLeaveNoBorrowedArgumentBehind) {
+    connection c(":memory:");
+    c.exec("CREATE TABLE t(s TEXT, b BLOB)");
+    const std::string sql = "INSERT INTO t VALUES (?, ?)";
+    {
+        const std::string text(100, 'q');
+        const std::vector<std::byte> bytes(50, std::byte{7});
+        c.execute(sql, text, bytes);
+    }
+    EXPECT_EQ(c.scalar<std::string>("SELECT s FROM t"), std::string(100, 'q'));
+    auto lease = c.prepare_cached(sql);
+    EXPECT_EQ(c.cache_hits(), 1u);
+    char* expanded = sqlite3_expanded_sql(lease->native_handle());
+    ASSERT_NE(expanded, nullptr);
+    const std::string shown(expanded);
+    sqlite3_free(expanded);
+    EXPECT_EQ(shown, "INSERT INTO t VALUES (NULL, NULL)");
 }
 
 TEST(StatementCache, NestedUseOfTheSameSql) {

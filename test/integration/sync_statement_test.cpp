@@ -240,6 +240,36 @@ TEST_F(Statement, BindsText) {
     EXPECT_EQ(round(std::string("h\xC3\xA9llo")), p("text", "'h\xC3\xA9llo'"));
 }
 
+// bind() copies: what the caller does to its string afterwards does not
+// reach the statement. bind_all_borrowed() reads the caller's bytes when the
+// statement runs (SQLITE_STATIC), which is its documented contract.
+TEST_F(Statement, BindCopiesTextAndBlobsBindAllBorrowedDoesNot) {
+    std::string text = "abc";
+    std::vector<std::byte> bytes = {std::byte{1}, std::byte{2}};
+    auto copied = c.prepare("SELECT ?1, quote(?2)");
+    copied.bind(0, text).bind(1, bytes);
+    auto borrowed = c.prepare("SELECT ?1, quote(?2)");
+    borrowed.bind_all_borrowed(text, bytes);
+    text[0] = 'X';
+    bytes[0] = std::byte{0xEE};
+    ASSERT_TRUE(copied.step());
+    EXPECT_EQ(copied.get<std::string>(0), "abc");
+    EXPECT_EQ(copied.get<std::string>(1), "X'0102'");
+    ASSERT_TRUE(borrowed.step());
+    EXPECT_EQ(borrowed.get<std::string>(0), "Xbc");
+    EXPECT_EQ(borrowed.get<std::string>(1), "X'EE02'");
+}
+
+TEST_F(Statement, BindAllBorrowedCopiesTimestampsAndChecksTheCount) {
+    const asqlite::timestamp t = sys_days{2024y / March / 5} + 13h;
+    auto s = c.prepare("SELECT ?1");
+    s.bind_all_borrowed(t);  // formatted into a temporary: copied, never borrowed
+    ASSERT_TRUE(s.step());
+    EXPECT_EQ(s.get<std::string>(0), "2024-03-05 13:00:00");
+    EXPECT_TRUE(fails_with([&] { c.prepare("SELECT ?1, ?2").bind_all_borrowed(1); },
+                           make_error_code(errc::parameter_count_mismatch), {"2 parameters"}));
+}
+
 TEST_F(Statement, TextKeepsEmbeddedNul) {
     const std::string with_nul("a\0b", 3);
     auto s = c.prepare("SELECT length(CAST(?1 AS BLOB)), ?1");
