@@ -743,6 +743,7 @@ async_engine::async_engine(asio::any_io_executor executor, engine_options option
     options.validate();
     detail::blocking_pool_options po;
     po.threads = detail::thread_count(options);
+    po.max_hold = options.completion_hold;
     auto threads = std::make_shared<detail::blocking_pool>(executor, po);
     auto core = detail::make_lanes(std::move(executor), options, threads);
     parts_ = std::make_unique<detail::engine_parts>(

@@ -26,14 +26,15 @@ std::size_t parse_count(std::string_view name, std::string_view text, bool allow
     return v;
 }
 
-std::chrono::milliseconds parse_seconds(std::string_view name, std::string_view text) {
+template <class Duration = std::chrono::milliseconds>
+Duration parse_seconds(std::string_view name, std::string_view text) {
     double v = 0;
     const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
     if (text.empty() || ec != std::errc{} || ptr != text.data() + text.size() ||
         !std::isfinite(v) || v < 0 || v > 1e9) {
         bad_env(name, text, "a non-negative number of seconds");
     }
-    return std::chrono::milliseconds{static_cast<std::int64_t>(std::llround(v * 1000.0))};
+    return std::chrono::round<Duration>(std::chrono::duration<double>(v));
 }
 
 bool parse_bool(std::string_view name, std::string_view text) {
@@ -151,6 +152,9 @@ engine_options engine_options::from_env() {
     if (const char* v = env("ASQLITE_THREADS")) {
         o.threads = parse_count("ASQLITE_THREADS", v, true);  // 0: hardware concurrency
     }
+    if (const char* v = env("ASQLITE_COMPLETION_HOLD")) {
+        o.completion_hold = parse_seconds<std::chrono::microseconds>("ASQLITE_COMPLETION_HOLD", v);
+    }
     return o;
 }
 
@@ -162,8 +166,13 @@ void engine_options::validate() const {
     if (pool_size == 0) {
         fail("pool_size must be at least 1");
     }
-    if (pool_timeout.count() < 0 || pool_recycle.count() < 0 || busy_timeout.count() < 0) {
+    if (pool_timeout.count() < 0 || pool_recycle.count() < 0 || busy_timeout.count() < 0 ||
+        completion_hold.count() < 0) {
         fail("durations must not be negative");
+    }
+    if (completion_hold > std::chrono::seconds{1}) {
+        fail(fmt::format("completion_hold is {} us: at most one second (1000000 us)",
+                         completion_hold.count()));
     }
     if (busy_timeout.count() > std::numeric_limits<int>::max()) {
         fail("busy_timeout is too large");

@@ -44,6 +44,17 @@ struct engine_options {
     /// those are stuck in long statements.
     std::size_t threads = 0;
 
+    /// How long a finished statement's completion may wait in the blocking
+    /// pool's inbox while the worker goes on with the jobs queued behind it,
+    /// so that one wake-up of the io thread hands back a batch. Completions
+    /// go back at once when the queue runs dry (an idle engine answers
+    /// without delay) and as soon as as many wait as jobs remain queued;
+    /// this bounds the wait in a busy one, also while a long statement runs
+    /// (SQLite's progress handler checks it). Zero: no completion waits for
+    /// the jobs behind it (more wake-ups of the io thread, more CPU per
+    /// statement). At most one second.
+    std::chrono::microseconds completion_hold{200};
+
     /// Called on every new connection (on a blocking-pool thread for the
     /// async engine) before it is used: register functions, extra pragmas.
     std::function<void(connection&)> on_connect;

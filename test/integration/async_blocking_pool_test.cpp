@@ -384,6 +384,76 @@ TEST(BlockingPool, AHandlerOnAnotherContextNeedsNotTheEnginesContext) {
     EXPECT_EQ(got, 42);
 }
 
+TEST(BlockingPool, TheEngineHoldsCompletionsAsLongAsConfigured) {
+    // engine_options::completion_hold reaches the pool. One blocking thread:
+    // a job that waits for `go`, then A (short), B1 (about two seconds of
+    // SQLite), then three short ones. A's completion waits in the inbox
+    // (fewer completions than jobs queued) until the oldest has waited the
+    // hold, which SQLite's progress handler checks while B1 runs: A
+    // completes about 400 ms after `go`, long before B1 ends. With the
+    // default hold (200 us) it would complete at once.
+    test::temp_dir dir;
+    engine_options o;
+    o.path = dir.file("hold.db");
+    o.pool_size = 3;
+    o.threads = 1;
+    o.completion_hold = 400ms;
+    asio::io_context io;
+    auto db = create_async_engine(io.get_executor(), o);
+    using clock = std::chrono::steady_clock;
+    std::atomic<bool> go{false};
+    std::atomic<clock::time_point::rep> go_at{0};
+    clock::time_point a_done{};
+    clock::time_point b1_done{};
+    std::exception_ptr failure;
+    auto spawn = [&](auto body) {
+        asio::co_spawn(io, std::move(body), [&](std::exception_ptr ep) {
+            if (ep) {
+                failure = ep;
+            }
+        });
+    };
+    spawn([&]() -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        co_await s.run([&](connection&) {
+            while (!go.load()) {
+                std::this_thread::yield();
+            }
+            go_at = clock::now().time_since_epoch().count();
+        });
+    });
+    spawn([&]() -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        co_await s.scalar<int>("SELECT 1");
+        a_done = clock::now();
+    });
+    spawn([&]() -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        co_await s.scalar<std::int64_t>(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 6000000) "
+            "SELECT count(*) FROM c");
+        b1_done = clock::now();
+    });
+    for (int i = 0; i < 3; ++i) {
+        spawn([&]() -> asio::awaitable<void> {
+            auto s = co_await db.session();
+            co_await s.scalar<int>("SELECT 2");
+        });
+    }
+    std::thread starter([&] {
+        std::this_thread::sleep_for(200ms);  // every job is queued by now
+        go = true;
+    });
+    io.run_for(60s);
+    starter.join();
+    ASSERT_FALSE(failure);
+    const clock::time_point started{clock::duration{go_at.load()}};
+    ASSERT_NE(a_done, clock::time_point{});
+    ASSERT_NE(b1_done, clock::time_point{});
+    EXPECT_GE(a_done - started, 350ms) << "the completion was not held for completion_hold";
+    EXPECT_LT(a_done, b1_done) << "the completion waited for the long statement to end";
+}
+
 TEST(BlockingPool, WorkDeferredFromACompletionRunsLaterInTheSameBatch) {
     // A completion run by the inbox may queue follow-up work for the same
     // io_context (a released connection for the next waiter): it runs after

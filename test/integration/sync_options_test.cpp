@@ -44,6 +44,7 @@ TEST_F(Options, DefaultsMatchTheSeed) {
     EXPECT_EQ(o.busy_timeout, 5s);
     EXPECT_EQ(o.statement_cache_size, 100u);
     EXPECT_EQ(o.threads, 0u);
+    EXPECT_EQ(o.completion_hold, 200us);
     EXPECT_NO_THROW(o.validate());
 }
 
@@ -99,6 +100,7 @@ TEST_F(Options, FromEnvReadsEveryVariable) {
     env.set("ASQLITE_BUSY_TIMEOUT", "0.25");
     env.set("ASQLITE_STATEMENT_CACHE_SIZE", "0");
     env.set("ASQLITE_THREADS", "3");
+    env.set("ASQLITE_COMPLETION_HOLD", "0.00005");
     const auto o = engine_options::from_env();
     EXPECT_EQ(o.path, "/data/x.db");
     EXPECT_EQ(o.pool_size, 4u);
@@ -113,6 +115,7 @@ TEST_F(Options, FromEnvReadsEveryVariable) {
     EXPECT_EQ(o.busy_timeout, 250ms);
     EXPECT_EQ(o.statement_cache_size, 0u);
     EXPECT_EQ(o.threads, 3u);
+    EXPECT_EQ(o.completion_hold, 50us);
     EXPECT_NO_THROW(o.validate());
 }
 
@@ -175,7 +178,9 @@ INSTANTIATE_TEST_SUITE_P(
         bad_env_case{"ASQLITE_SYNCHRONOUS", "sometimes"},
         bad_env_case{"ASQLITE_FOREIGN_KEYS", "enabled"},
         bad_env_case{"ASQLITE_BUSY_TIMEOUT", "forever"},
-        bad_env_case{"ASQLITE_STATEMENT_CACHE_SIZE", "-5"}, bad_env_case{"ASQLITE_THREADS", "-1"}),
+        bad_env_case{"ASQLITE_STATEMENT_CACHE_SIZE", "-5"}, bad_env_case{"ASQLITE_THREADS", "-1"},
+        bad_env_case{"ASQLITE_COMPLETION_HOLD", "-0.1"},
+        bad_env_case{"ASQLITE_COMPLETION_HOLD", "200us"}),
     [](const ::testing::TestParamInfo<bad_env_case>& info) {
         std::string name = std::string(info.param.name) + "_" + std::to_string(info.index);
         for (char& ch : name) {
@@ -203,6 +208,14 @@ TEST_F(Options, ValidateRejectsUnusableValues) {
     o = {};
     o.synchronous = "NORMAL";  // the env parser lower-cases; the struct takes SQLite's spelling
     EXPECT_TRUE(fails_with([&] { o.validate(); }, errc::invalid_option, {"'NORMAL'"}));
+    o = {};
+    o.completion_hold = -1us;
+    EXPECT_TRUE(fails_with([&] { o.validate(); }, errc::invalid_option, {"negative"}));
+    o.completion_hold = 1001ms;
+    EXPECT_TRUE(fails_with([&] { o.validate(); }, errc::invalid_option,
+                           {"completion_hold", "1001000 us", "at most one second"}));
+    o.completion_hold = 1s;
+    EXPECT_NO_THROW(o.validate());
 }
 
 TEST_F(Options, EngineValidatesAtConstruction) {
