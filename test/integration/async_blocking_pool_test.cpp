@@ -357,14 +357,20 @@ TEST(BlockingPool, AJobBlockedOutsideSqliteDoesNotHoldUpTheQueue) {
     EXPECT_GE(pool->watch_wakes(), 1u);
 }
 
+/// An engine on a file in `dir` with two read connections and a writer.
+engine_options small_engine(const test::temp_dir& dir, std::size_t threads) {
+    engine_options o;
+    o.path = dir.file("engine.db");
+    o.pool_size = 3;
+    o.threads = threads;
+    return o;
+}
+
 TEST(BlockingPool, AHandlerOnAnotherContextNeedsNotTheEnginesContext) {
     // The inbox runs on the engine's executor; a coroutine on another
     // io_context must get its results even when the engine's never runs.
     test::temp_dir dir;
-    engine_options o;
-    o.path = dir.file("other.db");
-    o.pool_size = 3;
-    o.threads = 2;
+    engine_options o = small_engine(dir, 2);
     init_db(create_engine(o));
     asio::io_context engine_io;  // never run
     asio::io_context user_io;
@@ -393,10 +399,7 @@ TEST(BlockingPool, TheEngineHoldsCompletionsAsLongAsConfigured) {
     // completes about 400 ms after `go`, long before B1 ends. With the
     // default hold (200 us) it would complete at once.
     test::temp_dir dir;
-    engine_options o;
-    o.path = dir.file("hold.db");
-    o.pool_size = 3;
-    o.threads = 1;
+    engine_options o = small_engine(dir, 1);
     o.completion_hold = 400ms;
     asio::io_context io;
     auto db = create_async_engine(io.get_executor(), o);
