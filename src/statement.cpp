@@ -146,9 +146,11 @@ sqlite3_destructor_type lifetime(bool borrow) {
 }  // namespace
 
 void statement::bind_text(int index, std::string_view v, bool borrow) {
-    check_bind(
-        sqlite3_bind_text64(stmt_, index + 1, v.data(), v.size(), lifetime(borrow), SQLITE_UTF8),
-        index);
+    // An empty view may have a null data() (std::string_view{}); SQLite
+    // would bind NULL then, not ''.
+    check_bind(sqlite3_bind_text64(stmt_, index + 1, v.data() != nullptr ? v.data() : "", v.size(),
+                                   lifetime(borrow), SQLITE_UTF8),
+               index);
 }
 
 void statement::bind_blob(int index, std::span<const std::byte> v, bool borrow) {

@@ -27,7 +27,10 @@ struct sqlite_config {
 /// Throws asqlite::error with errc::misuse, and changes nothing, when SQLite
 /// was initialised before (a connection was opened, or someone called
 /// sqlite3_initialize()) and the settings were not applied by an earlier
-/// call with the same values.
+/// call with the same values; this holds for settings equal to SQLite's
+/// defaults too, since what SQLite was initialised with cannot be read
+/// back. When sqlite3_initialize() itself fails, throws with SQLite's code;
+/// the settings stay configured then, and a later call may try again.
 void configure_sqlite(const sqlite_config& config = {});
 
 }  // namespace asqlite

@@ -237,6 +237,8 @@ TEST_F(Statement, BindsText) {
     EXPECT_EQ(round(cstr), p("text", "'c-string'"));
     EXPECT_EQ(round("literal"), p("text", "'literal'"));
     EXPECT_EQ(round(std::string()), p("text", "''"));
+    EXPECT_EQ(round(std::string_view()), p("text", "''"));  // null data(): still text, not NULL
+    EXPECT_EQ(c.scalar<std::string>("SELECT typeof(?)", std::string_view()), "text");
     EXPECT_EQ(round(std::string("h\xC3\xA9llo")), p("text", "'h\xC3\xA9llo'"));
 }
 
