@@ -17,10 +17,6 @@ namespace {
 std::mutex applied_mutex;
 std::optional<sqlite_config> applied;
 
-bool same(const sqlite_config& a, const sqlite_config& b) {
-    return a.memory_statistics == b.memory_statistics;
-}
-
 [[noreturn]] void refuse(const char* why) {
     throw_error(errc::misuse,
                 fmt::format("configure_sqlite(): {}; call it first thing in main(), before "
@@ -33,7 +29,7 @@ bool same(const sqlite_config& a, const sqlite_config& b) {
 void configure_sqlite(const sqlite_config& config) {
     const std::lock_guard lock(applied_mutex);
     if (applied) {
-        if (!same(*applied, config)) {
+        if (*applied != config) {
             refuse("SQLite was already configured in this process with other settings");
         }
         return;

@@ -15,6 +15,8 @@ struct sqlite_config {
     /// allocator, so a read allocates several times). SQLite's own list of
     /// recommended compile-time options turns them off; so does asqlite.
     bool memory_statistics = false;
+
+    bool operator==(const sqlite_config&) const = default;
 };
 
 /// Applies `config` and initialises SQLite. Call it first thing in main(),

@@ -68,9 +68,7 @@ class statement {
     /// unless n equals parameter_count().
     template <bindable... P>
     statement& bind_all(const P&... params) {
-        check_parameter_count(static_cast<int>(sizeof...(P)));
-        int i = 0;
-        (bind(i++, params), ...);
+        bind_each(false, params...);
         return *this;
     }
     /// As bind_all(), but text and blobs are borrowed, not copied (SQLite's
@@ -81,9 +79,7 @@ class statement {
     /// it saves SQLite a copy (an allocation) of every text argument.
     template <bindable... P>
     statement& bind_all_borrowed(const P&... params) {
-        check_parameter_count(static_cast<int>(sizeof...(P)));
-        int i = 0;
-        (bind_one(i++, params, true), ...);
+        bind_each(true, params...);
         return *this;
     }
 
@@ -139,6 +135,12 @@ class statement {
     layout_key layout() const noexcept;
 
   private:
+    template <bindable... P>
+    void bind_each([[maybe_unused]] bool borrow, const P&... params) {
+        check_parameter_count(static_cast<int>(sizeof...(P)));
+        int i = 0;
+        (bind_one(i++, params, borrow), ...);
+    }
     template <bindable T>
     void bind_one(int index, const T& v, bool borrow) {
         if constexpr (std::same_as<T, std::nullptr_t> || std::same_as<T, std::nullopt_t>) {
