@@ -157,6 +157,7 @@ void blocking_pool::submit(blocking_job* job, bool ahead) noexcept {
         std::unique_lock lock(mutex_, std::defer_lock);
         lock_spinning(lock);
         if (!closed_) {
+            job->ahead_ = ahead;
             if (ahead) {
                 jobs_.insert_after(last_ahead_, job);
                 last_ahead_ = job;
@@ -235,12 +236,13 @@ bool blocking_pool::enough_awake(std::int64_t now) const noexcept {
     return soon >= active_ || jobs_.size <= backlog_per_thread * soon;
 }
 
-bool blocking_pool::flush_due(std::int64_t now) noexcept {
+bool blocking_pool::flush_due(std::int64_t now, bool before_short_writer) noexcept {
     if (inbox_.size == 0 || drain_pending_) {
         return false;
     }
     const std::int64_t since = held_since_.load(std::memory_order_relaxed);
-    if (jobs_.size == 0 || inbox_.size >= batch_ || inbox_.size >= jobs_.size || closed_ ||
+    const bool queue_short = jobs_.size == 0 || inbox_.size >= jobs_.size;
+    if ((queue_short && !before_short_writer) || inbox_.size >= batch_ || closed_ ||
         (since != 0 && now - since >= max_hold_ns_)) {
         drain_pending_ = true;
         return true;
@@ -401,8 +403,10 @@ void blocking_pool::work(std::size_t slot) {
             last_job_start_ = now;
             ++counters_.jobs;
             next_stall_check = now + stall_ns_;
-            // Hand over what waits before a job that may take long.
-            const bool post = flush_due(now);
+            // Hand over what waits before a job that may take long; a short
+            // writer's job is awaited (see the header).
+            const bool ahead = job->ahead_;
+            const bool post = flush_due(now, ahead && last_ahead_run_ns_ < max_hold_ns_ / 2);
             lock.unlock();
             if (post) {
                 post_drain();
@@ -410,6 +414,9 @@ void blocking_pool::work(std::size_t slot) {
             job->run(true);
             lock_spinning(lock);
             running_since_[slot] = 0;
+            if (ahead) {
+                last_ahead_run_ns_ = now_ns() - now;
+            }
             if (finished.size != 0) {
                 if (inbox_.size == 0) {
                     held_since_.store(now_ns(), std::memory_order_relaxed);

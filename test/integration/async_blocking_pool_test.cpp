@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
@@ -260,6 +261,77 @@ TEST(BlockingPool, CompletionsGoBackBeforeTheQueueRunsDry) {
     EXPECT_TRUE(j3_delivered.load());
 }
 
+/// One thread, an io thread running: job J1 completes, and before it returns
+/// queues K `ahead`, as a writer giving the writer lane to the next in line
+/// does. K looks for J1's completion on the io thread for up to `look`.
+/// Says whether K saw it (then it was handed over before K ran), and
+/// whether it arrived in the end. `before` runs first, as an ahead job.
+struct writer_handoff {
+    bool k_saw_j1 = false;
+    bool j1_delivered = false;
+};
+writer_handoff hand_writer_on(std::chrono::microseconds hold, std::chrono::milliseconds look,
+                              std::function<void()> before = {}) {
+    asio::io_context io;
+    auto pool = make_pool(io, 1, 1000, hold);
+    auto guard = asio::make_work_guard(io);
+    std::thread io_thread([&] { io.run(); });
+    if (before) {
+        std::atomic<bool> done{false};
+        pool->post(
+            [&](bool) {
+                before();
+                done = true;
+            },
+            true);
+        while (!done.load()) {
+            std::this_thread::sleep_for(1ms);
+        }
+    }
+    std::atomic<bool> j1_delivered{false};
+    std::atomic<bool> k_done{false};
+    bool k_saw_j1 = false;
+    pool->post([&, p = pool.get()](bool) {
+        p->deliver([&] { j1_delivered = true; });
+        p->post(
+            [&](bool) {
+                const auto until = std::chrono::steady_clock::now() + look;
+                while (!j1_delivered.load() && std::chrono::steady_clock::now() < until) {
+                    std::this_thread::sleep_for(100us);
+                }
+                k_saw_j1 = j1_delivered.load();
+                k_done = true;
+            },
+            true);
+    });
+    const auto until = std::chrono::steady_clock::now() + 30s;
+    while (!(k_done.load() && j1_delivered.load()) && std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(1ms);
+    }
+    guard.reset();
+    pool->join();
+    io_thread.join();
+    return {k_saw_j1, j1_delivered.load()};
+}
+
+TEST(BlockingPool, ACompletionWaitsThroughTheNextShortWritersJob) {
+    // The queue is empty when K starts, which would hand J1's completion
+    // over at once; but K is a writer's job and the last one (none yet)
+    // was short, so the completion waits for K, and goes when the queue
+    // has run dry after it.
+    const auto r = hand_writer_on(10s, 100ms);
+    EXPECT_FALSE(r.k_saw_j1) << "handed over before the writer's job";
+    EXPECT_TRUE(r.j1_delivered) << "never handed over after it";
+}
+
+TEST(BlockingPool, ACompletionDoesNotWaitForAWriterWhoseLastJobWasLong) {
+    // The same, after a writer's job that took longer than half the hold
+    // (160 ms of 200): K is expected to be long too, so J1's completion goes
+    // before it.
+    const auto r = hand_writer_on(200ms, 80ms, [] { std::this_thread::sleep_for(160ms); });
+    EXPECT_TRUE(r.k_saw_j1) << "held through a writer's job expected to be long";
+}
+
 /// Waits until the pool's threads have gone to sleep `n` times in all.
 void await_sleeps(blocking_pool& pool, std::uint64_t n) {
     const auto until = std::chrono::steady_clock::now() + 10s;
@@ -455,6 +527,51 @@ TEST(BlockingPool, TheEngineHoldsCompletionsAsLongAsConfigured) {
     ASSERT_NE(b1_done, clock::time_point{});
     EXPECT_GE(a_done - started, 350ms) << "the completion was not held for completion_hold";
     EXPECT_LT(a_done, b1_done) << "the completion waited for the long statement to end";
+}
+
+TEST(BlockingPool, ALineOfShortWritesIsHandedBackInBatches) {
+    // End to end: 16 coroutines write 20 rows each, in autocommit, so every
+    // statement waits in the writer's line and the writer passes from job
+    // to job on the worker. Their completions wait through the next
+    // writer's job instead of going back one by one, so there are far fewer
+    // hand-overs to the io thread than jobs. (A hold of 50 ms keeps the
+    // writes "short" under the sanitizers too.)
+    test::temp_dir dir;
+    engine_options o = small_engine(dir, 2);
+    o.completion_hold = 50ms;
+    o.echo = false;
+    init_db(create_engine(o));
+    asio::io_context io;
+    auto db = create_async_engine(io.get_executor(), o);
+    constexpr int writers = 16;
+    constexpr int rows_each = 20;
+    int written = 0;
+    std::exception_ptr failure;
+    for (int w = 0; w < writers; ++w) {
+        asio::co_spawn(
+            io,
+            [&, w]() -> asio::awaitable<void> {
+                auto s = co_await db.session();
+                for (int i = 0; i < rows_each; ++i) {
+                    co_await s.execute(
+                        "INSERT INTO fileinfo (file_id, filename, file_path) VALUES (?, 'f', '/f')",
+                        fmt::format("{:032x}", w * 1000 + i));
+                    ++written;
+                }
+            },
+            [&](std::exception_ptr ep) {
+                if (ep) {
+                    failure = ep;
+                }
+            });
+    }
+    io.run();
+    ASSERT_FALSE(failure);
+    ASSERT_EQ(written, writers * rows_each);
+    const pool_stats st = db.stats();
+    EXPECT_GE(st.blocking_jobs, static_cast<std::uint64_t>(writers * rows_each));
+    EXPECT_GE(st.blocking_jobs, 3 * st.handovers)
+        << st.blocking_jobs << " jobs, " << st.handovers << " hand-overs";
 }
 
 TEST(BlockingPool, WorkDeferredFromACompletionRunsLaterInTheSameBatch) {

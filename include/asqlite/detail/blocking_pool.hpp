@@ -16,6 +16,14 @@
 // long statement, from SQLite's progress handler). An idle engine therefore
 // delivers at once; a busy one wakes the io thread once per batch.
 //
+// The writer lane's jobs (posted `ahead`) are the exception to "the queue
+// runs dry": the next writer's job is queued only when the one before gives
+// the writer back, so a line of writers looks like a queue of one. When the
+// last `ahead` job ran in under half of max_hold, completions wait through
+// the next one too (up to batch or max_hold, and the queue running dry after
+// it); a line of short writes then wakes the io thread once per several
+// writes instead of once per write.
+//
 // The threads are asio::thread_pool threads, each running the queue loop as
 // one long handler: Asio's per-thread recycling allocator then serves the
 // job and completion nodes, so a steady stream of operations allocates
@@ -51,6 +59,7 @@ class blocking_job {
   private:
     friend class blocking_pool;
     blocking_job* next_ = nullptr;
+    bool ahead_ = false;  // posted ahead (the writer lane's)
 };
 
 struct blocking_pool_options {
@@ -202,7 +211,9 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     void submit(blocking_job* job, bool ahead) noexcept;
     void hand_over(blocking_job* job) noexcept;
     // Under mutex_: whether the inbox is to be handed over now.
-    bool flush_due(std::int64_t now_ns) noexcept;
+    // before_short_writer: a worker is about to run an `ahead` job expected
+    // to be short (see above), so an empty or short queue is no reason.
+    bool flush_due(std::int64_t now_ns, bool before_short_writer = false) noexcept;
     void post_drain() noexcept;
     void drain();
     void flush_if_aged() noexcept;
@@ -254,7 +265,8 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     std::int64_t last_job_start_ = 0;          // ns; sleepers watch while it is recent
     static constexpr std::int64_t watch_window_ns = 100'000'000;
     bool drain_pending_ = false;
-    counters counters_;  // under mutex_
+    std::int64_t last_ahead_run_ns_ = 0;  // how long the last `ahead` job ran
+    counters counters_;                   // under mutex_
     bool closed_ = false;
     std::atomic<std::int64_t> held_since_{0};    // oldest inbox entry (ns), 0: none
     std::atomic<std::size_t> queued_hint_{0};    // jobs_.size, for the progress hook
