@@ -535,9 +535,10 @@ TEST(BlockingPool, ALineOfShortWritesIsHandedBackInBatches) {
     // to job on the worker. Their completions wait through the next
     // writer's job instead of going back one by one, so there are far fewer
     // hand-overs to the io thread than jobs. (A hold of 50 ms keeps the
-    // writes "short" under the sanitizers too.)
+    // writes "short" under the sanitizers too; one blocking thread, so that
+    // no sleeping one looks in every 2 ms and hands the inbox over.)
     test::temp_dir dir;
-    engine_options o = small_engine(dir, 2);
+    engine_options o = small_engine(dir, 1);
     o.completion_hold = 50ms;
     o.echo = false;
     init_db(create_engine(o));
