@@ -48,9 +48,12 @@ struct engine_options {
     /// pool's inbox while the worker goes on with the jobs queued behind it,
     /// so that one wake-up of the io thread hands back a batch. Completions
     /// go back at once when the queue runs dry (an idle engine answers
-    /// without delay) and as soon as as many wait as jobs remain queued;
-    /// this bounds the wait in a busy one, also while a long statement runs
-    /// (SQLite's progress handler checks it). Zero: no completion waits for
+    /// without delay) and as soon as as many wait as jobs remain queued,
+    /// except that they also wait through the writer's next job while the
+    /// writer's jobs take under half of this (a line of writes is handed
+    /// back in batches); this bounds the wait in a busy one, also while a
+    /// long statement runs (SQLite's progress handler checks it). Zero: no
+    /// completion waits for
     /// the jobs behind it (more wake-ups of the io thread, more CPU per
     /// statement). At most one second.
     std::chrono::microseconds completion_hold{200};

@@ -327,8 +327,9 @@ TEST(BlockingPool, ACompletionWaitsThroughTheNextShortWritersJob) {
 TEST(BlockingPool, ACompletionDoesNotWaitForAWriterWhoseLastJobWasLong) {
     // The same, after a writer's job that took longer than half the hold
     // (160 ms of 200): K is expected to be long too, so J1's completion goes
-    // before it.
-    const auto r = hand_writer_on(200ms, 80ms, [] { std::this_thread::sleep_for(160ms); });
+    // before it. (K may look for long: with one thread nothing else hands
+    // the inbox over while K runs, and K stops looking once it is seen.)
+    const auto r = hand_writer_on(200ms, 5s, [] { std::this_thread::sleep_for(160ms); });
     EXPECT_TRUE(r.k_saw_j1) << "held through a writer's job expected to be long";
 }
 
