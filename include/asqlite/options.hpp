@@ -53,9 +53,8 @@ struct engine_options {
     /// writer's jobs take under half of this (a line of writes is handed
     /// back in batches); this bounds the wait in a busy one, also while a
     /// long statement runs (SQLite's progress handler checks it). Zero: no
-    /// completion waits for
-    /// the jobs behind it (more wake-ups of the io thread, more CPU per
-    /// statement). At most one second.
+    /// completion waits for the jobs behind it (more wake-ups of the io
+    /// thread, more CPU per statement). At most one second.
     std::chrono::microseconds completion_hold{200};
 
     /// Called on every new connection (on a blocking-pool thread for the

@@ -265,7 +265,7 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     std::int64_t last_job_start_ = 0;          // ns; sleepers watch while it is recent
     static constexpr std::int64_t watch_window_ns = 100'000'000;
     bool drain_pending_ = false;
-    std::int64_t last_ahead_run_ns_ = 0;  // how long the last `ahead` job ran
+    std::int64_t last_ahead_run_ns_ = 0;  // under mutex_: how long the last `ahead` job ran
     counters counters_;                   // under mutex_
     bool closed_ = false;
     std::atomic<std::int64_t> held_since_{0};    // oldest inbox entry (ns), 0: none
