@@ -13,13 +13,13 @@ asio::awaitable<session> acquire_on(engine_core& lane) {
     if (session s = try_acquire(lane); s.valid()) {
         co_return s;
     }
-    co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&,
-                                            void(std::exception_ptr, session)>(
-        [&lane](auto handler) {
-            auto work = tracked_executor(handler, lane);
-            async_acquire(lane, acquire_handler(std::move(handler)), std::move(work));
-        },
-        asio::use_awaitable);
+    co_return detail::value_of(
+        co_await asio::async_initiate<decltype(frameless), void(std::exception_ptr, session)>(
+            [&lane](auto handler) {
+                auto work = tracked_executor(handler, lane);
+                async_acquire(lane, acquire_handler(std::move(handler)), std::move(work));
+            },
+            frameless));
 }
 
 session new_session(std::shared_ptr<engine_core> lane) {
@@ -338,14 +338,14 @@ asio::awaitable<void> transaction::commit() {
                         throw;
                     }
                 },
-                asio::use_awaitable, false, b);
+                detail::frameless, false, b);
         };
         // The first attempt straight away (no retry frame on the common
         // path); BUSY with the transaction still open goes to the retry loop.
         std::exception_ptr failure;
         bool busy = false;
         try {
-            co_await attempt();
+            detail::value_of(co_await attempt());
         } catch (const error& e) {
             failure = std::current_exception();
             busy = primary_code(e.code()) == errc::busy;
@@ -381,14 +381,14 @@ asio::awaitable<void> transaction::rollback() {
             writer_ = session{};  // nothing ran (or it is gone with its connection)
             co_return;
         }
-        co_await detail::session_op<void>(
+        detail::value_of(co_await detail::session_op<void>(
             tx.core, tx.pc,
             [](connection& c) {
                 if (c.in_transaction()) {
                     c.exec("ROLLBACK");
                 }
             },
-            asio::use_awaitable);
+            detail::frameless));
         writer_ = session{};
     } catch (const boost::system::system_error& e) {
         detail::rethrow_if_aborted(e);

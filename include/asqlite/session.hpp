@@ -111,6 +111,12 @@ struct tx_link {
     // then (null once the object is gone or finished).
     session* writer = nullptr;
     bool lost = false;  // BEGIN ran, but the connection was closed since
+
+    /// The writer of a begin() transaction whose BEGIN has run: a
+    /// statement there is one job on it. Null otherwise.
+    pooled_connection* ready_writer() const noexcept {
+        return !by_sql && pc != nullptr && !pc->begin_pending ? pc : nullptr;
+    }
 };
 
 /// How a statement ends a transaction, read from its first keywords:
@@ -219,8 +225,7 @@ class session {
         check_usable();
         return asio::async_initiate<Token, detail::op_signature<R>>(
             [this](auto handler, Fn f) {
-                if (detail::tx_link* tx = open_tx();
-                    tx != nullptr && !tx->by_sql && tx->pc != nullptr && !tx->pc->begin_pending) {
+                if (detail::tx_link* tx = open_tx(); tx != nullptr && tx->ready_writer()) {
                     detail::session_op<R>(tx->core, tx->pc, std::move(f), std::move(handler), true);
                 } else {
                     // On the handler's own executor: its strand (or thread)
@@ -286,7 +291,7 @@ class session {
                     late.emplace();
                     late->may_pin = false;
                     return detail::async_run_on_lane<R>(
-                        lane, &*late, detail::by_ref<R>(in_transaction), asio::use_awaitable);
+                        lane, &*late, detail::by_ref<R>(in_transaction), detail::frameless);
                 });
             }
             co_return co_await detail::retry_busy(*core_,
@@ -334,7 +339,7 @@ class session {
         if (pc == nullptr) {
             return first_on_writer<R>(tx, fn);
         }
-        if (!pc->begin_pending) {
+        if (tx->ready_writer()) {
             return detail::session_op<R>(lane, pc, detail::by_ref<R>(fn), asio::use_awaitable,
                                          true);
         }
@@ -344,7 +349,7 @@ class session {
                 throw_error(errc::transaction_state, "the transaction has ended");
             }
             return detail::session_op<R>(link->core, link->pc, detail::by_ref<R>(fn),
-                                         asio::use_awaitable, true);
+                                         detail::frameless, true);
         };
         return detail::retry_busy(*lane, attempt, nullptr, [pc] { return pc->begin_pending; });
     }
@@ -379,7 +384,7 @@ class session {
             }
             late.emplace();
             return detail::async_run_on_lane<R>(tx->core, &*late, detail::by_ref<R>(job),
-                                                asio::use_awaitable);
+                                                detail::frameless);
         };
         co_return co_await detail::retry_busy(*tx->core, attempt, nullptr,
                                               [&late] { return !late->hold; });
@@ -425,20 +430,29 @@ class session {
             return fn(c);
         };
         auto attempt = [&] {
-            return detail::async_run<R>(lane, pc, detail::by_ref<R>(job), asio::use_awaitable);
+            return detail::async_run<R>(lane, pc, detail::by_ref<R>(job), detail::frameless);
         };
         // Only a COMMIT gets the retry loop's frame.
-        auto op =
-            end == detail::sql_end::commit
-                ? detail::retry_busy(*lane, attempt, nullptr, [pc] { return pc->in_transaction; })
-                : attempt();
+        const bool commit = end == detail::sql_end::commit;
+        auto retry = [&] {
+            return detail::retry_busy(*lane, attempt, nullptr, [pc] { return pc->in_transaction; });
+        };
         if constexpr (std::is_void_v<R>) {
-            co_await std::move(op);
+            if (commit) {
+                co_await retry();
+            } else {
+                detail::value_of(co_await attempt());
+            }
             after.failed = false;
         } else {
-            R out = co_await std::move(op);
+            std::optional<R> out;
+            if (commit) {
+                out.emplace(co_await retry());
+            } else {
+                out.emplace(detail::value_of(co_await attempt()));
+            }
             after.failed = false;
-            co_return out;
+            co_return std::move(*out);
         }
     }
     /// After a statement on the writer lane that left the writer `pc` with
@@ -480,15 +494,15 @@ class session {
                 detail::late_binding late;
                 {
                     adopt_pinned guard{this, &late};
+                    auto outcome = co_await detail::async_run_late<R>(
+                        core_.get(), &late, detail::by_ref<R>(fn), detail::frameless);
                     if constexpr (std::is_void_v<R>) {
-                        co_await detail::async_run_late<R>(
-                            core_.get(), &late, detail::by_ref<R>(fn), asio::use_awaitable);
+                        detail::value_of(std::move(outcome));
                         if (!late.no_connection) {
                             co_return;
                         }
                     } else {
-                        R value = co_await detail::async_run_late<R>(
-                            core_.get(), &late, detail::by_ref<R>(fn), asio::use_awaitable);
+                        R value = detail::value_of(std::move(outcome));
                         if (!late.no_connection) {
                             co_return value;
                         }
@@ -513,17 +527,18 @@ class session {
             session* self;
             ~unpin() { self->unpin_if_idle(); }
         } guard{this};
-        co_return co_await op<R>(detail::by_ref<R>(fn), asio::use_awaitable);
+        co_return detail::value_of(co_await op<R>(detail::by_ref<R>(fn), detail::frameless));
     }
 
     /// A connection that a late-bound statement left inside a transaction
-    /// (late->pinned) becomes the session's when this goes out of scope.
+    /// (late->pinned) becomes the session's when this goes out of scope, and
+    /// late->pinned is cleared: the late_binding may be used again.
     struct adopt_pinned {
         session* self;
         detail::late_binding* late;
         ~adopt_pinned() {
             if (late->pinned != nullptr) {
-                self->pc_ = late->pinned;
+                self->pc_ = std::exchange(late->pinned, nullptr);
             }
         }
     };
@@ -559,12 +574,20 @@ class session {
     /// (GCC 12 does not share them), and a frame over 1,020 bytes is never
     /// recycled by Asio's per-thread cache of frames (it records sizes in
     /// one byte of 4-byte chunks): five calls made a 2,112-byte frame,
-    /// allocated with memalign and freed again on every statement.
+    /// allocated with memalign and freed again on every statement. For the
+    /// same reason the two late-bound operations share one `late`, and a
+    /// statement in a begin() transaction goes through in_open_transaction()
+    /// (a frame of its own) rather than a third frameless co_await here:
+    /// with GCC 12 the frame of a one-row read takes a 912-byte block (1,024
+    /// with that co_await, 1,120 with a second `late` as well).
     template <class R, class Fn, class Finish = std::identity>
     asio::awaitable<std::remove_cvref_t<std::invoke_result_t<Finish&, R>>> routed(
         std::string_view sql, Fn fn, Finish finish = {}) {
         check_usable();
         std::optional<R> value;
+        // One late-bound operation at a time: the first attempt's, then the
+        // writer lane's (one slot in the frame for both).
+        std::optional<detail::late_binding> late;
         try {
             detail::engine_core* lane = core_->writer_lane();
             if (open_tx() != nullptr) {
@@ -586,11 +609,11 @@ class session {
                         // on_connection()'s first step, here: one coroutine
                         // frame less for nearly every statement.
                         {
-                            detail::late_binding late;
-                            adopt_pinned guard{this, &late};
-                            R v = co_await detail::async_run_late<R>(
-                                core_.get(), &late, detail::by_ref<R>(fn), asio::use_awaitable);
-                            if (!late.no_connection) {
+                            adopt_pinned guard{this, &late.emplace()};
+                            auto outcome = co_await detail::async_run_late<R>(
+                                core_.get(), &*late, detail::by_ref<R>(fn), detail::frameless);
+                            R v = detail::value_of(std::move(outcome));
+                            if (!late->no_connection) {
                                 value.emplace(std::move(v));
                             }
                         }
@@ -618,7 +641,6 @@ class session {
                 // goes back on the worker: the next writer's job can follow at
                 // once. A statement that leaves it inside a transaction (BEGIN
                 // IMMEDIATE) makes that the session's transaction.
-                std::optional<detail::late_binding> late;
                 struct keep_if_begun {
                     session* self;
                     std::optional<detail::late_binding>* late;
@@ -636,7 +658,7 @@ class session {
                     }
                     late.emplace();
                     return detail::async_run_on_lane<R>(lane, &*late, detail::by_ref<R>(fn),
-                                                        asio::use_awaitable);
+                                                        detail::frameless);
                 }));
             }
         } catch (const boost::system::system_error& e) {

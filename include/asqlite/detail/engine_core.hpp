@@ -4,9 +4,11 @@
 // Everything else of the core lives in src/async_engine.cpp.
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/deferred.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/execution/context.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>
@@ -27,6 +29,7 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <unordered_set>
 #include <utility>
@@ -193,6 +196,29 @@ struct op_signature_of<void> {
 };
 template <class R>
 using op_signature = typename op_signature_of<R>::type;
+
+/// The completion token for co_await of an internal operation in an
+/// asio::awaitable: the operation's void(std::exception_ptr, R) arrives
+/// as one std::tuple (unpack it with value_of), and co_await takes it with
+/// no coroutine frame of its own, where use_awaitable makes one per
+/// operation. (Boost 1.81 cannot co_await a deferred operation whose
+/// signature has two arguments starting with std::exception_ptr: its
+/// handler for that signature does not compile.)
+inline constexpr auto frameless = asio::as_tuple(asio::deferred);
+
+/// The value of an operation awaited with `frameless`, or its error thrown.
+template <class R>
+R value_of(std::tuple<std::exception_ptr, R>&& outcome) {
+    if (std::get<0>(outcome)) {
+        std::rethrow_exception(std::move(std::get<0>(outcome)));
+    }
+    return std::move(std::get<1>(outcome));
+}
+inline void value_of(std::tuple<std::exception_ptr>&& outcome) {
+    if (std::get<0>(outcome)) {
+        std::rethrow_exception(std::move(std::get<0>(outcome)));
+    }
+}
 
 /// The execution context of `ex`, nullptr when it has none to ask. Throws
 /// (bad_executor) for an empty executor, as posting to it would.
@@ -693,10 +719,38 @@ auto session_op(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token
         std::forward<Token>(token), back);
 }
 
-/// Runs attempt() (a callable returning an awaitable) again while it fails
-/// with SQLITE_BUSY, waiting on a timer with exponential backoff (1 ms up to
-/// 100 ms) until `core`'s busy budget is spent. Only for attempts that have
-/// no effect when they fail with BUSY: a read, an autocommit write, BEGIN.
+template <class Signature>
+struct frameless_value;
+template <class R>
+struct frameless_value<void(std::tuple<std::exception_ptr, R>)> {
+    using type = R;
+};
+template <>
+struct frameless_value<void(std::tuple<std::exception_ptr>)> {
+    using type = void;
+};
+/// An awaitable of what co_await of `Op` gives the caller: `Op` itself for
+/// an awaitable; for an operation started with `frameless`, its value
+/// (after value_of).
+template <class Op>
+struct awaitable_of {
+    using type = asio::awaitable<
+        typename frameless_value<typename asio::completion_signature_of<Op>::type>::type>;
+};
+template <class T, class Executor>
+struct awaitable_of<asio::awaitable<T, Executor>> {
+    using type = asio::awaitable<T, Executor>;
+};
+template <class Op>
+inline constexpr bool is_awaitable = false;
+template <class T, class Executor>
+inline constexpr bool is_awaitable<asio::awaitable<T, Executor>> = true;
+
+/// Runs attempt() (a callable returning an awaitable, or an operation
+/// started with `frameless`) again while it fails with SQLITE_BUSY, waiting
+/// on a timer with exponential backoff (1 ms up to 100 ms) until `core`'s
+/// busy budget is spent. Only for attempts that have no effect when they
+/// fail with BUSY: a read, an autocommit write, BEGIN.
 /// first_failure: the caller made the first attempt itself and it failed
 /// with this BUSY error, so this starts with the wait (or rethrows it when
 /// the budget allows no retry). retryable(): whether a failed attempt had
@@ -704,7 +758,8 @@ auto session_op(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token
 template <class Attempt, class Retryable = bool (*)()>
 auto retry_busy(
     engine_core& core, Attempt attempt, std::exception_ptr first_failure = nullptr,
-    Retryable retryable = [] { return true; }) -> decltype(attempt()) {
+    Retryable retryable = [] { return true; }) -> typename awaitable_of<decltype(attempt())>::type {
+    using op = decltype(attempt());
     const auto deadline = std::chrono::steady_clock::now() + core.busy_budget();
     std::chrono::steady_clock::duration delay = std::chrono::milliseconds(1);
     for (;;) {
@@ -715,7 +770,11 @@ auto retry_busy(
             first_failure = nullptr;
         } else {
             try {
-                co_return co_await attempt();
+                if constexpr (is_awaitable<op>) {
+                    co_return co_await attempt();
+                } else {
+                    co_return detail::value_of(co_await attempt());
+                }
             } catch (const error& e) {
                 if (primary_code(e.code()) != errc::busy || !retryable() ||
                     std::chrono::steady_clock::now() + delay > deadline) {
