@@ -146,10 +146,11 @@ class session {
     /// Runs one statement; all rows are materialised.
     template <class... P>
     asio::awaitable<result> execute(std::string_view sql, P... params) {
-        return routed<result>(
-            sql, [sql, params = std::make_tuple(std::move(params)...)](connection& c) {
+        return routed<result*>(
+            sql, in_place([sql, params = std::make_tuple(std::move(params)...)](connection& c) {
                 return std::apply([&](const auto&... p) { return c.execute(sql, p...); }, params);
-            });
+            }),
+            take_in_place);
     }
     /// Token form (callbacks, use_future, ...): parameters as a tuple, e.g.
     /// async_execute(sql, std::tuple{id}, handler). Signature
@@ -175,9 +176,11 @@ class session {
     /// First column of the first row (see connection::scalar).
     template <class T, class... P>
     asio::awaitable<T> scalar(std::string_view sql, P... params) {
-        return routed<T>(sql, [sql, params = std::make_tuple(std::move(params)...)](connection& c) {
-            return std::apply([&](const auto&... p) { return c.scalar<T>(sql, p...); }, params);
-        });
+        return routed<T*>(
+            sql, in_place([sql, params = std::make_tuple(std::move(params)...)](connection& c) {
+                return std::apply([&](const auto&... p) { return c.scalar<T>(sql, p...); }, params);
+            }),
+            take_in_place);
     }
 
     /// Exactly one row as T (described struct, tuple or scalar).
@@ -206,10 +209,11 @@ class session {
     /// Every row as T.
     template <class T, class... P>
     asio::awaitable<std::vector<T>> all(std::string_view sql, P... params) {
-        return routed<std::vector<T>>(
-            sql, [sql, params = std::make_tuple(std::move(params)...)](connection& c) {
+        return routed<std::vector<T>*>(
+            sql, in_place([sql, params = std::make_tuple(std::move(params)...)](connection& c) {
                 return std::apply([&](const auto&... p) { return c.query<T>(sql, p...); }, params);
-            });
+            }),
+            take_in_place);
     }
 
     /// Runs fn(connection&) on the blocking pool in one hop and returns its
@@ -550,6 +554,21 @@ class session {
                                      std::forward<Token>(token));
     }
 
+    /// fn's value kept in the function object itself, which routed() keeps
+    /// in its frame; the hop carries a pointer to it, and take_in_place
+    /// moves it out at the end. So the frame holds one value instead of a
+    /// temporary per co_await, which kept the frame of execute() over the
+    /// size Asio recycles (see routed()).
+    template <class Fn>
+    static auto in_place(Fn fn) {
+        using T = std::invoke_result_t<Fn&, connection&>;
+        return [fn = std::move(fn), slot = std::optional<T>()](connection& c) mutable -> T* {
+            slot.emplace(fn(c));  // (again on a retry)
+            return &*slot;
+        };
+    }
+    static constexpr auto take_in_place = [](auto* value) { return std::move(*value); };
+
     /// The job of a single-row read: the row goes into a snapshot that the
     /// function carries (it lives in the operation's frame until the
     /// continuation has read it).
@@ -575,11 +594,14 @@ class session {
     /// recycled by Asio's per-thread cache of frames (it records sizes in
     /// one byte of 4-byte chunks): five calls made a 2,112-byte frame,
     /// allocated with memalign and freed again on every statement. For the
-    /// same reason the two late-bound operations share one `late`, and a
-    /// statement in a begin() transaction goes through in_open_transaction()
-    /// (a frame of its own) rather than a third frameless co_await here:
-    /// with GCC 12 the frame of a one-row read takes a 912-byte block (1,024
-    /// with that co_await, 1,120 with a second `late` as well).
+    /// same reason the two late-bound operations share one `late`, values
+    /// larger than a pointer travel as a pointer into fn (in_place, or a row
+    /// read's snapshot), and a statement in a begin() transaction goes
+    /// through in_open_transaction() (a frame of its own) rather than a
+    /// third frameless co_await here. With GCC 12 the frame of a one-row
+    /// read takes a 912-byte block (1,024, the last recyclable size, with
+    /// that co_await; 1,120 with a second `late` as well), execute()'s 1,088
+    /// bytes before in_place. test/frames/ fails when a frame outgrows it.
     template <class R, class Fn, class Finish = std::identity>
     asio::awaitable<std::remove_cvref_t<std::invoke_result_t<Finish&, R>>> routed(
         std::string_view sql, Fn fn, Finish finish = {}) {
