@@ -78,9 +78,16 @@ class CoroutineFrames : public test::temp_dir_test {
     static constexpr int warm_up = 50;
     static constexpr int rounds = 250;
     static void watch_from(int round) { counting = round >= warm_up; }
-    void reset() {
+    /// Runs the coroutine make(engine) returns (made once, before any round)
+    /// and returns the large allocations counted.
+    template <class Make>
+    std::size_t counted(Make make) {
+        auto db = create_async_engine(io.get_executor(), options());
         large_allocations = 0;
         largest = 0;
+        run_coro(io, make(db));
+        counting = false;
+        return large_allocations;
     }
     asio::io_context io;
 };
@@ -95,9 +102,7 @@ TEST_F(CoroutineFrames, TheCountSeesALargeAlignedAllocation) {
 }
 
 TEST_F(CoroutineFrames, ReadsAllocateNoFrameTooLargeToRecycle) {
-    auto db = create_async_engine(io.get_executor(), options());
-    reset();
-    run_coro(io, [&]() -> asio::awaitable<void> {
+    const std::size_t n = counted([](async_engine& db) -> asio::awaitable<void> {
         for (int i = 0; i < rounds; ++i) {
             watch_from(i);
             auto s = co_await db.session();
@@ -111,15 +116,12 @@ TEST_F(CoroutineFrames, ReadsAllocateNoFrameTooLargeToRecycle) {
             const result r = co_await s.execute("SELECT ?", i);
             EXPECT_EQ(r.size(), 1u);
         }
-        counting = false;
-    }());
-    EXPECT_EQ(large_allocations, 0u) << "largest: " << largest << " bytes";
+    });
+    EXPECT_EQ(n, 0u) << "largest: " << largest << " bytes";
 }
 
 TEST_F(CoroutineFrames, WritesAllocateNoFrameTooLargeToRecycle) {
-    auto db = create_async_engine(io.get_executor(), options());
-    reset();
-    run_coro(io, [&]() -> asio::awaitable<void> {
+    const std::size_t n = counted([](async_engine& db) -> asio::awaitable<void> {
         for (int i = 0; i < rounds; ++i) {
             watch_from(i);
             auto s = co_await db.session();
@@ -141,9 +143,8 @@ TEST_F(CoroutineFrames, WritesAllocateNoFrameTooLargeToRecycle) {
             co_await s.execute("UPDATE fileinfo SET file_size = 3 WHERE id = ?", id);
             co_await tx.commit();
         }
-        counting = false;
-    }());
-    EXPECT_EQ(large_allocations, 0u) << "largest: " << largest << " bytes";
+    });
+    EXPECT_EQ(n, 0u) << "largest: " << largest << " bytes";
 }
 
 }  // namespace
