@@ -2,6 +2,8 @@
 
 #include "asqlite/statement.hpp"
 
+#include <bit>
+
 namespace asqlite::detail {
 
 namespace {
@@ -58,32 +60,38 @@ void row_snapshot::capture(const statement& st, bool has_row) {
     } else {
         names_of_ = {};  // until the names are complete
         cells_.resize(static_cast<std::size_t>(n));
+        names_.resize(static_cast<std::size_t>(n));
         bytes_.clear();
         // The names first, each closed by a NUL (no SQLite name contains
         // one): together they are the layout read() recognises.
         for (int i = 0; i < n; ++i) {
-            cells_[index(i)].name = append(st.column_name(i));
+            names_[index(i)] = append(st.column_name(i));
             bytes_.push_back('\0');
         }
         names_size_ = bytes_.size();
         names_of_ = layout;
     }
+    const auto put_bytes = [this](cell& c, std::string_view text) {
+        const range r = append(text);
+        c.bits = r.offset;
+        c.size = static_cast<std::uint32_t>(r.size);
+    };
     for (int i = 0; i < n; ++i) {
         cell& c = cells_[index(i)];
         c.type = has_row ? st.column_type(i) : value_type::null;
         switch (c.type) {
             case value_type::integer:
-                c.integer = st.column_int64(i);
+                c.bits = std::bit_cast<std::uint64_t>(st.column_int64(i));
                 break;
             case value_type::real:
-                c.real = st.column_double(i);
+                c.bits = std::bit_cast<std::uint64_t>(st.column_double(i));
                 break;
             case value_type::text:
-                c.bytes = append(st.column_text(i));
+                put_bytes(c, st.column_text(i));
                 break;
             case value_type::blob: {
                 const auto b = st.column_blob(i);
-                c.bytes = append({reinterpret_cast<const char*>(b.data()), b.size()});
+                put_bytes(c, {reinterpret_cast<const char*>(b.data()), b.size()});
                 break;
             }
             case value_type::null:
@@ -99,6 +107,8 @@ void row_snapshot::trim() noexcept {
     }
     if (cells_.capacity() > kept_columns) {
         std::vector<cell>().swap(cells_);
+        std::vector<range>().swap(names_);
+        names_of_ = {};
     }
 }
 

@@ -19,6 +19,7 @@
 // row). It is written by the job and read by the continuation, which the
 // completion's hand-over orders.
 
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -72,13 +73,21 @@ class row_snapshot {
 
     // column_source interface (the captured row)
     int column_count() const noexcept { return static_cast<int>(cells_.size()); }
-    std::string_view column_name(int i) const { return slice(cells_[index(i)].name); }
+    std::string_view column_name(int i) const { return slice(names_[index(i)]); }
     value_type column_type(int i) const { return cells_[index(i)].type; }
-    std::int64_t column_int64(int i) const { return cells_[index(i)].integer; }
-    double column_double(int i) const { return cells_[index(i)].real; }
-    std::string_view column_text(int i) const { return slice(cells_[index(i)].bytes); }
+    // A value of another type reads as 0 or empty (decode checks the type
+    // first).
+    std::int64_t column_int64(int i) const {
+        const cell& c = cells_[index(i)];
+        return c.type == value_type::integer ? std::bit_cast<std::int64_t>(c.bits) : 0;
+    }
+    double column_double(int i) const {
+        const cell& c = cells_[index(i)];
+        return c.type == value_type::real ? std::bit_cast<double>(c.bits) : 0.0;
+    }
+    std::string_view column_text(int i) const { return bytes_of(cells_[index(i)]); }
     std::span<const std::byte> column_blob(int i) const {
-        const auto text = slice(cells_[index(i)].bytes);
+        const auto text = bytes_of(cells_[index(i)]);
         return {reinterpret_cast<const std::byte*>(text.data()), text.size()};
     }
 
@@ -87,20 +96,31 @@ class row_snapshot {
         std::size_t offset = 0;
         std::size_t size = 0;
     };
+    // A column's value in 16 bytes. The worker writes the cells and the io
+    // thread reads them, on different cores: every cache line of them moves
+    // from one core to the other on each read, so the row is kept to as few
+    // lines as it can be (the names, rewritten only for another statement,
+    // are apart).
     struct cell {
-        range name;
         value_type type = value_type::null;
-        std::int64_t integer = 0;
-        double real = 0;
-        range bytes;
+        std::uint32_t size = 0;  // text, blob: length (SQLite's limit is below 2^31)
+        std::uint64_t bits = 0;  // integer, real: the value's bits; text, blob: offset in bytes_
     };
+    static_assert(sizeof(cell) == 16);
 
     static std::size_t index(int i) noexcept { return static_cast<std::size_t>(i); }
     std::string_view slice(range r) const noexcept { return {bytes_.data() + r.offset, r.size}; }
+    std::string_view bytes_of(const cell& c) const noexcept {
+        if (c.type != value_type::text && c.type != value_type::blob) {
+            return {};
+        }
+        return {bytes_.data() + c.bits, c.size};
+    }
     range append(std::string_view text);
     void trim() noexcept;
 
     std::vector<cell> cells_;
+    std::vector<range> names_;    // per column, in bytes_
     std::string bytes_;           // names (NUL after each), then texts and blobs
     std::size_t names_size_ = 0;  // bytes_ up to the end of the names
     // The statement whose names bytes_ holds: a capture from the same one
