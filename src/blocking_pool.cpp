@@ -1,7 +1,9 @@
 #include "asqlite/detail/blocking_pool.hpp"
 
 #include <boost/asio/execution/context.hpp>
+#include <boost/asio/execution/outstanding_work.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/prefer.hpp>
 #include <boost/asio/query.hpp>
 
 #include <thread>
@@ -53,6 +55,7 @@ void blocking_pool::list::push(blocking_job* j) noexcept {
     }
     tail = j;
     ++size;
+    tracked += j->tracked_ ? 1 : 0;
 }
 
 void blocking_pool::list::insert_after(blocking_job* at, blocking_job* j) noexcept {
@@ -67,6 +70,7 @@ void blocking_pool::list::insert_after(blocking_job* at, blocking_job* j) noexce
         tail = j;
     }
     ++size;
+    tracked += j->tracked_ ? 1 : 0;
 }
 
 void blocking_pool::list::splice(list&& other) noexcept {
@@ -80,6 +84,7 @@ void blocking_pool::list::splice(list&& other) noexcept {
     }
     tail = other.tail;
     size += other.size;
+    tracked += other.tracked;
     other = list{};
 }
 
@@ -91,6 +96,7 @@ blocking_job* blocking_pool::list::pop() noexcept {
             tail = nullptr;
         }
         --size;
+        tracked -= j->tracked_ ? 1 : 0;
     }
     return j;
 }
@@ -105,11 +111,13 @@ class blocking_pool::drainer {
     ~drainer() {
         if (pool_) {
             list dropped;
+            std::optional<boost::asio::any_io_executor> released;
             {
                 std::lock_guard lock(pool_->mutex_);
                 dropped = std::exchange(pool_->inbox_, list{});
                 pool_->drain_pending_ = false;
                 pool_->held_since_.store(0, std::memory_order_relaxed);
+                pool_->untrack(dropped.tracked, released);
             }
             while (blocking_job* j = dropped.pop()) {
                 j->discard();
@@ -151,12 +159,15 @@ blocking_pool::~blocking_pool() {
     }
 }
 
-void blocking_pool::submit(blocking_job* job, bool ahead) noexcept {
+void blocking_pool::submit(blocking_job* job, bool ahead, bool tracked) noexcept {
     wake_up wake;
     {
         std::unique_lock lock(mutex_, std::defer_lock);
         lock_spinning(lock);
         if (!closed_) {
+            if (tracked) {
+                track(1);
+            }
             job->ahead_ = ahead;
             if (ahead) {
                 jobs_.insert_after(last_ahead_, job);
@@ -177,6 +188,21 @@ void blocking_pool::submit(blocking_job* job, bool ahead) noexcept {
         job->run(false);
     } else {
         wake.notify();
+    }
+}
+
+void blocking_pool::track(std::size_t n) noexcept {
+    if (n != 0 && std::exchange(tracked_jobs_, tracked_jobs_ + n) == 0) {
+        work_.emplace(boost::asio::prefer(io_, boost::asio::execution::outstanding_work.tracked));
+    }
+}
+
+void blocking_pool::untrack(std::size_t n,
+                            std::optional<boost::asio::any_io_executor>& released) noexcept {
+    tracked_jobs_ -= n;
+    if (n != 0 && tracked_jobs_ == 0) {
+        released = std::move(work_);
+        work_.reset();
     }
 }
 
@@ -284,13 +310,18 @@ void blocking_pool::post_drain() noexcept {
 
 void blocking_pool::drain() {
     list batch;
+    // The batch's tracked completions are all run here, in this handler:
+    // the io executor's work for them can go now.
+    std::optional<boost::asio::any_io_executor> released;
     {
         std::lock_guard lock(mutex_);
         batch = std::exchange(inbox_, list{});
         ++counters_.handovers;
         drain_pending_ = false;
         held_since_.store(0, std::memory_order_relaxed);
+        untrack(batch.tracked, released);
     }
+    released.reset();
     // While the batch runs, defer_to_drain() appends to it (restored on the
     // way out, for a drain that runs inside another's handler).
     struct draining_scope {
@@ -314,6 +345,7 @@ void blocking_pool::drain() {
             if (batch.size != 0) {
                 {
                     std::lock_guard lock(mutex_);
+                    track(batch.tracked);  // not run after all
                     batch.splice(std::exchange(inbox_, list{}));
                     inbox_ = batch;
                     drain_pending_ = true;
@@ -489,7 +521,9 @@ void blocking_pool::sleep(std::size_t slot, std::unique_lock<std::mutex>& lock) 
 
 blocking_pool::counters blocking_pool::stats() {
     std::lock_guard lock(mutex_);
-    return counters_;
+    counters c = counters_;
+    c.tracked = tracked_jobs_;
+    return c;
 }
 
 void blocking_pool::close() noexcept {

@@ -752,5 +752,68 @@ TEST(BlockingPool, AThrowingHandlerLeavesTheRestOfItsBatchToRun) {
     EXPECT_EQ(ran.load(), 5);
 }
 
+TEST(BlockingPool, TrackedJobsHoldTheIoContextUntilTheirCompletionsRan) {
+    // post_tracked() jobs carry no work-tracked executor: the pool holds the
+    // io_context's work for them. run() must neither return before their
+    // completions ran (work not taken) nor stay after (work not given back).
+    asio::io_context io;
+    auto pool = make_pool(io, 1, 8, 200us);
+    std::atomic<int> ran{0};
+    for (int i = 0; i < 3; ++i) {
+        pool->post_tracked([&, p = pool.get()](bool live) {
+            EXPECT_TRUE(live);
+            std::this_thread::sleep_for(20ms);  // io.run() below is waiting by now
+            p->deliver_tracked([&] { ran.fetch_add(1); });
+        });
+    }
+    const auto start = std::chrono::steady_clock::now();
+    io.run_for(20s);
+    EXPECT_EQ(ran.load(), 3);
+    EXPECT_TRUE(io.stopped()) << "run() did not return by itself: the work was kept";
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
+    // Again, after the count went back to 0.
+    io.restart();
+    pool->post_tracked(
+        [&, p = pool.get()](bool) { p->deliver_tracked([&] { ran.fetch_add(1); }); });
+    io.run_for(20s);
+    EXPECT_EQ(ran.load(), 4);
+    EXPECT_TRUE(io.stopped());
+    EXPECT_EQ(pool->stats().tracked, 0u);
+    pool->join();
+}
+
+TEST(BlockingPool, ATrackedCompletionThatThrowsLeavesTheRestTracked) {
+    // The rest of a batch whose handler threw goes back to the inbox: its
+    // tracked completions are counted again (neither twice nor not at all).
+    asio::io_context io;
+    auto pool = make_pool(io, 1, 1000, std::chrono::microseconds(60s));
+    std::atomic<int> ran{0};
+    std::atomic<bool> go{false};
+    pool->post([&](bool) {
+        while (!go.load()) {
+            std::this_thread::yield();
+        }
+    });
+    for (int i = 0; i < 5; ++i) {
+        pool->post_tracked([&, i, p = pool.get()](bool) {
+            p->deliver_tracked([&, i] {
+                ran.fetch_add(1);
+                if (i == 1) {
+                    throw std::runtime_error("handler failed");
+                }
+            });
+        });
+    }
+    go = true;
+    pool->join();  // all five completions are in one batch now
+    EXPECT_THROW(io.run_for(20s), std::runtime_error);
+    EXPECT_EQ(ran.load(), 2);
+    io.restart();
+    io.run_for(20s);
+    EXPECT_EQ(ran.load(), 5);
+    EXPECT_TRUE(io.stopped()) << "run() did not return: the count went wrong";
+    EXPECT_EQ(pool->stats().tracked, 0u);
+}
+
 }  // namespace
 }  // namespace asqlite

@@ -41,6 +41,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -59,7 +60,8 @@ class blocking_job {
   private:
     friend class blocking_pool;
     blocking_job* next_ = nullptr;
-    bool ahead_ = false;  // posted ahead (the writer lane's)
+    bool ahead_ = false;    // posted ahead (the writer lane's)
+    bool tracked_ = false;  // a completion of a post_tracked() job (see there)
 };
 
 struct blocking_pool_options {
@@ -89,12 +91,29 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     /// ones): for work that others wait behind, such as the single writer.
     template <class F>
     void post(F&& f, bool ahead = false) {
-        submit(make_job(std::forward<F>(f)), ahead);
+        submit(make_job(std::forward<F>(f)), ahead, false);
     }
     /// From a worker: f() runs on the io executor (see the batching above).
     template <class F>
     void deliver(F&& f) {
         hand_over(make_job([g = std::forward<F>(f)](bool) mutable { g(); }));
+    }
+    /// post() for a job whose handler runs on the io executor's context:
+    /// until the job's completion comes back through deliver_tracked(), the
+    /// pool keeps the io executor's outstanding work (one count for all
+    /// such jobs), so the job need not carry a work-tracked executor of its
+    /// own (the count and the work change together, under the lock). Closed,
+    /// f(false) runs here and nothing is counted.
+    template <class F>
+    void post_tracked(F&& f, bool ahead = false) {
+        submit(make_job(std::forward<F>(f)), ahead, true);
+    }
+    /// deliver() for the completion of a post_tracked() job (exactly one).
+    template <class F>
+    void deliver_tracked(F&& f) {
+        blocking_job* j = make_job([g = std::forward<F>(f)](bool) mutable { g(); });
+        j->tracked_ = true;
+        hand_over(j);
     }
     /// Whether this thread is running a batch of completions (drain()) of a
     /// pool whose io executor belongs to execution context `context`, and
@@ -153,6 +172,7 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
         std::uint64_t handovers = 0;  // inbox batches handed to the io executor
         std::uint64_t sleeps = 0;     // times a thread went to sleep
         std::uint64_t wakes = 0;      // sleeping threads woken for work
+        std::uint64_t tracked = 0;    // post_tracked() jobs whose completion has not run
     };
     counters stats();
 
@@ -194,6 +214,7 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
         blocking_job* head = nullptr;
         blocking_job* tail = nullptr;
         std::size_t size = 0;
+        std::size_t tracked = 0;  // nodes with tracked_ set
         void push(blocking_job* j) noexcept;
         void insert_after(blocking_job* at, blocking_job* j) noexcept;  // at null: the front
         blocking_job* pop() noexcept;
@@ -208,7 +229,13 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     static thread_local std::size_t deferred_;  // by the running batch
     class drainer;
 
-    void submit(blocking_job* job, bool ahead) noexcept;
+    void submit(blocking_job* job, bool ahead, bool tracked) noexcept;
+    // Under mutex_: `n` post_tracked() jobs are out more, or fewer; the
+    // io executor's work is taken when the count leaves 0, and handed back
+    // (through `released`, destroyed once the lock is let go) when it
+    // reaches 0.
+    void track(std::size_t n) noexcept;
+    void untrack(std::size_t n, std::optional<boost::asio::any_io_executor>& released) noexcept;
     void hand_over(blocking_job* job) noexcept;
     // Under mutex_: whether the inbox is to be handed over now.
     // before_short_writer: a worker is about to run an `ahead` job expected
@@ -267,6 +294,8 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     bool drain_pending_ = false;
     std::int64_t last_ahead_run_ns_ = 0;  // under mutex_: how long the last `ahead` job ran
     counters counters_;                   // under mutex_
+    std::size_t tracked_jobs_ = 0;        // under mutex_: post_tracked() jobs out
+    std::optional<boost::asio::any_io_executor> work_;  // under mutex_: held while any are
     bool closed_ = false;
     std::atomic<std::int64_t> held_since_{0};    // oldest inbox entry (ns), 0: none
     std::atomic<std::size_t> queued_hint_{0};    // jobs_.size, for the progress hook

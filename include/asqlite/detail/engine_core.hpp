@@ -278,6 +278,20 @@ bool same_context(const Executor& ex, const blocking_pool& pool) noexcept {
     return context_of(ex) == pool.io_context_id();
 }
 
+/// On the io thread, inside the inbox's batch: runs the handler on `ex`
+/// (at once when `ex` is the io executor), its cancellation slot cleared.
+template <class Executor, class Handler, class... Args>
+void dispatch_handler(Executor ex, Handler&& handler, Args&&... args) {
+    asio::dispatch(std::move(ex), [h = std::forward<Handler>(handler),
+                                   ... a = std::forward<Args>(args)]() mutable {
+        auto slot = asio::get_associated_cancellation_slot(h);
+        if (slot.is_connected()) {
+            slot.clear();
+        }
+        std::move(h)(std::move(a)...);
+    });
+}
+
 template <class Executor, class Handler, class... Args>
 void deliver_on(blocking_pool& pool, Executor ex, Handler&& handler, Args&&... args) {
     if (!same_context(ex, pool)) {
@@ -289,13 +303,7 @@ void deliver_on(blocking_pool& pool, Executor ex, Handler&& handler, Args&&... a
     }
     pool.deliver([ex = std::move(ex), h = std::forward<Handler>(handler),
                   ... a = std::forward<Args>(args)]() mutable {
-        asio::dispatch(std::move(ex), [h = std::move(h), ... a = std::move(a)]() mutable {
-            auto slot = asio::get_associated_cancellation_slot(h);
-            if (slot.is_connected()) {
-                slot.clear();
-            }
-            std::move(h)(std::move(a)...);
-        });
+        dispatch_handler(std::move(ex), std::move(h), std::move(a)...);
     });
 }
 
@@ -372,6 +380,64 @@ void finish_job(engine_core* core, bool run, Executor&& ex, Handler&& h, std::ex
         deliver_on(core->pool(), std::move(ex), std::move(h), std::move(ep));
     } else {
         deliver_on(core->pool(), std::move(ex), std::move(h), std::move(ep), std::move(out));
+    }
+}
+
+/// Queues an operation's job: body(out) runs on a worker and returns the
+/// operation's error (its value goes to `out`), and the handler completes
+/// with the outcome on its executor (with closed_error() if the pool is
+/// closed). A handler of the engine's io_context, the usual case, travels
+/// alone: the pool keeps that context's work while the job is out
+/// (blocking_pool::post_tracked), and the handler's executor is looked up
+/// again where it completes. Neither the job nor its completion then
+/// carries an executor: 56 bytes less in each, which are cache lines less
+/// for each to cross between the io thread's core and the worker's, and no
+/// work-tracked copy to make and destroy. A handler of another context
+/// has its work-tracked executor kept on the side (`elsewhere`) and is
+/// completed there directly (complete_on), never through the engine's
+/// io_context.
+template <class R, class Handler, class Body>
+void post_operation(engine_core* core, Handler&& handler, Body&& body, bool ahead = false) {
+    using executor = decltype(tracked_executor(handler, *core));
+    std::unique_ptr<executor> elsewhere;
+    if (!same_context(asio::get_associated_executor(handler, core->io_executor()), core->pool())) {
+        elsewhere = std::make_unique<executor>(tracked_executor(handler, *core));
+    }
+    const bool tracked = elsewhere == nullptr;
+    auto job = [core, elsewhere = std::move(elsewhere), h = std::forward<Handler>(handler),
+                b = std::forward<Body>(body)](bool run) mutable {
+        op_value<R> out{};
+        std::exception_ptr ep;
+        if (run) {
+            ep = b(out);
+        }
+        if (!run || elsewhere) {
+            // Closed (nothing was counted), or another context's handler:
+            // posted to its executor.
+            executor ex = elsewhere ? std::move(*elsewhere) : tracked_executor(h, *core);
+            elsewhere.reset();
+            finish_job<R>(core, run, std::move(ex), std::move(h), std::move(ep), std::move(out));
+            return;
+        }
+        // The completion runs in the pool's drain (the pool outlives it; the
+        // core need not).
+        const auto deliver = [&](auto&&... a) {
+            blocking_pool& pool = core->pool();
+            pool.deliver_tracked([pool = &pool, h = std::move(h), ... a = std::move(a)]() mutable {
+                auto ex = asio::get_associated_executor(h, pool->io());
+                dispatch_handler(std::move(ex), std::move(h), std::move(a)...);
+            });
+        };
+        if constexpr (std::is_void_v<R>) {
+            deliver(std::move(ep));
+        } else {
+            deliver(std::move(ep), std::move(out));
+        }
+    };
+    if (tracked) {
+        core->pool().post_tracked(std::move(job), ahead);
+    } else {
+        core->post_blocking(std::move(job), ahead);
     }
 }
 
@@ -468,7 +534,6 @@ struct run_initiation {
 
     template <class Handler, class Fn>
     void operator()(Handler&& handler, Fn&& fn) const {
-        auto ex = tracked_executor(handler, *core);
         const std::uint64_t op = new_op_id();
         auto slot = asio::get_associated_cancellation_slot(handler);
         if (back != nullptr) {
@@ -480,32 +545,28 @@ struct run_initiation {
         } else if (slot.is_connected()) {
             slot.assign([c = &pc->conn, op](asio::cancellation_type) { c->request_cancel(op); });
         }
-        // Moved, never copied: each copy of a type-erased executor costs a
-        // virtual call here and another where it is destroyed, on the worker.
-        auto job = [pc = pc, op, ex = std::move(ex), core = core, back = back,
-                    h = std::forward<Handler>(handler),
-                    f = std::forward<Fn>(fn)](bool run) mutable {
-            op_value<R> out{};
-            std::exception_ptr ep;
-            if (run && back == nullptr) {
-                ep = run_on<R>(*pc, op, f, out);
-            } else if (run) {
-                if (back->attach(pc->conn)) {
-                    ep = run_on<R>(*pc, op, f, out);
-                    back->detach();
-                } else {
-                    ep = aborted_error();
-                }
-                if (!pc->in_transaction) {
-                    back->released = true;  // read after the completion is handed over
-                    core->release(pc);
-                }
+        auto body = [pc = pc, op, core = core, back = back,
+                     f = std::forward<Fn>(fn)](op_value<R>& out) mutable -> std::exception_ptr {
+            if (back == nullptr) {
+                return run_on<R>(*pc, op, f, out);
             }
-            finish_job<R>(core, run, std::move(ex), std::move(h), std::move(ep), std::move(out));
+            std::exception_ptr ep;
+            if (back->attach(pc->conn)) {
+                ep = run_on<R>(*pc, op, f, out);
+                back->detach();
+            } else {
+                ep = aborted_error();
+            }
+            if (!pc->in_transaction) {
+                back->released = true;  // read after the completion is handed over
+                core->release(pc);
+            }
+            return ep;
         };
         // The writer lane's statements jump the queue of reads: everyone who
         // writes waits behind the one connection holding the lane.
-        core->post_blocking(std::move(job), pc->ahead);
+        const bool ahead = pc->ahead;
+        post_operation<R>(core, std::forward<Handler>(handler), std::move(body), ahead);
     }
 };
 
@@ -559,24 +620,17 @@ struct late_initiation {
 
     template <class Handler, class Fn>
     void operator()(Handler&& handler, Fn&& fn) const {
-        auto ex = tracked_executor(handler, *core);
         late->op = new_op_id();
         auto slot = asio::get_associated_cancellation_slot(handler);
         if (slot.is_connected()) {
             late->cancellable = true;
             slot.assign([late = late](asio::cancellation_type) { late->cancel(); });
         }
-        auto job = [late = late, ex = std::move(ex), core = core,
-                    h = std::forward<Handler>(handler),
-                    f = std::forward<Fn>(fn)](bool run) mutable {
-            op_value<R> out{};
-            std::exception_ptr ep;
-            if (run) {
-                ep = run_late<R>(core, *late, f, out);
-            }
-            finish_job<R>(core, run, std::move(ex), std::move(h), std::move(ep), std::move(out));
-        };
-        core->post_blocking(std::move(job));
+        post_operation<R>(
+            core, std::forward<Handler>(handler),
+            [late = late, core = core, f = std::forward<Fn>(fn)](op_value<R>& out) mutable {
+                return run_late<R>(core, *late, f, out);
+            });
     }
 };
 
