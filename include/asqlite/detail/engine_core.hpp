@@ -565,8 +565,7 @@ struct run_initiation {
         };
         // The writer lane's statements jump the queue of reads: everyone who
         // writes waits behind the one connection holding the lane.
-        const bool ahead = pc->ahead;
-        post_operation<R>(core, std::forward<Handler>(handler), std::move(body), ahead);
+        post_operation<R>(core, std::forward<Handler>(handler), std::move(body), pc->ahead);
     }
 };
 
