@@ -334,6 +334,7 @@ struct phase_result {
     double jobs = 0;
     double handovers = 0;
     double wakes = 0;
+    double shared = 0;  // queries run in a read transaction begun for another
     std::vector<std::int64_t> latency_ns;
 };
 
@@ -522,6 +523,7 @@ class async_side {
             r.jobs = static_cast<double>(after.blocking_jobs - before.blocking_jobs);
             r.handovers = static_cast<double>(after.handovers - before.handovers);
             r.wakes = static_cast<double>(after.thread_wakes - before.thread_wakes);
+            r.shared = static_cast<double>(after.shared_reads - before.shared_reads);
         });
         state.fill(r);
         for (auto& l : latencies) {
@@ -910,8 +912,9 @@ struct side_summary {
     double sys_us_per_op = 0;
     double main_us_per_op = 0;
     double sleeps_per_op = 0;
-    double batch = 0;         // blocking jobs per completion hand-over (asqlite)
-    double wakes_per_op = 0;  // blocking threads woken for work (asqlite)
+    double batch = 0;          // blocking jobs per completion hand-over (asqlite)
+    double wakes_per_op = 0;   // blocking threads woken for work (asqlite)
+    double shared_per_op = 0;  // queries that shared a read transaction (asqlite)
     std::uint64_t ops = 0;
 };
 
@@ -925,6 +928,7 @@ side_summary summarise(phase_result& r) {
     s.sleeps_per_op = r.ops > 0 ? r.sleeps / static_cast<double>(r.ops) : 0;
     s.batch = r.handovers > 0 ? r.jobs / r.handovers : 0;
     s.wakes_per_op = r.ops > 0 ? r.wakes / static_cast<double>(r.ops) : 0;
+    s.shared_per_op = r.ops > 0 ? r.shared / static_cast<double>(r.ops) : 0;
     auto& v = r.latency_ns;
     if (!v.empty()) {
         std::sort(v.begin(), v.end());
@@ -990,6 +994,7 @@ side_summary median_side(const std::vector<repetition>& reps, Side repetition::*
     s.sleeps_per_op = median_of(reps, [&](const repetition& r) { return side(r).sleeps_per_op; });
     s.batch = median_of(reps, [&](const repetition& r) { return side(r).batch; });
     s.wakes_per_op = median_of(reps, [&](const repetition& r) { return side(r).wakes_per_op; });
+    s.shared_per_op = median_of(reps, [&](const repetition& r) { return side(r).shared_per_op; });
     for (const auto& r : reps) {
         s.max_us = std::max(s.max_us, side(r).max_us);
         s.ops += side(r).ops;
@@ -1078,9 +1083,9 @@ void print_table(const bench_options& o, const std::string& path, std::size_t th
 
 std::string json_side(const side_summary& s) {
     return fmt::format(
-        R"({{"ops": {}, "ops_per_s": {:.1f}, "p50_us": {:.2f}, "p99_us": {:.2f}, "max_us": {:.2f}, "cpu_us_per_op": {:.3f}, "sys_us_per_op": {:.3f}, "io_thread_cpu_us_per_op": {:.3f}, "sleeps_per_op": {:.3f}, "jobs_per_handover": {:.2f}, "wakes_per_op": {:.3f}}})",
+        R"({{"ops": {}, "ops_per_s": {:.1f}, "p50_us": {:.2f}, "p99_us": {:.2f}, "max_us": {:.2f}, "cpu_us_per_op": {:.3f}, "sys_us_per_op": {:.3f}, "io_thread_cpu_us_per_op": {:.3f}, "sleeps_per_op": {:.3f}, "jobs_per_handover": {:.2f}, "wakes_per_op": {:.3f}, "shared_reads_per_op": {:.3f}}})",
         s.ops, s.ops_per_s, s.p50_us, s.p99_us, s.max_us, s.cpu_us_per_op, s.sys_us_per_op,
-        s.main_us_per_op, s.sleeps_per_op, s.batch, s.wakes_per_op);
+        s.main_us_per_op, s.sleeps_per_op, s.batch, s.wakes_per_op, s.shared_per_op);
 }
 
 std::string json_escape(std::string_view text) {

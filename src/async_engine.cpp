@@ -45,6 +45,27 @@ std::exception_ptr moved_error(const std::string& path) {
                     path)));
 }
 
+bool is_select(std::string_view sql) noexcept {
+    std::size_t i = 0;
+    while (i < sql.size() &&
+           (sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\n' || sql[i] == '\r')) {
+        ++i;
+    }
+    constexpr std::string_view word = "select";
+    if (sql.size() - i <= word.size()) {
+        return false;
+    }
+    for (std::size_t k = 0; k < word.size(); ++k) {
+        const char ch = sql[i + k];
+        if (ch != word[k] && ch != word[k] - ('a' - 'A')) {
+            return false;
+        }
+    }
+    const char next = sql[i + word.size()];
+    return next == ' ' || next == '\t' || next == '\n' || next == '\r' || next == '*' ||
+           next == '(' || next == '-' || next == '/';
+}
+
 std::uint64_t new_op_id() noexcept {
     static std::atomic<std::uint64_t> last{0};
     return last.fetch_add(1, std::memory_order_relaxed) + 1;
@@ -144,6 +165,7 @@ class async_core final : public engine_core, public std::enable_shared_from_this
     session try_acquire();
     void release(pooled_connection* pc) noexcept override;
     pooled_connection* pick() override;
+    pooled_connection* shared_read() noexcept override;
     bool closed() const noexcept override { return closed_flag_.load(std::memory_order_relaxed); }
     pool_stats stats();
     void close();
@@ -519,6 +541,49 @@ pooled_connection* async_core::pick() {
     }
 }
 
+pooled_connection* async_core::shared_read() noexcept {
+    worker_hold* h = blocking_pool::hold();
+    if (h == nullptr || role_ != lane::readers) {
+        return nullptr;
+    }
+    if (h->held()) {
+        // The pool ends a hold before any job that may not share it, and
+        // each engine has its own pool: this lane's.
+        return static_cast<pooled_connection*>(h->what);
+    }
+    if (!h->worth_it) {
+        return nullptr;  // nothing queued to share it with
+    }
+    pooled_connection* pc = nullptr;
+    try {
+        pc = pick();
+    } catch (...) {
+        return nullptr;  // the open failed: the query's own pick() reports it
+    }
+    if (pc == nullptr) {
+        return nullptr;
+    }
+    try {
+        pc->conn.execute("BEGIN");
+    } catch (...) {
+        pc->in_transaction = pc->conn.in_transaction();
+        release(pc);
+        return nullptr;
+    }
+    h->begin(this, pc, [](void* owner, void* what) noexcept {
+        auto* core = static_cast<async_core*>(owner);
+        auto* held = static_cast<pooled_connection*>(what);
+        try {
+            held->conn.execute("COMMIT");
+        } catch (...) {
+            held->healthy = false;
+        }
+        held->in_transaction = held->conn.in_transaction();
+        core->release(held);
+    });
+    return pc;
+}
+
 pooled_connection* async_core::open_reserved() {
     // A worker holding an operation opens the connection itself: no trip to
     // the io thread and back, and no waiter to hand it to.
@@ -787,6 +852,7 @@ pool_stats async_engine::stats() const {
     s.handovers = bs.handovers;
     s.thread_sleeps = bs.sleeps;
     s.thread_wakes = bs.wakes;
+    s.shared_reads = bs.shared;
     return s;
 }
 const engine_options& async_engine::options() const noexcept {

@@ -12,6 +12,7 @@ namespace asqlite::detail {
 
 namespace {
 thread_local blocking_pool* current_pool = nullptr;  // the pool this worker serves
+thread_local worker_hold* current_hold = nullptr;    // and what it holds
 thread_local std::int64_t next_stall_check = 0;      // wake_if_stalled's rate limit
 
 // The pool's lock is held for a few dozen instructions at a time. A thread
@@ -159,7 +160,11 @@ blocking_pool::~blocking_pool() {
     }
 }
 
-void blocking_pool::submit(blocking_job* job, bool ahead, bool tracked) noexcept {
+worker_hold* blocking_pool::hold() noexcept {
+    return current_hold;
+}
+
+void blocking_pool::submit(blocking_job* job, bool ahead, bool tracked, bool shares) noexcept {
     wake_up wake;
     {
         std::unique_lock lock(mutex_, std::defer_lock);
@@ -169,6 +174,8 @@ void blocking_pool::submit(blocking_job* job, bool ahead, bool tracked) noexcept
                 track(1);
             }
             job->ahead_ = ahead;
+            job->shares_ = shares;
+            job->seq_ = ++submitted_;
             if (ahead) {
                 jobs_.insert_after(last_ahead_, job);
                 last_ahead_ = job;
@@ -423,9 +430,16 @@ void blocking_pool::work(std::size_t slot) {
     current_pool = this;
     list finished;  // completions of the job just run
     finished_ = &finished;
+    worker_hold hold;
+    current_hold = &hold;
     std::unique_lock lock(mutex_);
     for (;;) {
         if (blocking_job* job = jobs_.pop()) {
+            const bool joins = hold.held() && job->shares_ && job->seq_ <= hold.bound;
+            shared_ += joins ? 1 : 0;
+            // A hold begun by this job covers what was submitted until now.
+            hold.next_bound = submitted_;
+            hold.worth_it = jobs_.head != nullptr && jobs_.head->shares_;
             if (job == last_ahead_) {
                 last_ahead_ = nullptr;
             }
@@ -443,6 +457,9 @@ void blocking_pool::work(std::size_t slot) {
             if (post) {
                 post_drain();
             }
+            if (!joins) {
+                hold.release();
+            }
             job->run(true);
             lock_spinning(lock);
             running_since_[slot] = 0;
@@ -457,6 +474,15 @@ void blocking_pool::work(std::size_t slot) {
             }
             continue;
         }
+        if (hold.held()) {
+            // Nothing queued: ended before the completions go, so that the
+            // connection is back when the last of them runs (and before the
+            // thread sleeps or leaves).
+            lock.unlock();
+            hold.release();
+            lock_spinning(lock);
+            continue;
+        }
         if (flush_due(now_ns())) {
             lock.unlock();
             post_drain();
@@ -468,6 +494,7 @@ void blocking_pool::work(std::size_t slot) {
         }
         sleep(slot, lock);
     }
+    current_hold = nullptr;
     finished_ = nullptr;
     current_pool = nullptr;
 }
@@ -523,6 +550,7 @@ blocking_pool::counters blocking_pool::stats() {
     std::lock_guard lock(mutex_);
     counters c = counters_;
     c.tracked = tracked_jobs_;
+    c.shared = shared_;
     return c;
 }
 

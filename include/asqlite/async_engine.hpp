@@ -52,6 +52,9 @@ struct pool_stats {
     std::uint64_t handovers = 0;
     std::uint64_t thread_sleeps = 0;
     std::uint64_t thread_wakes = 0;
+    /// Queries that ran inside a read transaction their worker had begun
+    /// for an earlier query (shared snapshots: see docs/architecture.md).
+    std::uint64_t shared_reads = 0;
 };
 
 namespace detail {

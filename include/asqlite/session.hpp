@@ -632,6 +632,7 @@ class session {
                         // frame less for nearly every statement.
                         {
                             adopt_pinned guard{this, &late.emplace()};
+                            late->shares = detail::is_select(sql);
                             auto outcome = co_await detail::async_run_late<R>(
                                 core_.get(), &*late, detail::by_ref<R>(fn), detail::frameless);
                             R v = detail::value_of(std::move(outcome));

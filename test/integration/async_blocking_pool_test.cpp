@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -30,6 +31,7 @@ namespace {
 namespace asio = boost::asio;
 using detail::blocking_pool;
 using detail::blocking_pool_options;
+using detail::worker_hold;
 using namespace std::chrono_literals;
 
 std::shared_ptr<blocking_pool> make_pool(asio::io_context& io, std::size_t threads,
@@ -803,6 +805,116 @@ TEST(BlockingPool, TrackedJobsHoldTheIoContextUntilTheirCompletionsRan) {
     EXPECT_EQ(ran.load(), 4);
     EXPECT_TRUE(io.stopped());
     EXPECT_EQ(pool->stats().tracked, 0u);
+    pool->join();
+}
+
+/// What the workers saw of their hold (blocking_pool::hold()), in order.
+struct hold_log {
+    std::mutex m;
+    std::vector<std::string> lines;
+    std::atomic<int> ends{0};  // the hold's end() calls
+    int thing = 0;             // what is "held"
+    void add(std::string line) {
+        std::lock_guard lock(m);
+        lines.push_back(std::move(line));
+    }
+    std::vector<std::string> taken() {
+        std::lock_guard lock(m);
+        return lines;
+    }
+    void clear() {
+        std::lock_guard lock(m);
+        lines.clear();
+    }
+    void begin_hold() {
+        blocking_pool::hold()->begin(this, &thing, [](void* owner, void*) noexcept {
+            static_cast<hold_log*>(owner)->ends.fetch_add(1);
+        });
+    }
+};
+
+TEST(BlockingPool, AHoldIsSharedOnlyByJobsQueuedBeforeItBeganThatMayShareIt) {
+    // A read transaction kept open from one job to the next may serve only
+    // jobs that were submitted before it began (their snapshot is then
+    // taken after they were issued) and that asked to share it.
+    asio::io_context io;
+    auto pool = make_pool(io, 1, 8, 200us);
+    hold_log log;
+    std::atomic<bool> gate{false};
+    pool->post([&](bool) {  // keeps the worker busy until A, B and D are queued
+        while (!gate.load()) {
+            std::this_thread::yield();
+        }
+    });
+    pool->post(
+        [&, p = pool.get()](bool) {
+            worker_hold* h = blocking_pool::hold();
+            log.add(fmt::format("A held={} worth={}", h->held(), h->worth_it));
+            log.begin_hold();
+            // C is submitted after the hold began: it must not join.
+            p->post(
+                [&](bool) {
+                    log.add(fmt::format("C held={} ends={}", blocking_pool::hold()->held(),
+                                        log.ends.load()));
+                },
+                false, true);
+        },
+        false, true);
+    pool->post([&](bool) { log.add(fmt::format("B held={}", blocking_pool::hold()->held())); },
+               false, true);
+    gate.store(true);
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (log.taken().size() < 3 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(1ms);
+    }
+    // Nothing queued any more: the worker ends the hold before it sleeps.
+    while (log.ends.load() == 0 && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(1ms);
+    }
+    EXPECT_EQ(log.taken(), (std::vector<std::string>{"A held=false worth=true", "B held=true",
+                                                     "C held=false ends=1"}));
+    EXPECT_EQ(log.ends.load(), 1);
+    EXPECT_EQ(pool->stats().shared, 1u);  // B
+
+    // A job that does not ask to share ends the hold before it runs.
+    gate.store(false);
+    log.clear();
+    pool->post([&](bool) {
+        while (!gate.load()) {
+            std::this_thread::yield();
+        }
+    });
+    pool->post(
+        [&](bool) {
+            log.add(fmt::format("A2 worth={}", blocking_pool::hold()->worth_it));
+            log.begin_hold();
+        },
+        false, true);
+    pool->post([&](bool) { log.add(fmt::format("B2 held={}", blocking_pool::hold()->held())); },
+               false, true);
+    pool->post([&](bool) { log.add(fmt::format("D held={}", blocking_pool::hold()->held())); });
+    gate.store(true);
+    pool->join();  // the worker ends what it holds before it leaves
+    EXPECT_EQ(log.taken(),
+              (std::vector<std::string>{"A2 worth=true", "B2 held=true", "D held=false"}));
+    EXPECT_EQ(log.ends.load(), 2);
+    EXPECT_EQ(pool->stats().shared, 2u);
+}
+
+TEST(BlockingPool, AJobAloneInTheQueueIsNotWorthAHold) {
+    asio::io_context io;
+    auto pool = make_pool(io, 1, 8, 200us);
+    std::promise<std::pair<bool, bool>> seen;
+    pool->post(
+        [&](bool) {
+            worker_hold* h = blocking_pool::hold();
+            seen.set_value({h->held(), h->worth_it});
+        },
+        false, true);
+    auto f = seen.get_future();
+    ASSERT_EQ(f.wait_for(20s), std::future_status::ready);
+    EXPECT_EQ(f.get(), std::make_pair(false, false));
+    EXPECT_EQ(blocking_pool::hold(), nullptr);  // not on a worker
     pool->join();
 }
 

@@ -60,8 +60,41 @@ class blocking_job {
   private:
     friend class blocking_pool;
     blocking_job* next_ = nullptr;
-    bool ahead_ = false;    // posted ahead (the writer lane's)
-    bool tracked_ = false;  // a completion of a post_tracked() job (see there)
+    std::uint64_t seq_ = 0;  // the how-manieth submit (jobs only)
+    bool ahead_ = false;     // posted ahead (the writer lane's)
+    bool tracked_ = false;   // a completion of a post_tracked() job (see there)
+    bool shares_ = false;    // may use what its thread holds (worker_hold)
+};
+
+/// What a worker keeps open from one job to the next: a read transaction
+/// that the reads queued before it began may share (the async engine's
+/// readers lane). A read that joins sees a snapshot taken after it was
+/// submitted, so it sees every commit that completed before that, as if it
+/// had run alone. The pool ends the hold before a job that may not use it
+/// (not `shares`, or submitted after the hold began), before the thread
+/// sleeps, and before it exits.
+struct worker_hold {
+    void* owner = nullptr;  // null: nothing held
+    void* what = nullptr;
+    void (*end)(void* owner, void* what) noexcept = nullptr;
+    std::uint64_t bound = 0;  // jobs submitted up to this one may use it
+    // Set before each job runs, for a job that begins a hold: the bound it
+    // would have, and whether the next queued job could share it.
+    std::uint64_t next_bound = 0;
+    bool worth_it = false;
+
+    bool held() const noexcept { return owner != nullptr; }
+    void begin(void* o, void* w, void (*e)(void*, void*) noexcept) noexcept {
+        owner = o;
+        what = w;
+        end = e;
+        bound = next_bound;
+    }
+    void release() noexcept {
+        if (owner != nullptr) {
+            end(std::exchange(owner, nullptr), std::exchange(what, nullptr));
+        }
+    }
 };
 
 struct blocking_pool_options {
@@ -89,9 +122,10 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     /// Queues f(bool live) for a worker; after close() runs f(false) here.
     /// An `ahead` job goes before every other job (behind earlier `ahead`
     /// ones): for work that others wait behind, such as the single writer.
+    /// A `shares` job may use what its thread holds (worker_hold).
     template <class F>
-    void post(F&& f, bool ahead = false) {
-        submit(make_job(std::forward<F>(f)), ahead, false);
+    void post(F&& f, bool ahead = false, bool shares = false) {
+        submit(make_job(std::forward<F>(f)), ahead, false, shares);
     }
     /// From a worker: f() runs on the io executor (see the batching above).
     template <class F>
@@ -105,9 +139,11 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     /// own (the count and the work change together, under the lock). Closed,
     /// f(false) runs here and nothing is counted.
     template <class F>
-    void post_tracked(F&& f, bool ahead = false) {
-        submit(make_job(std::forward<F>(f)), ahead, true);
+    void post_tracked(F&& f, bool ahead = false, bool shares = false) {
+        submit(make_job(std::forward<F>(f)), ahead, true, shares);
     }
+    /// On a pool thread (inside a job): what it holds between jobs; else null.
+    static worker_hold* hold() noexcept;
     /// deliver() for the completion of a post_tracked() job (exactly one).
     template <class F>
     void deliver_tracked(F&& f) {
@@ -173,6 +209,7 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
         std::uint64_t sleeps = 0;     // times a thread went to sleep
         std::uint64_t wakes = 0;      // sleeping threads woken for work
         std::uint64_t tracked = 0;    // post_tracked() jobs whose completion has not run
+        std::uint64_t shared = 0;     // jobs run while their thread held a read (worker_hold)
     };
     counters stats();
 
@@ -229,7 +266,7 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     static thread_local std::size_t deferred_;  // by the running batch
     class drainer;
 
-    void submit(blocking_job* job, bool ahead, bool tracked) noexcept;
+    void submit(blocking_job* job, bool ahead, bool tracked, bool shares) noexcept;
     // Under mutex_: `n` post_tracked() jobs are out more, or fewer; the
     // io executor's work is taken when the count leaves 0, and handed back
     // (through `released`, destroyed once the lock is let go) when it
@@ -295,6 +332,8 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     std::int64_t last_ahead_run_ns_ = 0;  // under mutex_: how long the last `ahead` job ran
     counters counters_;                   // under mutex_
     std::size_t tracked_jobs_ = 0;        // under mutex_: post_tracked() jobs out
+    std::uint64_t submitted_ = 0;         // under mutex_: jobs submitted so far
+    std::uint64_t shared_ = 0;            // under mutex_: jobs run inside a hold
     std::optional<boost::asio::any_io_executor> work_;  // under mutex_: held while any are
     bool closed_ = false;
     std::atomic<std::int64_t> held_since_{0};    // oldest inbox entry (ns), 0: none

@@ -96,6 +96,17 @@ class engine_core {
     /// free, someone waits for one, or the engine is closed. Give it back
     /// with release().
     virtual pooled_connection* pick() = 0;
+    /// On a worker, for a query (SELECT) not bound to a connection: the read
+    /// transaction this worker holds on one of this lane's connections,
+    /// begun here when more queries are queued behind this one (see
+    /// worker_hold); null when there is none to share (then pick()). The
+    /// worker ends it; a failed query ends it at once (end_shared_read).
+    virtual pooled_connection* shared_read() noexcept = 0;
+    static void end_shared_read() noexcept {
+        if (worker_hold* h = blocking_pool::hold()) {
+            h->release();
+        }
+    }
     /// Whether close() was called.
     virtual bool closed() const noexcept = 0;
     /// The single-writer lane that write statements and transactions use, or
@@ -316,6 +327,10 @@ auto tracked_executor(const Handler& handler, const engine_core& core) {
                         asio::execution::outstanding_work.tracked);
 }
 
+/// Whether sql is a query: SELECT first (any case, after white space). A
+/// query changes nothing, neither the database nor the connection's state.
+bool is_select(std::string_view sql) noexcept;
+
 /// A process-wide operation number, for cancellation: a request that
 /// arrives late never matches a later operation on the same connection.
 std::uint64_t new_op_id() noexcept;
@@ -397,7 +412,8 @@ void finish_job(engine_core* core, bool run, Executor&& ex, Handler&& h, std::ex
 /// completed there directly (complete_on), never through the engine's
 /// io_context.
 template <class R, class Handler, class Body>
-void post_operation(engine_core* core, Handler&& handler, Body&& body, bool ahead = false) {
+void post_operation(engine_core* core, Handler&& handler, Body&& body, bool ahead = false,
+                    bool shares = false) {
     using executor = decltype(tracked_executor(handler, *core));
     std::unique_ptr<executor> elsewhere;
     if (!same_context(asio::get_associated_executor(handler, core->io_executor()), core->pool())) {
@@ -435,9 +451,9 @@ void post_operation(engine_core* core, Handler&& handler, Body&& body, bool ahea
         }
     };
     if (tracked) {
-        core->pool().post_tracked(std::move(job), ahead);
+        core->pool().post_tracked(std::move(job), ahead, shares);
     } else {
-        core->post_blocking(std::move(job), ahead);
+        core->pool().post(std::move(job), ahead, shares);
     }
 }
 
@@ -460,6 +476,9 @@ struct late_binding {
     // An operation on a connection the session holds, whose job gives it
     // back (run_initiation's `back`): set by the worker once it has.
     bool released = false;
+    // A query (SELECT) outside a transaction: it may run inside the read
+    // transaction its worker holds (engine_core::shared_read).
+    bool shares = false;
     // Its handler has a cancellation slot, so cancel() may come. Set by the
     // initiation before the job is queued. Without one (a coroutine spawned
     // with `detached`, say), attach() and detach() need no lock.
@@ -516,6 +535,19 @@ struct late_binding {
     std::atomic<bool> cancelled_{false};  // set under mutex_; a first look without it
 };
 
+/// On a worker: runs f on pc as operation `op`, with `late` watching for
+/// its cancellation; operation_aborted when it was cancelled already.
+template <class R, class Fn>
+std::exception_ptr run_attached(late_binding& late, std::uint64_t op, pooled_connection& pc, Fn& f,
+                                op_value<R>& out) {
+    if (!late.attach(pc.conn)) {
+        return aborted_error();
+    }
+    std::exception_ptr ep = run_on<R>(pc, op, f, out);
+    late.detach();
+    return ep;
+}
+
 /// Runs fn(connection&) on the blocking pool and completes with its value
 /// (or exception) on the handler's executor. Cancellation requested through
 /// the handler's slot stops the running statement (progress handler) and the
@@ -550,13 +582,7 @@ struct run_initiation {
             if (back == nullptr) {
                 return run_on<R>(*pc, op, f, out);
             }
-            std::exception_ptr ep;
-            if (back->attach(pc->conn)) {
-                ep = run_on<R>(*pc, op, f, out);
-                back->detach();
-            } else {
-                ep = aborted_error();
-            }
+            std::exception_ptr ep = run_attached<R>(*back, op, *pc, f, out);
             if (!pc->in_transaction) {
                 back->released = true;  // read after the completion is handed over
                 core->release(pc);
@@ -579,10 +605,19 @@ auto async_run(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token,
 /// On a worker: runs f as `late`'s operation on the connection core->pick()
 /// gives, and gives it back or, left inside a transaction, hands it to the
 /// session (`late.pinned`); with none to pick, sets `late.no_connection`.
+/// A query may instead join the read transaction its worker holds
+/// (engine_core::shared_read), which the worker ends.
 template <class R, class Fn>
 std::exception_ptr run_late(engine_core* core, late_binding& late, Fn& f, op_value<R>& out) {
     if (late.cancelled()) {
         return aborted_error();  // cancelled in the queue: no connection needed
+    }
+    if (pooled_connection* shared = late.shares ? core->shared_read() : nullptr) {
+        std::exception_ptr ep = run_attached<R>(late, late.op, *shared, f, out);
+        if (ep) {
+            engine_core::end_shared_read();  // whatever it was, start afresh
+        }
+        return ep;
     }
     pooled_connection* pc = nullptr;
     try {
@@ -597,13 +632,7 @@ std::exception_ptr run_late(engine_core* core, late_binding& late, Fn& f, op_val
         late.no_connection = true;
         return nullptr;
     }
-    std::exception_ptr ep;
-    if (late.attach(pc->conn)) {
-        ep = run_on<R>(*pc, late.op, f, out);
-        late.detach();
-    } else {
-        ep = aborted_error();
-    }
+    std::exception_ptr ep = run_attached<R>(late, late.op, *pc, f, out);
     if (pc->in_transaction && pc->healthy) {
         late.pinned = pc;
     } else {
@@ -629,7 +658,8 @@ struct late_initiation {
             core, std::forward<Handler>(handler),
             [late = late, core = core, f = std::forward<Fn>(fn)](op_value<R>& out) mutable {
                 return run_late<R>(core, *late, f, out);
-            });
+            },
+            false, late->shares);
     }
 };
 
@@ -682,12 +712,7 @@ class lane_op final : public lane_job {
         op_value<R> out{};
         std::exception_ptr ep;
         if (live) {
-            if (late.attach(pc->conn)) {
-                ep = run_on<R>(*pc, late.op, self->f_, out);
-                late.detach();
-            } else {
-                ep = aborted_error();
-            }
+            ep = run_attached<R>(late, late.op, *pc, self->f_, out);
         }
         if (live && late.may_pin && pc->healthy && (pc->in_transaction || late.hold)) {
             late.pinned = pc;
