@@ -1043,9 +1043,9 @@ void print_table(const bench_options& o, const std::string& path, std::size_t th
                o.seconds > 0 ? fmt::format("{} s per workload and side", o.seconds)
                              : fmt::format("{} ops per workload and side", o.ops),
                o.repeat);
-    fmt::print("{:<8} {:<9} {:>10} {:>9} {:>9} {:>10} {:>11} {:>9} {:>11} {:>9} {:>6}\n",
+    fmt::print("{:<8} {:<9} {:>10} {:>9} {:>9} {:>10} {:>11} {:>9} {:>11} {:>9} {:>6} {:>7}\n",
                "workload", "side", "ops/s", "p50 us", "p99 us", "max us", "CPU us/op", "of it sys",
-               "io thread", "sleeps/op", "batch");
+               "io thread", "sleeps/op", "batch", "shared");
     for (const auto& w : results) {
         std::vector<std::pair<const char*, side_summary>> sides{{"asqlite", w.async},
                                                                 {"raw", w.raw}};
@@ -1053,12 +1053,14 @@ void print_table(const bench_options& o, const std::string& path, std::size_t th
             sides.emplace_back("raw-split", *w.split);
         }
         for (const auto& [label, s] : sides) {
+            const bool async_side = s.batch > 0;
             fmt::print(
                 "{:<8} {:<9} {:>10.0f} {:>9.1f} {:>9.1f} {:>10.1f} {:>11.2f} {:>9.2f} {:>11.2f} "
-                "{:>9.2f} {:>6}\n",
+                "{:>9.2f} {:>6} {:>7}\n",
                 name_of(w.kind), label, s.ops_per_s, s.p50_us, s.p99_us, s.max_us, s.cpu_us_per_op,
                 s.sys_us_per_op, s.main_us_per_op, s.sleeps_per_op,
-                s.batch > 0 ? fmt::format("{:.1f}", s.batch) : std::string("-"));
+                async_side ? fmt::format("{:.1f}", s.batch) : std::string("-"),
+                async_side ? fmt::format("{:.2f}", s.shared_per_op) : std::string("-"));
         }
         std::string verdict;
         if (const auto t = ratio_target(w.kind)) {

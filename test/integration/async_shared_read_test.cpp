@@ -52,6 +52,22 @@ class SharedRead : public test::temp_dir_test {
         }());
         io.restart();
     }
+    /// Runs `coroutines` coroutines to their end, each awaiting body(i, k)
+    /// for k = 0 .. each - 1.
+    template <class Body>
+    void run_each(int coroutines, int each, Body body) {
+        for (int i = 0; i < coroutines; ++i) {
+            asio::co_spawn(
+                io,
+                [&body, i, each]() -> asio::awaitable<void> {
+                    for (int k = 0; k < each; ++k) {
+                        co_await body(i, k);
+                    }
+                },
+                asio::detached);
+        }
+        io.run();
+    }
     /// Waits (running io) until no connection is checked out any more.
     void wait_until_idle(async_engine& db) {
         const auto deadline = std::chrono::steady_clock::now() + 20s;
@@ -88,20 +104,12 @@ TEST_F(SharedRead, QueuedQueriesShareAReadTransactionAndEachGetsItsOwnRow) {
     constexpr int reads_each = 20;
     std::atomic<int> right{0};
     std::atomic<int> wrong{0};
-    for (int i = 0; i < coroutines; ++i) {
-        asio::co_spawn(
-            io,
-            [&, i]() -> asio::awaitable<void> {
-                for (int k = 0; k < reads_each; ++k) {
-                    const int n = 1 + (i * reads_each + k) % 1000;
-                    auto s = co_await db.session();
-                    const auto sq = co_await s.scalar<int>("SELECT sq FROM t WHERE n = ?", n);
-                    (sq == n * n ? right : wrong).fetch_add(1);
-                }
-            },
-            asio::detached);
-    }
-    io.run();
+    run_each(coroutines, reads_each, [&](int i, int k) -> asio::awaitable<void> {
+        const int n = 1 + (i * reads_each + k) % 1000;
+        auto s = co_await db.session();
+        const auto sq = co_await s.scalar<int>("SELECT sq FROM t WHERE n = ?", n);
+        (sq == n * n ? right : wrong).fetch_add(1);
+    });
     EXPECT_EQ(right.load(), coroutines * reads_each);
     EXPECT_EQ(wrong.load(), 0);
     const auto after = db.stats();
@@ -171,28 +179,20 @@ TEST_F(SharedRead, AFailingQueryFailsAloneAndTheOthersStillShare) {
     std::atomic<int> right{0};
     std::atomic<int> failed{0};
     std::atomic<int> other{0};
-    for (int i = 0; i < coroutines; ++i) {
-        asio::co_spawn(
-            io,
-            [&, i]() -> asio::awaitable<void> {
-                for (int k = 0; k < reads_each; ++k) {
-                    auto s = co_await db.session();
-                    if ((i + k) % 4 == 0) {
-                        auto e = co_await test::error_of(
-                            s.scalar<int>("SELECT n FROM missing_table WHERE n = ?", k));
-                        const bool named =
-                            e && std::string(e->what()).find("missing_table") != std::string::npos;
-                        (named ? failed : other).fetch_add(1);
-                    } else {
-                        const int n = 1 + (i + k) % 100;
-                        const auto sq = co_await s.scalar<int>("SELECT sq FROM t WHERE n = ?", n);
-                        (sq == n * n ? right : other).fetch_add(1);
-                    }
-                }
-            },
-            asio::detached);
-    }
-    io.run();
+    run_each(coroutines, reads_each, [&](int i, int k) -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        if ((i + k) % 4 == 0) {
+            auto e = co_await test::error_of(
+                s.scalar<int>("SELECT n FROM missing_table WHERE n = ?", k));
+            const bool named =
+                e && std::string(e->what()).find("missing_table") != std::string::npos;
+            (named ? failed : other).fetch_add(1);
+        } else {
+            const int n = 1 + (i + k) % 100;
+            const auto sq = co_await s.scalar<int>("SELECT sq FROM t WHERE n = ?", n);
+            (sq == n * n ? right : other).fetch_add(1);
+        }
+    });
     EXPECT_EQ(failed.load(), coroutines * reads_each / 4);
     EXPECT_EQ(right.load(), coroutines * reads_each * 3 / 4);
     EXPECT_EQ(other.load(), 0);
@@ -204,18 +204,10 @@ TEST_F(SharedRead, TheReadTransactionEndsOnceTheQueueRunsDry) {
     // A snapshot kept open would stop a checkpoint from emptying the WAL.
     auto db = create_async_engine(io.get_executor(), options(1));
     make_table(db, 100);
-    for (int i = 0; i < 32; ++i) {
-        asio::co_spawn(
-            io,
-            [&]() -> asio::awaitable<void> {
-                for (int k = 1; k <= 10; ++k) {
-                    auto s = co_await db.session();
-                    co_await s.scalar<int>("SELECT sq FROM t WHERE n = ?", k);
-                }
-            },
-            asio::detached);
-    }
-    io.run();
+    run_each(32, 10, [&](int, int k) -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        co_await s.scalar<int>("SELECT sq FROM t WHERE n = ?", k + 1);
+    });
     EXPECT_GT(db.stats().shared_reads, 0u);
     wait_until_idle(db);
     sqlite3* raw = nullptr;
