@@ -573,10 +573,13 @@ pooled_connection* async_core::shared_read() noexcept {
     h->begin(this, pc, [](void* owner, void* what) noexcept {
         auto* core = static_cast<async_core*>(owner);
         auto* held = static_cast<pooled_connection*>(what);
-        try {
-            held->conn.execute("COMMIT");
-        } catch (...) {
-            held->healthy = false;
+        // (A failed query may have ended the transaction already.)
+        if (held->conn.in_transaction()) {
+            try {
+                held->conn.execute("COMMIT");
+            } catch (...) {
+                held->healthy = false;
+            }
         }
         held->in_transaction = held->conn.in_transaction();
         core->release(held);
