@@ -45,27 +45,6 @@ std::exception_ptr moved_error(const std::string& path) {
                     path)));
 }
 
-bool is_select(std::string_view sql) noexcept {
-    std::size_t i = 0;
-    while (i < sql.size() &&
-           (sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\n' || sql[i] == '\r')) {
-        ++i;
-    }
-    constexpr std::string_view word = "select";
-    if (sql.size() - i <= word.size()) {
-        return false;
-    }
-    for (std::size_t k = 0; k < word.size(); ++k) {
-        const char ch = sql[i + k];
-        if (ch != word[k] && ch != word[k] - ('a' - 'A')) {
-            return false;
-        }
-    }
-    const char next = sql[i + word.size()];
-    return next == ' ' || next == '\t' || next == '\n' || next == '\r' || next == '*' ||
-           next == '(' || next == '-' || next == '/';
-}
-
 std::uint64_t new_op_id() noexcept {
     static std::atomic<std::uint64_t> last{0};
     return last.fetch_add(1, std::memory_order_relaxed) + 1;

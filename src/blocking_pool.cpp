@@ -436,7 +436,7 @@ void blocking_pool::work(std::size_t slot) {
     for (;;) {
         if (blocking_job* job = jobs_.pop()) {
             const bool joins = hold.held() && job->shares_ && job->seq_ <= hold.bound;
-            shared_ += joins ? 1 : 0;
+            counters_.shared += joins ? 1 : 0;
             // A hold begun by this job covers what was submitted until now.
             hold.next_bound = submitted_;
             hold.worth_it = jobs_.head != nullptr && jobs_.head->shares_;
@@ -550,7 +550,6 @@ blocking_pool::counters blocking_pool::stats() {
     std::lock_guard lock(mutex_);
     counters c = counters_;
     c.tracked = tracked_jobs_;
-    c.shared = shared_;
     return c;
 }
 

@@ -29,37 +29,60 @@ session new_session(std::shared_ptr<engine_core> lane) {
     return session(std::move(lane), nullptr);
 }
 
-detail::sql_end sql_end_of(std::string_view sql) noexcept {
-    // The first words, with blanks and comments between them skipped.
-    std::size_t at = 0;
-    auto next_word = [&]() -> std::string_view {
+namespace {
+
+/// The words of an SQL text in order, with the blanks and comments between
+/// them skipped.
+class sql_words {
+  public:
+    explicit sql_words(std::string_view sql) noexcept : sql_(sql) {}
+    std::string_view next() noexcept {
         for (;;) {
-            while (at < sql.size() && std::isspace(static_cast<unsigned char>(sql[at])) != 0) {
-                ++at;
+            while (at_ < sql_.size() && std::isspace(static_cast<unsigned char>(sql_[at_])) != 0) {
+                ++at_;
             }
-            if (sql.substr(at, 2) == "--") {
-                at = std::min(sql.find('\n', at), sql.size());
-            } else if (sql.substr(at, 2) == "/*") {
-                const std::size_t close = sql.find("*/", at + 2);
-                at = close == std::string_view::npos ? sql.size() : close + 2;
+            if (sql_.substr(at_, 2) == "--") {
+                at_ = std::min(sql_.find('\n', at_), sql_.size());
+            } else if (sql_.substr(at_, 2) == "/*") {
+                const std::size_t close = sql_.find("*/", at_ + 2);
+                at_ = close == std::string_view::npos ? sql_.size() : close + 2;
             } else {
                 break;
             }
         }
-        const std::size_t start = at;
-        while (at < sql.size() &&
-               (std::isalnum(static_cast<unsigned char>(sql[at])) != 0 || sql[at] == '_')) {
-            ++at;
+        const std::size_t start = at_;
+        while (at_ < sql_.size() &&
+               (std::isalnum(static_cast<unsigned char>(sql_[at_])) != 0 || sql_[at_] == '_')) {
+            ++at_;
         }
-        return sql.substr(start, at - start);
-    };
-    auto is = [](std::string_view word, std::string_view keyword) {
-        return word.size() == keyword.size() &&
-               std::equal(word.begin(), word.end(), keyword.begin(), [](char a, char b) {
-                   return std::toupper(static_cast<unsigned char>(a)) == b;
-               });
-    };
-    const std::string_view first = next_word();
+        return sql_.substr(start, at_ - start);
+    }
+    /// Nothing follows the words read so far.
+    bool at_end() const noexcept { return at_ >= sql_.size(); }
+
+  private:
+    std::string_view sql_;
+    std::size_t at_ = 0;
+};
+
+/// word == keyword, in any case (keyword in capitals).
+bool is(std::string_view word, std::string_view keyword) noexcept {
+    return word.size() == keyword.size() &&
+           std::equal(word.begin(), word.end(), keyword.begin(), [](char a, char b) {
+               return std::toupper(static_cast<unsigned char>(a)) == b;
+           });
+}
+
+}  // namespace
+
+bool is_select(std::string_view sql) noexcept {
+    sql_words words(sql);
+    return is(words.next(), "SELECT") && !words.at_end();
+}
+
+detail::sql_end sql_end_of(std::string_view sql) noexcept {
+    sql_words words(sql);
+    const std::string_view first = words.next();
     if (is(first, "COMMIT") || is(first, "END")) {
         return sql_end::commit;
     }
@@ -67,11 +90,11 @@ detail::sql_end sql_end_of(std::string_view sql) noexcept {
         return sql_end::none;
     }
     // ROLLBACK [TRANSACTION [name]] [TO [SAVEPOINT] name]
-    std::string_view word = next_word();
+    std::string_view word = words.next();
     if (is(word, "TRANSACTION")) {
-        word = next_word();
+        word = words.next();
         if (!word.empty() && !is(word, "TO")) {
-            word = next_word();  // the transaction's name
+            word = words.next();  // the transaction's name
         }
     }
     return is(word, "TO") ? sql_end::none : sql_end::rollback;

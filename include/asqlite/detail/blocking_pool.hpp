@@ -333,7 +333,6 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     counters counters_;                   // under mutex_
     std::size_t tracked_jobs_ = 0;        // under mutex_: post_tracked() jobs out
     std::uint64_t submitted_ = 0;         // under mutex_: jobs submitted so far
-    std::uint64_t shared_ = 0;            // under mutex_: jobs run inside a hold
     std::optional<boost::asio::any_io_executor> work_;  // under mutex_: held while any are
     bool closed_ = false;
     std::atomic<std::int64_t> held_since_{0};    // oldest inbox entry (ns), 0: none
