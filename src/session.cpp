@@ -223,20 +223,26 @@ asio::awaitable<transaction> session::begin() {
                         "the session is inside a transaction begun with SQL (through execute); end "
                         "it first");
         }
+        // The transaction holds the connection it writes on in its own
+        // session (writer), which gives it back the moment the transaction
+        // ends: the writer lane's, or on a single-connection lane (:memory:,
+        // pool_size 1) that lane's one connection. Only a session that holds
+        // a connection already (a transaction begun with SQL and ended,
+        // still to be given back) runs it there.
         session writer;
-        detail::engine_core* lane = core_->writer_lane();
+        std::shared_ptr<detail::engine_core> lane = core_->writer_lane_ptr();
+        if (lane == nullptr && pc_ == nullptr) {
+            lane = core_;
+        }
         if (lane != nullptr) {
-            // An idle writer is taken now. A busy one is waited for by the
-            // first statement, in its job (first_on_writer): the holder's
-            // worker hands it over with no hop to the io thread between.
+            // An idle connection is taken now. A busy one is waited for by
+            // the first statement, in its job (first_on_writer): the
+            // holder's worker hands it over with no hop to the io thread
+            // between.
             writer = detail::try_acquire(*lane);
             if (!writer.valid()) {
-                writer = detail::new_session(core_->writer_lane_ptr());
+                writer = detail::new_session(lane);
             }
-        } else if (pc_ == nullptr) {
-            // A single-connection lane: the transaction runs on a connection the
-            // session holds until it ends.
-            co_await pin();
         }
         if (open_tx() != nullptr) {  // another begin() of this session got there first
             throw_error(errc::transaction_state, "a transaction is already open on this session");
@@ -247,7 +253,7 @@ asio::awaitable<transaction> session::begin() {
         if (pc != nullptr) {
             pc->begin_pending = true;  // BEGIN IMMEDIATE runs with the first statement
         }
-        tx_ = std::make_shared<detail::tx_link>(lane != nullptr ? lane : core_.get(), pc);
+        tx_ = std::make_shared<detail::tx_link>(lane != nullptr ? lane.get() : core_.get(), pc);
         co_return transaction(tx_, std::move(writer));
     } catch (const boost::system::system_error& e) {
         detail::rethrow_if_aborted(e);
