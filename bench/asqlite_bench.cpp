@@ -878,7 +878,7 @@ void seed(const bench_options& o, const std::string& path) {
     eo.synchronous = o.synchronous;
     const auto engine = asqlite::create_engine(eo);
     asqlite::logger::global().set_level(asqlite::log_level::warn);  // no init_db line
-    asqlite::init_db(engine);
+    asqlite::init_db(engine, asqlite::file_info_metadata());
     auto c = engine.connect();
     const auto last = c.one_or_none<std::int64_t>("SELECT id FROM fileinfo WHERE file_id = ?",
                                                   file_id_of(o.rows - 1));

@@ -108,7 +108,7 @@ int run_stress(const std::string& path, double seconds, int writers, int readers
         so.path = path;
         so.echo = false;
         logger::global().set_level(log_level::warn);
-        init_db(create_engine(so));
+        init_db(create_engine(so), file_info_metadata());
     }
     asio::io_context io;
     engine_options o;

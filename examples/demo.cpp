@@ -54,7 +54,8 @@ int main(int argc, char** argv) {
         options.echo = true;  // as the seed's sync engine: log every statement
 
         const auto engine = asqlite::create_engine(options);
-        asqlite::init_db(engine);  // idempotent: reports "already present" after asqlite-init-db
+        asqlite::init_db(engine, asqlite::file_info_metadata());  // idempotent: reports "already
+                                                                  // present" after asqlite-init-db
         auto conn = engine.connect();
 
         const std::string request_id = "demo-request-1";

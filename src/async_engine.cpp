@@ -36,6 +36,12 @@ std::exception_ptr closed_error() {
         error(make_error_code(errc::pool_closed), "the async engine is closed"));
 }
 
+std::exception_ptr interrupted_by_close_error() {
+    return std::make_exception_ptr(
+        error(make_error_code(errc::pool_closed),
+              "the async engine was closed while this statement ran; it was interrupted"));
+}
+
 std::exception_ptr moved_error(const std::string& path) {
     return std::make_exception_ptr(error(
         make_error_code(errc::readonly_dbmoved),
@@ -147,7 +153,13 @@ class async_core final : public engine_core, public std::enable_shared_from_this
     pooled_connection* shared_read() noexcept override;
     bool closed() const noexcept override { return closed_flag_.load(std::memory_order_relaxed); }
     pool_stats stats();
+    /// Refuses new work: waiters fail with errc::pool_closed, later
+    /// operations too; operations already queued or running go on.
     void close();
+    /// Interrupts every operation running on this engine's connections, and
+    /// refuses those that start later on them (see connection::
+    /// refuse_operations); they fail with errc::pool_closed.
+    void interrupt_running() noexcept;
 
   private:
     // A coroutine waiting for a session (handler, completed on `work`), or
@@ -237,6 +249,7 @@ class async_core final : public engine_core, public std::enable_shared_from_this
     conn_id next_conn_ = 0;
     bool timer_wanted_ = false;  // under mutex_: last state asked of the strand
     bool closed_ = false;
+    bool refusing_ = false;                 // under mutex_: interrupt_running() was called
     std::atomic<bool> closed_flag_{false};  // closed_, readable without the lock
     std::uint64_t acquires_ = 0;
     std::uint64_t timeouts_ = 0;
@@ -476,6 +489,9 @@ pooled_connection* async_core::adopt(std::unique_ptr<pooled_connection> pc) {
     const conn_id id = ++next_conn_;
     pc->id = id;
     ++opened_;
+    if (refusing_) {
+        pc->conn.refuse_operations();  // opened for an operation after close()
+    }
     return conns_.emplace(id, std::move(pc)).first->second.get();
 }
 
@@ -746,6 +762,20 @@ void async_core::close() {
     }
 }
 
+void async_core::interrupt_running() noexcept {
+    {
+        std::lock_guard lock(mutex_);
+        refusing_ = true;
+        // Checked-out connections stay in conns_ until they are closed.
+        for (auto& entry : conns_) {
+            entry.second->conn.refuse_operations();
+        }
+    }
+    if (writer_) {
+        writer_->interrupt_running();
+    }
+}
+
 session try_acquire(engine_core& core) {
     return static_cast<async_core&>(core).try_acquire();
 }
@@ -846,9 +876,62 @@ const asio::any_io_executor& async_engine::get_executor() const noexcept {
 void async_engine::close() {
     if (parts_ && parts_->threads) {
         parts_->core->close();
-        parts_->threads->join();  // operations already on the pool finish first
+        parts_->core->interrupt_running();
+        parts_->threads->join();  // the interrupted operations let go first
         parts_->threads.reset();  // the lanes keep the (closed) pool alive
     }
+}
+
+namespace {
+/// async_close() in flight: the grace timer and the handler, on a strand of
+/// the engine's executor (the timer's expiry and the pool's "stopped" meet
+/// there).
+struct close_op {
+    close_op(std::shared_ptr<detail::async_core> c,
+             asio::any_completion_handler<void(std::exception_ptr)> h)
+        : core(std::move(c)),
+          strand(asio::make_strand(core->io_executor())),
+          timer(strand),
+          handler(std::move(h)) {}
+    std::shared_ptr<detail::async_core> core;
+    asio::strand<asio::any_io_executor> strand;
+    asio::steady_timer timer;
+    asio::any_completion_handler<void(std::exception_ptr)> handler;
+};
+}  // namespace
+
+void async_engine::start_close(std::chrono::steady_clock::duration grace,
+                               asio::any_completion_handler<void(std::exception_ptr)> handler) {
+    if (!parts_->threads) {  // closed already
+        const auto& io = parts_->core->io_executor();
+        auto work = asio::prefer(asio::get_associated_executor(handler, io),
+                                 asio::execution::outstanding_work.tracked);
+        detail::complete_on(io, std::move(work), std::move(handler), std::exception_ptr{});
+        return;
+    }
+    parts_->core->close();
+    auto op = std::make_shared<close_op>(parts_->core, std::move(handler));
+    op->timer.expires_after(grace);
+    op->timer.async_wait([op](const boost::system::error_code& ec) {
+        if (!ec) {
+            op->core->interrupt_running();
+        }
+    });
+    // Moved out: the engine no longer waits for these threads (join() on
+    // them returns at once after `stopped`), and a second close finds the
+    // engine closed.
+    std::shared_ptr<detail::blocking_pool> threads = std::move(parts_->threads);
+    threads->close_then([op, threads]() mutable {
+        asio::post(op->strand, [op, threads = std::move(threads)]() mutable {
+            op->timer.cancel();
+            threads->join();  // every thread has left its loop: no wait
+            auto work =
+                asio::prefer(asio::get_associated_executor(op->handler, op->core->io_executor()),
+                             asio::execution::outstanding_work.tracked);
+            detail::complete_on(op->core->io_executor(), std::move(work), std::move(op->handler),
+                                std::exception_ptr{});
+        });
+    });
 }
 
 std::shared_ptr<detail::engine_core> async_engine::core() const noexcept {

@@ -494,6 +494,14 @@ void blocking_pool::work(std::size_t slot) {
         }
         sleep(slot, lock);
     }
+    std::function<void()> stopped;
+    if (++stopped_threads_ == sleepers_.size()) {
+        stopped = std::move(on_stopped_);
+    }
+    lock.unlock();
+    if (stopped) {
+        stopped();
+    }
     current_hold = nullptr;
     finished_ = nullptr;
     current_pool = nullptr;
@@ -562,6 +570,18 @@ void blocking_pool::close() noexcept {
     }
     idle_.clear();
     sleeping_hint_.store(0, std::memory_order_relaxed);
+}
+
+void blocking_pool::close_then(std::function<void()> stopped) {
+    close();
+    {
+        std::lock_guard lock(mutex_);
+        if (stopped_threads_ != sleepers_.size()) {
+            on_stopped_ = std::move(stopped);
+            return;
+        }
+    }
+    stopped();
 }
 
 void blocking_pool::join() {

@@ -104,6 +104,13 @@ struct connection::impl {
     diagnostics last;
     std::atomic<std::uint64_t> cancel_op{0};
     std::atomic<std::uint64_t> active_op{0};
+    std::atomic<bool> refusing{false};
+
+    bool cancelled() const noexcept {
+        const auto active = active_op.load(std::memory_order_relaxed);
+        return active != 0 && (cancel_op.load(std::memory_order_relaxed) == active ||
+                               refusing.load(std::memory_order_relaxed));
+    }
 
     ~impl() {
         index.clear();
@@ -113,9 +120,7 @@ struct connection::impl {
 
     static int on_progress(void* self) {
         detail::blocking_pool::on_progress();
-        auto* me = static_cast<impl*>(self);
-        const auto active = me->active_op.load(std::memory_order_relaxed);
-        return active != 0 && me->cancel_op.load(std::memory_order_relaxed) == active ? 1 : 0;
+        return static_cast<impl*>(self)->cancelled() ? 1 : 0;
     }
 
     void pragma(std::string_view sql) {
@@ -382,12 +387,14 @@ void connection::end_operation() noexcept {
 void connection::request_cancel(std::uint64_t op) noexcept {
     impl_->cancel_op.store(op, std::memory_order_relaxed);
 }
-bool connection::cancel_requested() const noexcept {
-    const auto active = impl_->active_op.load(std::memory_order_relaxed);
-    return active != 0 && impl_->cancel_op.load(std::memory_order_relaxed) == active;
+void connection::refuse_operations() noexcept {
+    impl_->refusing.store(true, std::memory_order_relaxed);
 }
-void connection::interrupt() noexcept {
-    sqlite3_interrupt(impl_->db);
+bool connection::refusing_operations() const noexcept {
+    return impl_->refusing.load(std::memory_order_relaxed);
+}
+bool connection::cancel_requested() const noexcept {
+    return impl_->cancelled();
 }
 sqlite3* connection::native_handle() const noexcept {
     return impl_->db;

@@ -25,6 +25,12 @@ engine create_engine(std::string_view url) {
 }
 
 std::vector<table_report> init_db(const engine& e, const metadata& tables) {
+    if (tables.tables().empty()) {
+        logger::global().log(log_level::warn,
+                             "init_db: no tables to create in database '{}' (register them with "
+                             "metadata::global().add(...), or pass a metadata)",
+                             e.options().path);
+    }
     auto c = e.connect();
     auto report = tables.create_all(c);
     std::vector<std::string> parts;

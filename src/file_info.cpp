@@ -25,4 +25,13 @@ const table& file_info_table() {
     return instance;
 }
 
+const metadata& file_info_metadata() {
+    static const metadata instance = [] {
+        metadata m;
+        m.add(file_info_table());
+        return m;
+    }();
+    return instance;
+}
+
 }  // namespace asqlite

@@ -4,8 +4,6 @@
 
 #include <algorithm>
 
-#include "asqlite/file_info.hpp"
-
 namespace asqlite {
 
 std::string_view to_sql(column_type type) noexcept {
@@ -165,11 +163,7 @@ std::string table::drop_sql() const {
 }
 
 metadata& metadata::global() {
-    static metadata instance = [] {
-        metadata m;
-        m.add(file_info_table());
-        return m;
-    }();
+    static metadata instance;
     return instance;
 }
 
@@ -195,6 +189,32 @@ bool table_exists(connection& c, const std::string& name) {
     return c.scalar<std::int64_t>(
                "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?", name) > 0;
 }
+
+/// fn() all or nothing: in a write transaction of its own (BEGIN
+/// IMMEDIATE), or, inside a transaction the caller has open (session::
+/// write(fn), begin()), in a savepoint of it, so the caller's COMMIT or
+/// ROLLBACK decides.
+template <class Fn>
+auto atomically(connection& c, Fn fn) {
+    if (!c.in_transaction()) {
+        transaction_guard tx(c, transaction_mode::immediate);
+        auto out = fn();
+        tx.commit();
+        return out;
+    }
+    c.exec("SAVEPOINT asqlite_schema");
+    try {
+        auto out = fn();
+        c.exec("RELEASE asqlite_schema");
+        return out;
+    } catch (...) {
+        if (c.in_transaction()) {  // (an error may have ended it)
+            c.exec("ROLLBACK TO asqlite_schema");
+            c.exec("RELEASE asqlite_schema");
+        }
+        throw;
+    }
+}
 }  // namespace
 
 std::vector<table_report> metadata::create_all(connection& c, create_options options) const {
@@ -206,32 +226,32 @@ std::vector<table_report> metadata::create_all(connection& c, create_options opt
         }
         return report;
     }
-    auto tx = c.begin(transaction_mode::immediate);
-    for (const auto& t : tables_) {
-        const bool existed = table_exists(c, t.name());
-        if (!existed) {
-            c.exec(t.create_sql());
+    return atomically(c, [&] {
+        for (const auto& t : tables_) {
+            const bool existed = table_exists(c, t.name());
+            if (!existed) {
+                c.exec(t.create_sql());
+            }
+            for (const auto& ix : t.create_index_sql()) {
+                c.exec(ix);
+            }
+            report.push_back(
+                {t.name(), existed ? table_status::already_present : table_status::created});
         }
-        for (const auto& ix : t.create_index_sql()) {
-            c.exec(ix);
-        }
-        report.push_back(
-            {t.name(), existed ? table_status::already_present : table_status::created});
-    }
-    tx.commit();
-    return report;
+        return std::move(report);
+    });
 }
 
 std::vector<table_report> metadata::drop_all(connection& c) const {
     std::vector<table_report> report;
-    auto tx = c.begin(transaction_mode::immediate);
-    for (auto it = tables_.rbegin(); it != tables_.rend(); ++it) {
-        const bool existed = table_exists(c, it->name());
-        c.exec(it->drop_sql());
-        report.push_back({it->name(), existed ? table_status::dropped : table_status::absent});
-    }
-    tx.commit();
-    return report;
+    return atomically(c, [&] {
+        for (auto it = tables_.rbegin(); it != tables_.rend(); ++it) {
+            const bool existed = table_exists(c, it->name());
+            c.exec(it->drop_sql());
+            report.push_back({it->name(), existed ? table_status::dropped : table_status::absent});
+        }
+        return std::move(report);
+    });
 }
 
 }  // namespace asqlite

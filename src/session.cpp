@@ -80,6 +80,22 @@ bool is_select(std::string_view sql) noexcept {
     return is(words.next(), "SELECT") && !words.at_end();
 }
 
+void explain_refused_write(connection& c, const error& e) {
+    // A read connection refuses a statement that writes before it runs
+    // (needs_writer), and SQLite's query_only refuses the rest (exec,
+    // pragmas) with plain SQLITE_READONLY.
+    const bool refused =
+        e.code() == make_error_code(errc::needs_writer) ||
+        (e.code() == make_error_code(errc::readonly) && c.scalar<int>("PRAGMA query_only") == 1);
+    if (refused) {
+        throw_error(errc::readonly,
+                    "session::run() outside a transaction runs on a read connection, where "
+                    "nothing can write; run work that writes with session::write(fn), or "
+                    "inside begin() ... commit()",
+                    e.sql());
+    }
+}
+
 detail::sql_end sql_end_of(std::string_view sql) noexcept {
     sql_words words(sql);
     const std::string_view first = words.next();

@@ -30,6 +30,7 @@
 
 #include "asqlite/async_engine.hpp"
 #include "asqlite/engine.hpp"
+#include "asqlite/file_info.hpp"
 #include "asqlite/logger.hpp"
 #include "asqlite/sqlite_config.hpp"
 #include "routes.hpp"
@@ -137,7 +138,7 @@ int run(const config& cfg) {
     }
     // The seed's `python -m genie_tool.db.db_engine`: create the schema with
     // the synchronous engine (echo on unless ASQLITE_ECHO says otherwise).
-    asqlite::init_db(asqlite::create_engine(options));
+    asqlite::init_db(asqlite::create_engine(options), asqlite::file_info_metadata());
 
     boost::system::error_code address_ec;
     const auto address = asio::ip::make_address(cfg.bind, address_ec);

@@ -39,6 +39,7 @@
 
 #include "asqlite/connection.hpp"
 #include "asqlite/engine.hpp"
+#include "asqlite/file_info.hpp"
 
 extern char** environ;
 
@@ -684,7 +685,7 @@ TEST_F(FileService, DatabaseErrorIs500AndLogged) {
     // Once the table is back the same server works again.
     auto options = asqlite::engine_options::from_url(db_path().string());
     options.echo = false;
-    asqlite::init_db(asqlite::create_engine(options));
+    asqlite::init_db(asqlite::create_engine(options), asqlite::file_info_metadata());
     EXPECT_EQ(post("/upload_file", upload_body("r", "g.txt", "y")).result(), http::status::ok);
     EXPECT_EQ(get("/download/r/g.txt").body(), "y");
 }

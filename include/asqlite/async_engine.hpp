@@ -4,11 +4,15 @@
 // `create_async_engine(...)`, `async_session_local` and `get_async_session`.
 //
 // Thread safety: all members may be called from any thread.
-// Lifetimes: destroying (or close()-ing) the engine fails every waiting
-// acquire with errc::pool_closed, waits for operations already running on
-// the blocking pool, and closes idle connections on the calling thread.
-// Sessions still alive keep working until their next operation, which fails
-// with errc::pool_closed; their connection is closed when they end.
+// Lifetimes: close(), and destroying the engine, refuse new work, fail every
+// waiting acquire with errc::pool_closed, and interrupt the statements
+// running or queued on the blocking pool (their callers get
+// errc::pool_closed), so they return within moments even on an io thread
+// (a function of yours inside run() or write() that blocks outside SQLite
+// is the one thing they wait for). async_close() lets running statements
+// finish up to a deadline first, and blocks no thread. Sessions still alive
+// keep working until their next operation, which fails with
+// errc::pool_closed; their connection is closed when they end.
 // Cancellation: acquire honours per-operation cancellation (a cancelled
 // waiter completes with operation_aborted and leaves no trace; if the
 // connection was already handed over, the acquire succeeds instead).
@@ -105,8 +109,24 @@ class async_engine {
     /// See the lifetime notes above; idempotent.
     void close();
 
+    /// Closes the engine without blocking any thread: new work is refused
+    /// at once (errc::pool_closed), operations already queued or running
+    /// may finish until `grace` has passed, then the ones still running are
+    /// interrupted (errc::pool_closed). Completes, with signature
+    /// void(std::exception_ptr) and a null pointer, once the blocking pool
+    /// has finished with all of them and handed back their completions.
+    /// The engine stays valid (closed); destroying it afterwards does not
+    /// wait. Once closed already, completes at once.
+    template <class Token = asio::use_awaitable_t<>>
+    auto async_close(std::chrono::steady_clock::duration grace, Token&& token = {}) {
+        return asio::async_initiate<Token, void(std::exception_ptr)>(
+            [this, grace](auto handler) { start_close(grace, std::move(handler)); }, token);
+    }
+
   private:
     std::shared_ptr<detail::engine_core> core() const noexcept;
+    void start_close(std::chrono::steady_clock::duration grace,
+                     asio::any_completion_handler<void(std::exception_ptr)> handler);
 
     std::unique_ptr<detail::engine_parts> parts_;
 };

@@ -6,7 +6,7 @@
 //
 // Thread safety: none. A connection is used by one thread at a time; the
 // async engine guarantees that for pooled connections. The only members safe
-// to call from another thread are request_cancel() and interrupt().
+// to call from another thread are request_cancel() and refuse_operations().
 // Errors: every throwing member throws asqlite::error carrying the SQLite
 // (extended) code, SQLite's message and the SQL text. execute() and query()
 // have non-throwing overloads taking std::error_code&; the message of the last
@@ -281,10 +281,14 @@ class connection {
     void begin_operation(std::uint64_t op) noexcept;
     void end_operation() noexcept;
     void request_cancel(std::uint64_t op) noexcept;
+    /// From any thread, for the async engine's close(): the running
+    /// operation's statements fail with SQLITE_INTERRUPT, and so does every
+    /// operation begun later (cancel_requested() holds for each). Statements
+    /// outside an operation (a rollback before reuse) are not affected.
+    void refuse_operations() noexcept;
+    bool refusing_operations() const noexcept;
     bool cancel_requested() const noexcept;
 
-    /// sqlite3_interrupt: stops whatever runs on this connection now.
-    void interrupt() noexcept;
     sqlite3* native_handle() const noexcept;
 
   private:

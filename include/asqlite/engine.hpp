@@ -32,8 +32,9 @@ engine create_engine(engine_options options);
 /// default.
 engine create_engine(std::string_view url);
 
-/// Creates every table of `tables` (the global registry by default, which
-/// holds FileInfo) and logs one line when done.
+/// Creates every table of `tables` (by default metadata::global(), the
+/// application's registry) and logs one line when done; a warning when
+/// `tables` is empty. The seed's table: init_db(e, file_info_metadata()).
 std::vector<table_report> init_db(const engine& e, const metadata& tables = metadata::global());
 
 }  // namespace asqlite

@@ -64,7 +64,9 @@ enum class errc : int {
     invalid_url,        // a database URL asqlite does not understand
     directory_missing,  // the database file's directory does not exist
     transaction_state,  // begin() inside a transaction, commit() without one, ...
-    needs_writer,       // a write statement on a read connection (routed to the writer lane)
+    // Internal: a write met on a read connection, which the session routes
+    // to the writer lane. Never reaches a caller.
+    needs_writer,
 };
 
 const std::error_category& category() noexcept;
@@ -72,6 +74,13 @@ const std::error_category& category() noexcept;
 inline std::error_code make_error_code(errc e) noexcept {
     return {static_cast<int>(e), category()};
 }
+
+/// `ec == errc::constraint` holds for every constraint kind (a primary
+/// code matches each of its extended codes), while `ec ==
+/// errc::constraint_unique` matches that extended code alone, and asqlite's
+/// own values match exactly. (`ec == make_error_code(e)` compares exactly.)
+/// The same holds for std::error_condition(e, category()).
+bool operator==(const std::error_code& ec, errc e) noexcept;
 
 /// The SQLite primary result code of `ec` (its low byte) when `ec` is a SQLite
 /// code, so `primary_code(ec) == errc::constraint` for every constraint error.

@@ -30,8 +30,13 @@ BOOST_DESCRIBE_STRUCT(file_info, (),
                       (id, file_id, filename, file_path, description, file_size, status, request_id,
                        create_time))
 
-/// The `fileinfo` table declaration, registered in metadata::global().
+/// The `fileinfo` table declaration.
 const table& file_info_table();
+/// A metadata holding the `fileinfo` table alone: the seed's model, what
+/// `init_db(engine, file_info_metadata())` and `asqlite-init-db` create.
+/// It is not in metadata::global(), which holds only the application's own
+/// tables.
+const metadata& file_info_metadata();
 
 /// The column list in declaration order, for SELECT statements that map to
 /// file_info: "id, file_id, filename, ...".

@@ -73,7 +73,9 @@ struct create_options {
 
 class metadata {
   public:
-    /// The registry that init_db() uses; the FileInfo table is in it.
+    /// The application's registry, empty until it adds its tables; what
+    /// init_db(engine) creates. Not thread-safe: fill it at startup. (The
+    /// seed's `fileinfo` is not in it: see file_info_metadata().)
     static metadata& global();
 
     /// Registers a table; a second table of the same name replaces nothing
@@ -82,10 +84,13 @@ class metadata {
     const std::vector<table>& tables() const noexcept { return tables_; }
     const table* find(std::string_view name) const noexcept;
 
-    /// Creates every missing table and index in one IMMEDIATE transaction.
-    /// Idempotent; returns, per table, whether it was created or already there.
+    /// Creates every missing table and index, all or nothing: in one
+    /// IMMEDIATE transaction, or inside the transaction open on `c`
+    /// (session::write(fn), begin()) as a savepoint of it. Idempotent;
+    /// returns, per table, whether it was created or already there.
     std::vector<table_report> create_all(connection& c, create_options options = {}) const;
-    /// Drops every registered table (reverse order) in one transaction.
+    /// Drops every registered table (reverse order), all or nothing (as
+    /// create_all).
     std::vector<table_report> drop_all(connection& c) const;
 
   private:

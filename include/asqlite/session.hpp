@@ -119,6 +119,11 @@ struct tx_link {
     }
 };
 
+/// Inside run(fn) outside a transaction: when `e` is a write refused by a
+/// read connection, throws the documented error for it (errc::readonly,
+/// saying what to use instead); otherwise returns.
+void explain_refused_write(connection& c, const error& e);
+
 /// How a statement ends a transaction, read from its first keywords:
 /// COMMIT or END; ROLLBACK (not ROLLBACK TO, which keeps it); or neither.
 enum class sql_end { none, commit, rollback };
@@ -218,7 +223,9 @@ class session {
 
     /// Runs fn(connection&) on the blocking pool in one hop and returns its
     /// value (its exceptions propagate). Outside a transaction it runs on a
-    /// read connection, where writes fail; inside one, on the writer.
+    /// read connection, where anything that writes (a statement, create_all)
+    /// fails with errc::readonly, saying to use write(fn) or begin(); inside
+    /// one, on the writer.
     /// fn must not keep the connection reference. Connection state that
     /// outlives the call (temporary tables, pragmas, functions) belongs in
     /// engine_options::on_connect: outside a transaction, the next
@@ -246,7 +253,15 @@ class session {
                                     throw;
                                 }
                             }
-                            co_return co_await on_connection<R>(f);
+                            auto refusing_writes = [&f](connection& c) -> R {
+                                try {
+                                    return f(c);
+                                } catch (const error& e) {
+                                    detail::explain_refused_write(c, e);
+                                    throw;
+                                }
+                            };
+                            co_return co_await on_connection<R>(refusing_writes);
                         },
                         std::move(handler));
                 }

@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
             }
         }
         const auto engine = asqlite::create_engine(options);
-        const auto report = asqlite::init_db(engine);
+        const auto report = asqlite::init_db(engine, asqlite::file_info_metadata());
         for (const auto& r : report) {
             fmt::print("{}: {}\n", r.table, asqlite::to_string(r.status));
         }

@@ -19,7 +19,7 @@ int main() {
                                    " FROM fileinfo WHERE file_id = ?";
 
         asqlite::connection db(":memory:");
-        asqlite::metadata::global().create_all(db);
+        asqlite::file_info_metadata().create_all(db);
         db.execute(
             "INSERT INTO fileinfo (file_id, filename, file_path, file_size) VALUES (?, ?, ?, ?)",
             file_id, "a.txt", "/tmp/a.txt", 42);

@@ -63,7 +63,7 @@ class CoroutineFrames : public test::temp_dir_test {
         if (!ASQLITE_FRAMES_COUNTED) {
             GTEST_SKIP() << "the sanitizers replace aligned_alloc";
         }
-        init_db(create_engine(options()));
+        init_db(create_engine(options()), file_info_metadata());
     }
     engine_options options() {
         engine_options o;

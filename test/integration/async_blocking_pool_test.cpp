@@ -446,7 +446,7 @@ TEST(BlockingPool, AHandlerOnAnotherContextNeedsNotTheEnginesContext) {
     // io_context must get its results even when the engine's never runs.
     test::temp_dir dir;
     engine_options o = small_engine(dir, 2);
-    init_db(create_engine(o));
+    init_db(create_engine(o), file_info_metadata());
     asio::io_context engine_io;  // never run
     asio::io_context user_io;
     auto db = create_async_engine(engine_io.get_executor(), o);
@@ -544,7 +544,7 @@ TEST(BlockingPool, ALineOfShortWritesIsHandedBackInBatches) {
     engine_options o = small_engine(dir, 1);
     o.completion_hold = 50ms;
     o.echo = false;
-    init_db(create_engine(o));
+    init_db(create_engine(o), file_info_metadata());
     asio::io_context io;
     auto db = create_async_engine(io.get_executor(), o);
     constexpr int writers = 16;

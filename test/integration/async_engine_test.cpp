@@ -29,7 +29,7 @@ class AsyncEngine : public test::temp_dir_test {
         o.threads = 2;
         return o;
     }
-    void create_schema() { init_db(create_engine(options())); }
+    void create_schema() { init_db(create_engine(options()), file_info_metadata()); }
     asio::io_context io;
 };
 

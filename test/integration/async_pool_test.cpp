@@ -358,7 +358,9 @@ TEST_F(AsyncPool, SafeOnAMultiThreadedIoContext) {
     EXPECT_EQ(db.stats().in_use, 0u);
 }
 
-TEST_F(AsyncPool, ShutdownFailsWaitersAndFinishesWorkInFlight) {
+// Destroying the engine does not wait for running statements: it interrupts
+// them (the query below never ends by itself).
+TEST_F(AsyncPool, ShutdownFailsWaitersAndInterruptsWorkInFlight) {
     auto o = options(1);
     std::atomic<bool> started{false};
     o.on_connect = [&](connection& c) {
@@ -382,12 +384,11 @@ TEST_F(AsyncPool, ShutdownFailsWaitersAndFinishesWorkInFlight) {
         [&]() -> asio::awaitable<void> {
             held.emplace(co_await db->session());
             held->async_execute(
-                "WITH RECURSIVE c(x) AS (SELECT started() UNION ALL SELECT x + 1 FROM c "
-                "WHERE x < 200000) SELECT count(*) FROM c",
-                std::tuple<>{}, [&](std::exception_ptr ep, result r) {
+                "WITH RECURSIVE c(x) AS (SELECT started() UNION ALL SELECT x + 1 FROM c) "
+                "SELECT count(*) FROM c",
+                std::tuple<>{}, [&](std::exception_ptr ep, result) {
                     query_done = true;
-                    EXPECT_FALSE(ep);
-                    EXPECT_EQ(r[0].get<int>(0), 200000);
+                    EXPECT_EQ(error_code_of(ep), make_error_code(errc::pool_closed));
                 });
             while (!started) {
                 co_await sleep_for(100us);

@@ -105,6 +105,34 @@ TEST(ConnectionMemory, ForeignKeysAreEnforced) {
     EXPECT_EQ(e->sql(), "INSERT INTO child(parent_id) VALUES (?)");
 }
 
+// Real SQLite errors: `ec == errc::constraint` holds for each constraint
+// kind, the extended value for its own kind only, and the code's message
+// names the kind.
+TEST(ConnectionMemory, EveryConstraintKindMatchesErrcConstraint) {
+    connection c(":memory:");
+    c.exec(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, u TEXT UNIQUE, n TEXT NOT NULL, "
+        "k INTEGER CHECK (k > 0));"
+        "INSERT INTO t VALUES (1, 'a', 'x', 1);");
+    const std::pair<std::string, errc> cases[] = {
+        {"INSERT INTO t VALUES (2, 'a', 'x', 1)", errc::constraint_unique},
+        {"INSERT INTO t VALUES (2, 'b', NULL, 1)", errc::constraint_notnull},
+        {"INSERT INTO t VALUES (2, 'b', 'x', 0)", errc::constraint_check},
+        {"INSERT INTO t VALUES (1, 'b', 'x', 1)", errc::constraint_primarykey},
+    };
+    for (const auto& [sql, kind] : cases) {
+        auto e = catch_error([&] { c.execute(sql); });
+        ASSERT_TRUE(e) << sql;
+        EXPECT_EQ(e->code(), errc::constraint) << sql;
+        EXPECT_EQ(e->code(), kind) << sql;
+        EXPECT_NE(e->code(), kind == errc::constraint_unique ? errc::constraint_notnull
+                                                             : errc::constraint_unique)
+            << sql;
+        EXPECT_NE(e->code().message(), "constraint failed") << sql;
+        EXPECT_TRUE(contains(e->code().message(), "constraint failed")) << sql;
+    }
+}
+
 TEST(ConnectionMemory, ForeignKeysOffAreNotEnforced) {
     connection_options o;
     o.foreign_keys = false;

@@ -114,11 +114,44 @@ TEST(SchemaDb, CreateAllIsOneTransaction) {
     EXPECT_FALSE(c.in_transaction());
 }
 
-TEST(SchemaDb, CreateAllInsideATransactionIsRefused) {
+// Inside a transaction the caller opened (a session's write(fn) or begin()),
+// create_all joins it: the caller's COMMIT or ROLLBACK decides.
+TEST(SchemaDb, CreateAllInsideATransactionJoinsIt) {
+    connection c(":memory:");
+    {
+        auto tx = c.begin();
+        expect_report(two_tables().create_all(c),
+                      {{"authors", table_status::created}, {"books", table_status::created}});
+        EXPECT_TRUE(c.in_transaction());
+        tx.rollback();
+    }
+    EXPECT_EQ(count_objects(c, "table", "authors"), 0);
+    {
+        auto tx = c.begin();
+        two_tables().create_all(c);
+        tx.commit();
+    }
+    EXPECT_EQ(count_objects(c, "table", "authors"), 1);
+    EXPECT_EQ(count_objects(c, "index", "ix_books_author"), 1);
+}
+
+// A failure inside the caller's transaction undoes create_all's own work
+// (its savepoint) and leaves the caller's transaction open.
+TEST(SchemaDb, AFailedCreateAllInsideATransactionUndoesOnlyItself) {
     connection c(":memory:");
     auto tx = c.begin();
-    EXPECT_TRUE(
-        fails_with([&] { two_tables().create_all(c); }, errc::transaction_state, {"already open"}));
+    c.exec("CREATE TABLE kept (v INTEGER)");
+    metadata bad;
+    bad.add(table("fine", {{.name = "v", .type = column_type::integer}}));
+    // An index named like an existing table: SQLite refuses it.
+    bad.add(table("broken", {{.name = "v", .type = column_type::integer}},
+                  {{.name = "kept", .columns = {"v"}}}));
+    EXPECT_THROW(bad.create_all(c), asqlite::error);
+    EXPECT_TRUE(c.in_transaction());
+    EXPECT_EQ(count_objects(c, "table", "fine"), 0);
+    EXPECT_EQ(count_objects(c, "table", "kept"), 1);
+    tx.commit();
+    EXPECT_EQ(count_objects(c, "table", "kept"), 1);
 }
 
 TEST(SchemaDb, DropAll) {
@@ -198,7 +231,7 @@ TEST(SchemaDb, DefaultCurrentTimestampIsAppliedAndParsed) {
 
 class FileInfo : public asqlite::test::temp_dir_test {
   protected:
-    void SetUp() override { metadata::global().create_all(c); }
+    void SetUp() override { asqlite::file_info_metadata().create_all(c); }
 
     std::int64_t insert(const std::string& file_id, const std::string& request_id,
                         const std::string& name) {
@@ -309,7 +342,8 @@ class InitDb : public asqlite::test::temp_dir_test {
 
 TEST_F(InitDb, CreatesFileInfoOnce) {
     const auto e = make_engine();
-    expect_report(asqlite::init_db(e), {{"fileinfo", table_status::created}});
+    expect_report(asqlite::init_db(e, asqlite::file_info_metadata()),
+                  {{"fileinfo", table_status::created}});
     EXPECT_TRUE(std::filesystem::exists(db_path));
     ASSERT_FALSE(lines.empty());
     // Echo is on for the sync engine: the DDL went through the log ...
@@ -323,7 +357,8 @@ TEST_F(InitDb, CreatesFileInfoOnce) {
     EXPECT_TRUE(contains(lines.back(), db_path));
     EXPECT_TRUE(contains(lines.back(), "fileinfo created"));
 
-    expect_report(asqlite::init_db(e), {{"fileinfo", table_status::already_present}});
+    expect_report(asqlite::init_db(e, asqlite::file_info_metadata()),
+                  {{"fileinfo", table_status::already_present}});
     EXPECT_TRUE(contains(lines.back(), "fileinfo already present"));
 
     connection c(db_path);

@@ -23,8 +23,23 @@ TEST(Error, SqliteCodesUseSqlitesOwnText) {
     EXPECT_EQ(make_error_code(errc::busy).message(), sqlite3_errstr(SQLITE_BUSY));
     EXPECT_EQ(make_error_code(errc::notadb).message(), "file is not a database");
     EXPECT_EQ(make_error_code(errc::readonly).message(), "attempt to write a readonly database");
-    EXPECT_EQ(make_error_code(errc::constraint_unique).message(),
-              sqlite3_errstr(SQLITE_CONSTRAINT_UNIQUE));
+}
+
+// sqlite3_errstr() says "constraint failed" for every constraint kind; the
+// category's message names the extended code.
+TEST(Error, ExtendedCodesAreNamedInTheMessage) {
+    EXPECT_EQ(make_error_code(errc::constraint_unique).message(), "UNIQUE constraint failed");
+    EXPECT_EQ(make_error_code(errc::constraint_notnull).message(), "NOT NULL constraint failed");
+    EXPECT_EQ(make_error_code(errc::constraint_primarykey).message(),
+              "PRIMARY KEY constraint failed");
+    EXPECT_EQ(make_error_code(errc::constraint_foreignkey).message(),
+              "FOREIGN KEY constraint failed");
+    EXPECT_EQ(make_error_code(errc::constraint_check).message(), "CHECK constraint failed");
+    EXPECT_EQ(std::error_code(SQLITE_IOERR_FSYNC, asqlite::category()).message(),
+              std::string(sqlite3_errstr(SQLITE_IOERR)) + " (SQLITE_IOERR_FSYNC)");
+    EXPECT_EQ(make_error_code(errc::readonly_dbmoved).message(),
+              std::string(sqlite3_errstr(SQLITE_READONLY)) + " (SQLITE_READONLY_DBMOVED)");
+    EXPECT_EQ(make_error_code(errc::constraint).message(), sqlite3_errstr(SQLITE_CONSTRAINT));
 }
 
 TEST(Error, ExtendedCodesKeepSqliteValues) {
@@ -64,10 +79,34 @@ TEST(Error, PrimaryCodeStripsTheExtendedPart) {
     EXPECT_EQ(primary_code(make_error_code(errc::pool_timeout)), errc::pool_timeout);
 }
 
+// A primary errc matches every extended code of it; an extended errc, and
+// asqlite's own values, match exactly.
 TEST(Error, ErrcComparesWithErrorCode) {
     const std::error_code ec = errc::constraint_unique;
     EXPECT_EQ(ec, errc::constraint_unique);
-    EXPECT_NE(ec, errc::constraint);
+    EXPECT_EQ(ec, errc::constraint);
+    EXPECT_TRUE(errc::constraint == ec);
+    EXPECT_NE(ec, errc::constraint_notnull);
+    EXPECT_NE(ec, errc::busy);
+    EXPECT_NE(ec, make_error_code(errc::constraint)) << "error_code to error_code is exact";
+    for (const errc kind :
+         {errc::constraint_check, errc::constraint_foreignkey, errc::constraint_notnull,
+          errc::constraint_primarykey, errc::constraint_unique}) {
+        EXPECT_EQ(make_error_code(kind), errc::constraint) << static_cast<int>(kind);
+        EXPECT_EQ(make_error_code(kind),
+                  std::error_condition(static_cast<int>(errc::constraint), asqlite::category()));
+    }
+    // The primary code itself still matches only itself among extended ones.
+    EXPECT_EQ(make_error_code(errc::constraint), errc::constraint);
+    EXPECT_NE(make_error_code(errc::constraint), errc::constraint_unique);
+    EXPECT_EQ(make_error_code(errc::readonly_dbmoved), errc::readonly);
+    // asqlite's own values: exact, never by their low byte.
+    EXPECT_EQ(make_error_code(errc::pool_timeout), errc::pool_timeout);
+    EXPECT_NE(make_error_code(errc::pool_timeout), errc::pool_closed);
+    EXPECT_NE(make_error_code(errc::pool_timeout),
+              static_cast<errc>(static_cast<int>(errc::pool_timeout) & 0xff));
+    // Another category never matches.
+    EXPECT_NE(std::make_error_code(std::errc::io_error), errc::constraint);
     EXPECT_FALSE(std::error_code(errc::ok));
 }
 

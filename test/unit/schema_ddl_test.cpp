@@ -228,8 +228,13 @@ TEST(Schema, FileInfoTableMatchesTheSeed) {
     EXPECT_EQ(names, asqlite::file_info_columns);
 }
 
-TEST(Schema, GlobalMetadataHoldsFileInfo) {
-    const auto* t = asqlite::metadata::global().find("fileinfo");
+// The seed's table has a metadata of its own; the global registry is the
+// application's, so init_db(engine) never creates fileinfo in a user's
+// database.
+TEST(Schema, FileInfoHasItsOwnMetadataAndIsNotInTheGlobalOne) {
+    EXPECT_EQ(asqlite::metadata::global().find("fileinfo"), nullptr);
+    ASSERT_EQ(asqlite::file_info_metadata().tables().size(), 1U);
+    const auto* t = asqlite::file_info_metadata().find("fileinfo");
     ASSERT_NE(t, nullptr);
     EXPECT_EQ(t->create_sql(), asqlite::file_info_table().create_sql());
     EXPECT_TRUE(contains(t->create_sql(), "\"file_id\" VARCHAR UNIQUE"));

@@ -38,6 +38,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -184,6 +185,11 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     /// close(), then waits for the queued jobs and the threads. Not from a
     /// worker.
     void join();
+    /// close(); `stopped` runs once every thread has run the last queued job
+    /// and handed over the last completion (on that thread, or here when
+    /// they have already): it should only post. join() afterwards does not
+    /// wait for any job. Called at most once.
+    void close_then(std::function<void()> stopped);
 
     /// Called from SQLite's progress handler on any thread: hands over the
     /// inbox of the pool this thread works for if it has waited too long.
@@ -335,6 +341,8 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     std::uint64_t submitted_ = 0;         // under mutex_: jobs submitted so far
     std::optional<boost::asio::any_io_executor> work_;  // under mutex_: held while any are
     bool closed_ = false;
+    std::size_t stopped_threads_ = 0;            // under mutex_: threads that left work()
+    std::function<void()> on_stopped_;           // under mutex_: see close_then()
     std::atomic<std::int64_t> held_since_{0};    // oldest inbox entry (ns), 0: none
     std::atomic<std::size_t> queued_hint_{0};    // jobs_.size, for the progress hook
     std::atomic<std::size_t> sleeping_hint_{0};  // idle_.size(), likewise

@@ -192,6 +192,8 @@ std::exception_ptr aborted_error();
 void rethrow_if_aborted(const boost::system::system_error& e);
 /// The error an operation on a closed engine completes with.
 std::exception_ptr closed_error();
+/// The same for a statement that close() interrupted while it ran.
+std::exception_ptr interrupted_by_close_error();
 /// The error a write on a database file that was deleted or replaced gets.
 std::exception_ptr moved_error(const std::string& path);
 /// Whether an error leaves the connection in a state we cannot trust.
@@ -350,7 +352,7 @@ std::exception_ptr run_on(pooled_connection& pc, std::uint64_t op, Fn& f, op_val
     c.begin_operation(op);
     std::exception_ptr ep;
     if (c.cancel_requested()) {
-        ep = aborted_error();
+        ep = c.refusing_operations() ? interrupted_by_close_error() : aborted_error();
     } else if (pc.guard_moved && c.file_moved()) {
         // SQLite would write into the unlinked file and lose it all.
         ep = moved_error(c.path());
@@ -363,9 +365,11 @@ std::exception_ptr run_on(pooled_connection& pc, std::uint64_t op, Fn& f, op_val
                 out = f(c);
             }
         } catch (const error& e) {
-            const bool cancelled =
-                c.cancel_requested() && primary_code(e.code()) == errc::interrupt;
-            ep = cancelled ? aborted_error() : std::current_exception();
+            if (c.cancel_requested() && primary_code(e.code()) == errc::interrupt) {
+                ep = c.refusing_operations() ? interrupted_by_close_error() : aborted_error();
+            } else {
+                ep = std::current_exception();
+            }
             if (poisons_connection(e.code())) {
                 pc.healthy = false;
             }
