@@ -9,6 +9,7 @@
 // the io_context itself, not to whichever connection strand asked first.
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -43,7 +44,7 @@ using namespace std::chrono_literals;
 
 constexpr std::string_view usage =
     "usage: asqlite-file-service [--db PATH] [--bind ADDRESS] [--port N] [--data-dir DIR]\n"
-    "                            [--io-threads N] [--max-body BYTES]\n"
+    "                            [--io-threads N] [--max-body BYTES] [--shutdown-grace S]\n"
     "\n"
     "  --db PATH         database file or sqlite:/// URL (default: $SQLITE_DB_PATH, else "
     "autobots.db)\n"
@@ -54,6 +55,8 @@ constexpr std::string_view usage =
     "else file_service_data)\n"
     "  --io-threads N    threads running the HTTP side (default 1)\n"
     "  --max-body BYTES  largest request body accepted, else 413 (default 8388608)\n"
+    "  --shutdown-grace S  seconds requests in flight may take after SIGINT/SIGTERM before\n"
+    "                    their statements are interrupted (503) (default 10)\n"
     "\n"
     "The pool and pragma settings come from the ASQLITE_* variables (see README.md).\n"
     "Prints 'listening on ADDRESS:PORT' once ready; SIGINT or SIGTERM stop it gracefully.\n";
@@ -69,6 +72,7 @@ struct config {
     std::string data_dir = "file_service_data";
     std::uint64_t io_threads = 1;
     std::uint64_t max_body = 8 * 1024 * 1024;
+    std::uint64_t shutdown_grace_s = 10;
 };
 
 std::uint64_t parse_number(std::string_view name, std::string_view text, std::uint64_t min,
@@ -119,6 +123,8 @@ config parse_config(int argc, char** argv) {
             c.data_dir = std::string(value);
         } else if (flag == "--io-threads") {
             c.io_threads = parse_number("--io-threads", value, 1, 256);
+        } else if (flag == "--shutdown-grace") {
+            c.shutdown_grace_s = parse_number("--shutdown-grace", value, 0, 3600);
         } else if (flag == "--max-body") {
             c.max_body = parse_number("--max-body", value, 1, std::uint64_t{1} << 32);
         } else {
@@ -171,8 +177,14 @@ int run(const config& cfg) {
         asio::co_spawn(
             server.strand(),
             [&]() -> asio::awaitable<void> {
-                co_await server.shutdown(10s);
+                auto& db = asqlite::default_engine(io.get_executor());
+                co_await server.shutdown(std::chrono::seconds(cfg.shutdown_grace_s), [&db] {
+                    // Requests still busy: their statements are interrupted
+                    // (they answer 503), without blocking this thread.
+                    db.async_close(0s, asio::detached);
+                });
                 // Every session is back: close the pool and its connections.
+                co_await db.async_close(0s);
                 asqlite::reset_default_engine();
             },
             [](std::exception_ptr e) {

@@ -264,6 +264,12 @@ response failure_response(const std::exception_ptr& failure, const request& req)
         asqlite::logger::global().log(log_level::error, "{} {}: database error {} ({}): {} [{}]",
                                       req.method_string(), req.target(), e.code().value(),
                                       e.code().message(), e.message(), e.sql());
+        // The engine shutting down, or no connection free in time: a
+        // condition of the service, not of the request.
+        if (e.code() == asqlite::errc::pool_closed || e.code() == asqlite::errc::pool_timeout) {
+            return error_response(http::status::service_unavailable, "database unavailable",
+                                  req.version());
+        }
         return error_response(http::status::internal_server_error, "database error", req.version());
     } catch (const std::exception& e) {
         asqlite::logger::global().log(log_level::error, "{} {}: {}", req.method_string(),

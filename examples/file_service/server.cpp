@@ -210,7 +210,8 @@ void server::for_each_connection(void (*action)(connection&)) {
     }
 }
 
-asio::awaitable<void> server::shutdown(std::chrono::milliseconds grace) {
+asio::awaitable<void> server::shutdown(std::chrono::milliseconds grace,
+                                       std::function<void()> after_grace) {
     stopping_ = true;
     boost::system::error_code ignored;
     acceptor_.close(ignored);
@@ -234,6 +235,7 @@ asio::awaitable<void> server::shutdown(std::chrono::milliseconds grace) {
             asqlite::logger::global().log(
                 log_level::warn, "shutdown: closing {} connection(s) still busy after {} ms", left,
                 grace.count());
+            after_grace();
             for_each_connection([](connection& c) { c.stream.close(); });
             deadline = std::chrono::steady_clock::time_point::max();
         }

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -44,9 +45,12 @@ class server {
     void start();
     /// Stops accepting, closes idle keep-alive connections at once, and lets
     /// requests in flight finish (their response says Connection: close).
-    /// Connections still busy after `grace` are closed. Completes when no
-    /// connection is left. Runs on the acceptor's strand.
-    asio::awaitable<void> shutdown(std::chrono::milliseconds grace);
+    /// Once `grace` has passed, `after_grace` runs (the caller stops what
+    /// the requests still busy wait for: the database's statements) and
+    /// their connections are closed. Completes when no connection is left.
+    /// Runs on the acceptor's strand.
+    asio::awaitable<void> shutdown(std::chrono::milliseconds grace,
+                                   std::function<void()> after_grace);
     const asio::strand<asio::io_context::executor_type>& strand() const noexcept { return strand_; }
 
   private:

@@ -33,6 +33,7 @@
 #include <latch>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -719,6 +720,45 @@ TEST_F(FileService, SigtermFinishesTheRequestInFlightThenExits) {
     asqlite::connection c(db_path().string());
     EXPECT_EQ(c.scalar<std::int64_t>("SELECT count(*) FROM fileinfo WHERE filename = 'late.txt'"),
               1);
+}
+
+// A statement that never ends by itself (a trigger that counts a
+// 10^12-row cross join) is running when SIGTERM arrives: the service waits
+// --shutdown-grace for it, then interrupts it and exits, instead of
+// waiting for the statement.
+TEST_F(FileService, SigtermWithASlowQueryInFlightExitsWithinTheGrace) {
+    {
+        auto options = asqlite::engine_options::from_url(db_path().string());
+        options.echo = false;
+        asqlite::init_db(asqlite::create_engine(options), asqlite::file_info_metadata());
+        asqlite::connection c(db_path().string());
+        c.exec(
+            "CREATE TABLE thousand (x INTEGER);"
+            "INSERT INTO thousand WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n "
+            "WHERE x < 1000) SELECT x FROM n;"
+            "CREATE TRIGGER slow AFTER INSERT ON fileinfo BEGIN "
+            "SELECT count(*) FROM thousand a, thousand b, thousand c, thousand d; END;");
+    }
+    start({"--shutdown-grace", "1"});
+    client busy(port_);
+    auto req = make_request(http::verb::post, api + "/upload_file",
+                            upload_body("r", "slow.txt", "never stored"));
+    req.prepare_payload();
+    std::ostringstream raw;
+    raw << req;
+    busy.send_raw(raw.str());
+    std::this_thread::sleep_for(300ms);  // (the request reaches the trigger, or soon will)
+
+    const auto signalled = std::chrono::steady_clock::now();
+    server_->signal(SIGTERM);
+    EXPECT_EQ(server_->wait(20s), 0) << "exits once the grace is over";
+    const auto took = std::chrono::steady_clock::now() - signalled;
+    EXPECT_GE(took, 1s) << "the request in flight had its grace";
+    const std::string log = read_text(log_path());
+    EXPECT_NE(log.find("interrupted"), std::string::npos) << log;
+    EXPECT_NE(log.find("file service: stopped"), std::string::npos) << log;
+    asqlite::connection c(db_path().string());
+    EXPECT_EQ(c.scalar<std::int64_t>("SELECT count(*) FROM fileinfo"), 0);
 }
 
 TEST_F(FileService, SigintExitsCleanly) {
