@@ -466,6 +466,15 @@ void blocking_pool::work(std::size_t slot) {
             if (ahead) {
                 last_ahead_run_ns_ = now_ns() - now;
             }
+            if (hold.held() && jobs_.head == nullptr) {
+                // The queue ran dry: the hold ends before this job's
+                // completion can be handed over (by this thread, a watcher
+                // or the progress handler), so the connection is back when
+                // the last completion of the burst runs.
+                lock.unlock();
+                hold.release();
+                lock_spinning(lock);
+            }
             if (finished.size != 0) {
                 if (inbox_.size == 0) {
                     held_since_.store(now_ns(), std::memory_order_relaxed);
@@ -475,9 +484,8 @@ void blocking_pool::work(std::size_t slot) {
             continue;
         }
         if (hold.held()) {
-            // Nothing queued: ended before the completions go, so that the
-            // connection is back when the last of them runs (and before the
-            // thread sleeps or leaves).
+            // Nothing queued (a job taken by another thread): ended before
+            // the thread sleeps or leaves.
             lock.unlock();
             hold.release();
             lock_spinning(lock);
