@@ -66,15 +66,34 @@ class AsyncClose : public test::temp_dir_test {
                 io,
                 [&, i, sql]() -> asio::awaitable<void> {
                     auto s = co_await db.session();
-                    try {
-                        co_await s.scalar<std::int64_t>(sql);
-                        outcomes[i] = std::error_code{};
-                    } catch (const error& e) {
-                        outcomes[i] = e.code();
-                    }
+                    co_await record(s.scalar<std::int64_t>(sql), outcomes[i]);
                 },
                 asio::detached);
         }
+    }
+    /// Awaits `op` and records how it ended (an empty code: success).
+    template <class T>
+    static asio::awaitable<void> record(asio::awaitable<T> op,
+                                        std::optional<std::error_code>& outcome) {
+        try {
+            co_await std::move(op);
+            outcome = std::error_code{};
+        } catch (const error& e) {
+            outcome = e.code();
+        }
+    }
+    /// Calls shut() on the io thread once a statement has started, and
+    /// runs io to its end.
+    template <class Shut>
+    void shut_once_started(Shut shut) {
+        asio::co_spawn(
+            io,
+            [&]() -> asio::awaitable<void> {
+                co_await until_started(1);
+                shut();
+            },
+            asio::detached);
+        io.run();
     }
     /// Waits on the io thread until `n` queries have started.
     asio::awaitable<void> until_started(int n) {
@@ -233,22 +252,10 @@ TEST_F(AsyncClose, ResetDefaultEngineOnTheIoThreadInterruptsRunningStatements) {
         io,
         [&]() -> asio::awaitable<void> {
             auto s = co_await get_async_session();
-            try {
-                co_await s.scalar<std::int64_t>(endless_query);
-                outcome = std::error_code{};
-            } catch (const error& e) {
-                outcome = e.code();
-            }
+            co_await record(s.scalar<std::int64_t>(endless_query), outcome);
         },
         asio::detached);
-    asio::co_spawn(
-        io,
-        [&]() -> asio::awaitable<void> {
-            co_await until_started(1);
-            reset_default_engine();
-        },
-        asio::detached);
-    io.run();
+    shut_once_started([] { reset_default_engine(); });
     ASSERT_TRUE(outcome.has_value());
     EXPECT_EQ(*outcome, make_error_code(errc::pool_closed));
 }
@@ -266,24 +273,12 @@ TEST_F(AsyncClose, CloseInterruptsAWriteOnTheWriterLane) {
         io,
         [&]() -> asio::awaitable<void> {
             auto s = co_await db.session();
-            try {
-                co_await s.execute(
-                    "INSERT INTO t SELECT x FROM (WITH RECURSIVE c(x) AS (SELECT started() UNION "
-                    "ALL SELECT x + 1 FROM c) SELECT x FROM c)");
-                outcome = std::error_code{};
-            } catch (const error& e) {
-                outcome = e.code();
-            }
+            co_await record(s.execute("INSERT INTO t SELECT x FROM (WITH RECURSIVE c(x) AS (SELECT "
+                                      "started() UNION ALL SELECT x + 1 FROM c) SELECT x FROM c)"),
+                            outcome);
         },
         asio::detached);
-    asio::co_spawn(
-        io,
-        [&]() -> asio::awaitable<void> {
-            co_await until_started(1);
-            db.close();
-        },
-        asio::detached);
-    io.run();
+    shut_once_started([&] { db.close(); });
     ASSERT_TRUE(outcome.has_value());
     EXPECT_EQ(*outcome, make_error_code(errc::pool_closed));
     EXPECT_EQ(connection(db_path).scalar<int>("SELECT count(*) FROM t"), 0);
