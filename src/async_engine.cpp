@@ -917,14 +917,12 @@ void async_engine::start_close(std::chrono::steady_clock::duration grace,
             op->core->interrupt_running();
         }
     });
-    // Moved out: the engine no longer waits for these threads (join() on
-    // them returns at once after `stopped`), and a second close finds the
-    // engine closed.
-    std::shared_ptr<detail::blocking_pool> threads = std::move(parts_->threads);
-    threads->close_then([op, threads]() mutable {
-        asio::post(op->strand, [op, threads = std::move(threads)]() mutable {
+    // The engine keeps its threads: its destructor (before the io_context's,
+    // as documented) joins them, so `stopped` never posts to a context
+    // that is gone.
+    parts_->threads->close_then([op] {
+        asio::post(op->strand, [op] {
             op->timer.cancel();
-            threads->join();  // every thread has left its loop: no wait
             auto work =
                 asio::prefer(asio::get_associated_executor(op->handler, op->core->io_executor()),
                              asio::execution::outstanding_work.tracked);

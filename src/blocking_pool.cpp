@@ -502,13 +502,13 @@ void blocking_pool::work(std::size_t slot) {
         }
         sleep(slot, lock);
     }
-    std::function<void()> stopped;
+    std::vector<std::function<void()>> stopped;
     if (++stopped_threads_ == sleepers_.size()) {
         stopped = std::move(on_stopped_);
     }
     lock.unlock();
-    if (stopped) {
-        stopped();
+    for (auto& f : stopped) {
+        f();
     }
     current_hold = nullptr;
     finished_ = nullptr;
@@ -585,7 +585,7 @@ void blocking_pool::close_then(std::function<void()> stopped) {
     {
         std::lock_guard lock(mutex_);
         if (stopped_threads_ != sleepers_.size()) {
-            on_stopped_ = std::move(stopped);
+            on_stopped_.push_back(std::move(stopped));
             return;
         }
     }

@@ -116,7 +116,7 @@ class async_engine {
     /// void(std::exception_ptr) and a null pointer, once the blocking pool
     /// has finished with all of them and handed back their completions.
     /// The engine stays valid (closed); destroying it afterwards does not
-    /// wait. Once closed already, completes at once.
+    /// wait. After close(), completes at once.
     template <class Token = asio::use_awaitable_t<>>
     auto async_close(std::chrono::steady_clock::duration grace, Token&& token = {}) {
         return asio::async_initiate<Token, void(std::exception_ptr)>(

@@ -234,6 +234,35 @@ TEST_F(AsyncClose, AsyncCloseOfAClosedEngineCompletesAtOnceAndTheDestructorDoesN
     }());
 }
 
+TEST_F(AsyncClose, TwoAsyncClosesBothCompleteAndTheDestructorMayComeFirst) {
+    auto db = std::make_unique<async_engine>(io.get_executor(), options());
+    start_queries(*db, 2, endless_query);
+    int completed = 0;
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            co_await until_started(2);
+            db->async_close(1h, [&](std::exception_ptr ep) {
+                EXPECT_FALSE(ep);
+                ++completed;
+            });
+            db->async_close(1h, [&](std::exception_ptr ep) {
+                EXPECT_FALSE(ep);
+                ++completed;
+            });
+            // Destroyed with both in flight and the grace far away: the
+            // destructor interrupts the queries; both closes complete.
+            db.reset();
+        },
+        asio::detached);
+    io.run();
+    EXPECT_EQ(completed, 2);
+    for (const auto& o : outcomes) {
+        ASSERT_TRUE(o.has_value());
+        EXPECT_EQ(*o, make_error_code(errc::pool_closed)) << o->message();
+    }
+}
+
 TEST_F(AsyncClose, AsyncCloseWorksWithUseFuture) {
     auto db = create_async_engine(io.get_executor(), options());
     std::thread runner;

@@ -188,7 +188,7 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     /// close(); `stopped` runs once every thread has run the last queued job
     /// and handed over the last completion (on that thread, or here when
     /// they have already): it should only post. join() afterwards does not
-    /// wait for any job. Called at most once.
+    /// wait for any job.
     void close_then(std::function<void()> stopped);
 
     /// Called from SQLite's progress handler on any thread: hands over the
@@ -341,11 +341,11 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     std::uint64_t submitted_ = 0;         // under mutex_: jobs submitted so far
     std::optional<boost::asio::any_io_executor> work_;  // under mutex_: held while any are
     bool closed_ = false;
-    std::size_t stopped_threads_ = 0;            // under mutex_: threads that left work()
-    std::function<void()> on_stopped_;           // under mutex_: see close_then()
-    std::atomic<std::int64_t> held_since_{0};    // oldest inbox entry (ns), 0: none
-    std::atomic<std::size_t> queued_hint_{0};    // jobs_.size, for the progress hook
-    std::atomic<std::size_t> sleeping_hint_{0};  // idle_.size(), likewise
+    std::size_t stopped_threads_ = 0;                // under mutex_: threads that left work()
+    std::vector<std::function<void()>> on_stopped_;  // under mutex_: see close_then()
+    std::atomic<std::int64_t> held_since_{0};        // oldest inbox entry (ns), 0: none
+    std::atomic<std::size_t> queued_hint_{0};        // jobs_.size, for the progress hook
+    std::atomic<std::size_t> sleeping_hint_{0};      // idle_.size(), likewise
     std::atomic<std::uint64_t> progress_flushes_{0};
     std::atomic<std::uint64_t> progress_wakes_{0};
     std::atomic<std::uint64_t> watch_wakes_{0};
