@@ -885,23 +885,29 @@ void async_engine::close() {
 namespace {
 /// async_close() in flight: the grace timer and the handler, on a strand of
 /// the engine's executor (the timer's expiry and the pool's "stopped" meet
-/// there).
+/// there). It keeps the io_context's work until it completes: between the
+/// last completion of the pool and `stopped`, nothing else does.
 struct close_op {
     close_op(std::shared_ptr<detail::async_core> c,
              asio::any_completion_handler<void(std::exception_ptr)> h)
         : core(std::move(c)),
           strand(asio::make_strand(core->io_executor())),
           timer(strand),
-          handler(std::move(h)) {}
+          handler(std::move(h)),
+          work(asio::prefer(core->io_executor(), asio::execution::outstanding_work.tracked)) {}
     std::shared_ptr<detail::async_core> core;
     asio::strand<asio::any_io_executor> strand;
     asio::steady_timer timer;
     asio::any_completion_handler<void(std::exception_ptr)> handler;
+    asio::any_io_executor work;
 };
 }  // namespace
 
 void async_engine::start_close(std::chrono::steady_clock::duration grace,
                                asio::any_completion_handler<void(std::exception_ptr)> handler) {
+    if (!parts_) {
+        throw_error(errc::pool_closed, "async_close() on a moved-from async_engine");
+    }
     if (!parts_->threads) {  // closed already
         const auto& io = parts_->core->io_executor();
         auto work = asio::prefer(asio::get_associated_executor(handler, io),
@@ -928,6 +934,7 @@ void async_engine::start_close(std::chrono::steady_clock::duration grace,
                              asio::execution::outstanding_work.tracked);
             detail::complete_on(op->core->io_executor(), std::move(work), std::move(op->handler),
                                 std::exception_ptr{});
+            op->work = asio::any_io_executor{};
         });
     });
 }
