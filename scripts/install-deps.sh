@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages asqlite needs to build, test and benchmark,
+# Installs the Debian 12 packages asqlite needs to build, test, fuzz (clang-14
+# and its libFuzzer and sanitizer runtimes, llvm-14's symbolizer) and benchmark,
 # and only those that are missing: apt is not touched when everything is
 # there. Without root it prints the command to run and exits 1.
 set -euo pipefail
@@ -8,6 +9,7 @@ packages=(
     cmake g++ make pkg-config
     libboost1.81-dev libsqlite3-dev sqlite3 libfmt-dev libssl-dev
     libgtest-dev libgmock-dev googletest libbenchmark-dev
+    clang-14 libclang-rt-14-dev llvm-14
 )
 
 missing=()

@@ -2,8 +2,7 @@
 
 #include <boost/asio/async_result.hpp>
 
-#include <algorithm>
-#include <cctype>
+#include "asqlite/detail/sql_text.hpp"
 
 namespace asqlite {
 
@@ -29,57 +28,6 @@ session new_session(std::shared_ptr<engine_core> lane) {
     return session(std::move(lane), nullptr);
 }
 
-namespace {
-
-/// The words of an SQL text in order, with the blanks and comments between
-/// them skipped.
-class sql_words {
-  public:
-    explicit sql_words(std::string_view sql) noexcept : sql_(sql) {}
-    std::string_view next() noexcept {
-        for (;;) {
-            while (at_ < sql_.size() && std::isspace(static_cast<unsigned char>(sql_[at_])) != 0) {
-                ++at_;
-            }
-            if (sql_.substr(at_, 2) == "--") {
-                at_ = std::min(sql_.find('\n', at_), sql_.size());
-            } else if (sql_.substr(at_, 2) == "/*") {
-                const std::size_t close = sql_.find("*/", at_ + 2);
-                at_ = close == std::string_view::npos ? sql_.size() : close + 2;
-            } else {
-                break;
-            }
-        }
-        const std::size_t start = at_;
-        while (at_ < sql_.size() &&
-               (std::isalnum(static_cast<unsigned char>(sql_[at_])) != 0 || sql_[at_] == '_')) {
-            ++at_;
-        }
-        return sql_.substr(start, at_ - start);
-    }
-    /// Nothing follows the words read so far.
-    bool at_end() const noexcept { return at_ >= sql_.size(); }
-
-  private:
-    std::string_view sql_;
-    std::size_t at_ = 0;
-};
-
-/// word == keyword, in any case (keyword in capitals).
-bool is(std::string_view word, std::string_view keyword) noexcept {
-    return word.size() == keyword.size() &&
-           std::equal(word.begin(), word.end(), keyword.begin(), [](char a, char b) {
-               return std::toupper(static_cast<unsigned char>(a)) == b;
-           });
-}
-
-}  // namespace
-
-bool is_select(std::string_view sql) noexcept {
-    sql_words words(sql);
-    return is(words.next(), "SELECT") && !words.at_end();
-}
-
 void explain_refused_write(connection& c, const error& e) {
     // A read connection refuses a statement that writes before it runs
     // (needs_writer), and SQLite's query_only refuses the rest (exec,
@@ -94,26 +42,6 @@ void explain_refused_write(connection& c, const error& e) {
                     "inside begin() ... commit()",
                     e.sql());
     }
-}
-
-detail::sql_end sql_end_of(std::string_view sql) noexcept {
-    sql_words words(sql);
-    const std::string_view first = words.next();
-    if (is(first, "COMMIT") || is(first, "END")) {
-        return sql_end::commit;
-    }
-    if (!is(first, "ROLLBACK")) {
-        return sql_end::none;
-    }
-    // ROLLBACK [TRANSACTION [name]] [TO [SAVEPOINT] name]
-    std::string_view word = words.next();
-    if (is(word, "TRANSACTION")) {
-        word = words.next();
-        if (!word.empty() && !is(word, "TO")) {
-            word = words.next();  // the transaction's name
-        }
-    }
-    return is(word, "TO") ? sql_end::none : sql_end::rollback;
 }
 
 }  // namespace detail

@@ -16,9 +16,12 @@ bool only_comments(sqlite3* db, const char* tail, const char* end) {
     for (const char* p = tail; p != end; ++p) {
         if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r' && *p != ';') {
             // Something follows: acceptable only when it compiles to nothing
-            // (comments), which SQLite reports as a null statement.
+            // (comments), which SQLite reports as a null statement. Compiled
+            // from the tail, as sqlite3_exec() would: what SQLite accepts
+            // after a ';' depends on what came before it.
             sqlite3_stmt* extra = nullptr;
-            const int rc = sqlite3_prepare_v2(db, p, static_cast<int>(end - p), &extra, nullptr);
+            const int rc =
+                sqlite3_prepare_v2(db, tail, static_cast<int>(end - tail), &extra, nullptr);
             sqlite3_finalize(extra);
             return rc == SQLITE_OK && extra == nullptr;
         }

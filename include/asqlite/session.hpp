@@ -69,6 +69,7 @@
 
 #include "asqlite/connection.hpp"
 #include "asqlite/detail/engine_core.hpp"
+#include "asqlite/detail/sql_text.hpp"
 #include "asqlite/result.hpp"
 
 namespace asqlite {
@@ -123,11 +124,6 @@ struct tx_link {
 /// read connection, throws the documented error for it (errc::readonly,
 /// saying what to use instead); otherwise returns.
 void explain_refused_write(connection& c, const error& e);
-
-/// How a statement ends a transaction, read from its first keywords:
-/// COMMIT or END; ROLLBACK (not ROLLBACK TO, which keeps it); or neither.
-enum class sql_end { none, commit, rollback };
-sql_end sql_end_of(std::string_view sql) noexcept;
 
 /// Calls `fn` where it lives: for attempts made from a coroutine frame that
 /// outlives them (the frame awaits each attempt, and an operation completes

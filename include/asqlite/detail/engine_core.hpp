@@ -329,11 +329,6 @@ auto tracked_executor(const Handler& handler, const engine_core& core) {
                         asio::execution::outstanding_work.tracked);
 }
 
-/// Whether sql is a query: SELECT its first word (any case, after blanks
-/// and comments), with more after it. A query changes nothing, neither the
-/// database nor the connection's state.
-bool is_select(std::string_view sql) noexcept;
-
 /// A process-wide operation number, for cancellation: a request that
 /// arrives late never matches a later operation on the same connection.
 std::uint64_t new_op_id() noexcept;

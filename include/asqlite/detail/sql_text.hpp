@@ -1,0 +1,22 @@
+#pragma once
+// What the library reads in SQL text itself, without SQLite: the first words
+// of a statement, with the blanks and comments before and between them
+// skipped. No Asio, no SQLite (the session's templates use it; test/fuzz/
+// fuzz_sql_reader.cpp checks it against SQLite). Defined in src/sql_text.cpp.
+
+#include <string_view>
+
+namespace asqlite::detail {
+
+/// How a statement ends a transaction, read from its first keywords:
+/// COMMIT or END; ROLLBACK (not ROLLBACK TO, which keeps it); or neither.
+enum class sql_end { none, commit, rollback };
+
+sql_end sql_end_of(std::string_view sql) noexcept;
+
+/// Whether sql is a query: SELECT its first word (any case, after blanks
+/// and comments), with more after it. A query changes nothing, neither the
+/// database nor the connection's state.
+bool is_select(std::string_view sql) noexcept;
+
+}  // namespace asqlite::detail
