@@ -909,10 +909,9 @@ void async_engine::start_close(std::chrono::steady_clock::duration grace,
         throw_error(errc::pool_closed, "async_close() on a moved-from async_engine");
     }
     if (!parts_->threads) {  // closed already
-        const auto& io = parts_->core->io_executor();
-        auto work = asio::prefer(asio::get_associated_executor(handler, io),
-                                 asio::execution::outstanding_work.tracked);
-        detail::complete_on(io, std::move(work), std::move(handler), std::exception_ptr{});
+        auto work = detail::tracked_executor(handler, *parts_->core);
+        detail::complete_on(parts_->core->io_executor(), std::move(work), std::move(handler),
+                            std::exception_ptr{});
         return;
     }
     parts_->core->close();
@@ -929,9 +928,7 @@ void async_engine::start_close(std::chrono::steady_clock::duration grace,
     parts_->threads->close_then([op] {
         asio::post(op->strand, [op] {
             op->timer.cancel();
-            auto work =
-                asio::prefer(asio::get_associated_executor(op->handler, op->core->io_executor()),
-                             asio::execution::outstanding_work.tracked);
+            auto work = detail::tracked_executor(op->handler, *op->core);
             detail::complete_on(op->core->io_executor(), std::move(work), std::move(op->handler),
                                 std::exception_ptr{});
             op->work = asio::any_io_executor{};

@@ -141,11 +141,9 @@ int probe_rows(sqlite3* db) {
     return n;
 }
 
-/// Property 2 at run time: stmt inside an open transaction holding a probe row.
-void run_in_transaction(sqlite3* db, sqlite3_stmt* stmt, std::string_view sql, sql_end said) {
-    exec(db,
-         "BEGIN; INSERT INTO t(b) VALUES ('probe'); "
-         "SAVEPOINT sp; SAVEPOINT a; SAVEPOINT x; SAVEPOINT \"TO\";");
+/// Steps stmt for at most 100 rows and a bounded number of VM steps (see
+/// progress), resets it, and returns the last step's result.
+int step_bounded(sqlite3* db, sqlite3_stmt* stmt) {
     int steps = 0;
     sqlite3_progress_handler(db, 100, progress, &steps);
     int rc = SQLITE_ROW;
@@ -154,6 +152,15 @@ void run_in_transaction(sqlite3* db, sqlite3_stmt* stmt, std::string_view sql, s
     }
     sqlite3_progress_handler(db, 0, nullptr, nullptr);
     sqlite3_reset(stmt);
+    return rc;
+}
+
+/// Property 2 at run time: stmt inside an open transaction holding a probe row.
+void run_in_transaction(sqlite3* db, sqlite3_stmt* stmt, std::string_view sql, sql_end said) {
+    exec(db,
+         "BEGIN; INSERT INTO t(b) VALUES ('probe'); "
+         "SAVEPOINT sp; SAVEPOINT a; SAVEPOINT x; SAVEPOINT \"TO\";");
+    const int rc = step_bounded(db, stmt);
     if (rc == SQLITE_DONE) {
         const bool open = sqlite3_get_autocommit(db) == 0;
         const int probe = probe_rows(db);
@@ -171,14 +178,7 @@ void run_in_transaction(sqlite3* db, sqlite3_stmt* stmt, std::string_view sql, s
 /// Property 3 at run time.
 void run_query(sqlite3* db, sqlite3_stmt* stmt, std::string_view sql) {
     const int changes = sqlite3_total_changes(db);
-    int steps = 0;
-    sqlite3_progress_handler(db, 100, progress, &steps);
-    int rc = SQLITE_ROW;
-    for (int rows = 0; rc == SQLITE_ROW && rows < 100; ++rows) {
-        rc = sqlite3_step(stmt);
-    }
-    sqlite3_progress_handler(db, 0, nullptr, nullptr);
-    sqlite3_reset(stmt);
+    step_bounded(db, stmt);
     if (sqlite3_total_changes(db) != changes) {
         fail(sql, "is_select() is true, but the statement changed the database", "");
     }
