@@ -223,22 +223,36 @@ statement connection::prepare(std::string_view sql) {
 }
 
 statement_lease connection::prepare_cached(std::string_view sql) {
+    return lease_cached(sql, impl_->reject_writes);
+}
+
+bool connection::writes(std::string_view sql) {
+    return !lease_cached(sql, false)->readonly();
+}
+
+void connection::refuse_write(const statement& st, std::string_view sql) const {
+    if (st.readonly()) {
+        return;
+    }
+    // Inside a transaction the write cannot go to the writer: the
+    // transaction is this connection's.
+    if (in_transaction()) {
+        throw_error(errc::transaction_state,
+                    "statement writes inside a read transaction (BEGIN or SAVEPOINT on a "
+                    "read connection); begin transactions that write with BEGIN "
+                    "IMMEDIATE or session::begin()",
+                    std::string(sql));
+    }
+    throw_error(errc::needs_writer, "statement writes; run it on the writer connection",
+                std::string(sql));
+}
+
+statement_lease connection::lease_cached(std::string_view sql, bool refuse_writes) {
     auto& s = *impl_;
-    // Read connections of the async engine refuse writes before they run, so
-    // the engine can send the statement to its writer instead.
-    // Inside a transaction it cannot go there: the transaction is this
-    // connection's, and the write would escape it.
+    // Read connections of the async engine refuse writes before they run.
     auto admit = [&](statement& st) -> statement& {
-        if (s.reject_writes && !st.readonly()) {
-            if (in_transaction()) {
-                throw_error(errc::transaction_state,
-                            "statement writes inside a read transaction (BEGIN or SAVEPOINT on a "
-                            "read connection); begin transactions that write with BEGIN "
-                            "IMMEDIATE or session::begin()",
-                            std::string(sql));
-            }
-            throw_error(errc::needs_writer, "statement writes; run it on the writer connection",
-                        std::string(sql));
+        if (refuse_writes) {
+            refuse_write(st, sql);
         }
         return st;
     };

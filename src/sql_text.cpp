@@ -95,9 +95,25 @@ bool is(std::string_view word, std::string_view keyword) noexcept {
 
 }  // namespace
 
-bool is_select(std::string_view sql) noexcept {
+sql_kind sql_kind_of(std::string_view sql) noexcept {
     sql_words words(sql);
-    return is(words.first(), "SELECT") && !words.at_end();
+    const std::string_view first = words.first();
+    if (is(first, "SELECT")) {
+        return words.at_end() ? sql_kind::other : sql_kind::query;
+    }
+    for (std::string_view verb :
+         {"INSERT", "UPDATE", "DELETE", "REPLACE", "CREATE", "DROP", "ALTER"}) {
+        if (is(first, verb)) {
+            return sql_kind::write;
+        }
+    }
+    if (is(first, "BEGIN")) {
+        const std::string_view mode = words.next();
+        if (is(mode, "IMMEDIATE") || is(mode, "EXCLUSIVE")) {
+            return sql_kind::write;
+        }
+    }
+    return sql_kind::other;
 }
 
 sql_end sql_end_of(std::string_view sql) noexcept {

@@ -248,6 +248,12 @@ class connection {
     statement prepare(std::string_view sql);
     /// A statement from the LRU cache, reset when the lease ends.
     statement_lease prepare_cached(std::string_view sql);
+    /// Whether `sql` (one statement) would change the database, as SQLite
+    /// says when it compiles it (sqlite3_stmt_readonly). The statement is
+    /// compiled into the cache, as prepare_cached does; a compile error
+    /// throws. Transaction control counts as writing when it takes the
+    /// write lock at once (BEGIN IMMEDIATE or EXCLUSIVE).
+    bool writes(std::string_view sql);
 
     transaction_guard begin(transaction_mode mode = transaction_mode::immediate) {
         return transaction_guard(*this, mode);
@@ -293,6 +299,11 @@ class connection {
 
   private:
     struct impl;
+
+    /// A statement from the cache; with refuse_writes, one that writes
+    /// throws (refuse_write) instead.
+    statement_lease lease_cached(std::string_view sql, bool refuse_writes);
+    void refuse_write(const statement& st, std::string_view sql) const;
 
     // A statement expected to return at most one row: read(statement,
     // has_row) makes the result; a second row is errc::too_many_rows.

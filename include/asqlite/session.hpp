@@ -623,17 +623,33 @@ class session {
         std::optional<detail::late_binding> late;
         try {
             detail::engine_core* lane = core_->writer_lane();
+            const detail::sql_kind kind = detail::sql_kind_of(sql);
             if (open_tx() != nullptr) {
                 // By reference: fn lives in this frame (a row read's snapshot is
                 // in it, and must outlive the job).
                 value.emplace(co_await in_open_transaction<R>(fn, sql));
-            } else if (lane == nullptr || pc_ != nullptr || !core_->known_write(sql)) {
+            } else if (lane == nullptr || pc_ != nullptr || kind != detail::sql_kind::write) {
                 // A connection held here is inside a transaction begun by SQL:
                 // every statement runs in it (a write there fails; it never
                 // escapes to the writer in autocommit).
+                // A statement whose words do not say whether it writes is
+                // compiled on the read connection first; when SQLite says it
+                // writes, the job returns without running it, and it goes
+                // to the writer below.
+                bool writes = false;
+                auto job = [&fn, &writes, sql,
+                            check = lane != nullptr && pc_ == nullptr &&
+                                    kind == detail::sql_kind::other](connection& c) -> R {
+                    static_assert(std::is_pointer_v<R>, "a job's value travels as a pointer");
+                    if (check && c.writes(sql)) {
+                        writes = true;
+                        return nullptr;
+                    }
+                    return fn(c);
+                };
                 // The first attempt straight away (no retry frame on the common
-                // path); BUSY falls back to the retry loop, a write to the writer.
-                auto attempt = [&] { return on_connection<R>(fn); };
+                // path); BUSY falls back to the retry loop.
+                auto attempt = [&] { return on_connection<R>(job); };
                 std::exception_ptr busy;
                 try {
                     if (pc_ != nullptr) {
@@ -643,9 +659,9 @@ class session {
                         // frame less for nearly every statement.
                         {
                             adopt_pinned guard{this, &late.emplace()};
-                            late->shares = detail::is_select(sql);
+                            late->shares = kind == detail::sql_kind::query;
                             auto outcome = co_await detail::async_run_late<R>(
-                                core_.get(), &*late, detail::by_ref<R>(fn), detail::frameless);
+                                core_.get(), &*late, detail::by_ref<R>(job), detail::frameless);
                             R v = detail::value_of(std::move(outcome));
                             if (!late->no_connection) {
                                 value.emplace(std::move(v));
@@ -654,20 +670,20 @@ class session {
                         if (!value) {
                             // Nothing was idle: check one out in turn (no
                             // second late-bound job).
-                            value.emplace(co_await on_checked_out<R>(fn));
+                            value.emplace(co_await on_checked_out<R>(job));
                         }
                     }
                 } catch (const error& e) {
-                    if (primary_code(e.code()) == errc::busy) {
-                        busy = std::current_exception();
-                    } else if (lane == nullptr || e.code() != make_error_code(errc::needs_writer)) {
+                    if (primary_code(e.code()) != errc::busy) {
                         throw;
                     }
+                    busy = std::current_exception();
                 }
                 if (busy) {
                     value.emplace(co_await detail::retry_busy(*core_, attempt, std::move(busy)));
-                } else if (!value) {
-                    core_->remember_write(sql);  // it needs the writer
+                }
+                if (writes) {
+                    value.reset();  // to the writer
                 }
             }
             if (!value) {

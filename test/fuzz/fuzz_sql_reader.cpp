@@ -1,4 +1,4 @@
-// fuzz_sql_reader: the SQL word reader (src/sql_text.cpp: is_select,
+// fuzz_sql_reader: the SQL word reader (src/sql_text.cpp: sql_kind_of,
 // sql_end_of) and asqlite::statement's one-statement rule, against SQLite.
 //
 // The input is SQL text. Properties:
@@ -13,7 +13,7 @@
 //    And run inside an open transaction
 //    (with savepoints sp, a, x, "TO"), a transaction-control statement that
 //    succeeds leaves it committed, rolled back or open, as sql_end_of() says.
-// 3. is_select() is true only for statements that change nothing:
+// 3. sql_kind_of() == query is true only for statements that change nothing:
 //    sqlite3_stmt_readonly() holds, and running the statement changes
 //    neither the database (sqlite3_total_changes) nor the connection's
 //    transaction state (sqlite3_get_autocommit). It may say false for a
@@ -180,10 +180,10 @@ void run_query(sqlite3* db, sqlite3_stmt* stmt, std::string_view sql) {
     const int changes = sqlite3_total_changes(db);
     step_bounded(db, stmt);
     if (sqlite3_total_changes(db) != changes) {
-        fail(sql, "is_select() is true, but the statement changed the database", "");
+        fail(sql, "sql_kind_of() == query is true, but the statement changed the database", "");
     }
     if (sqlite3_get_autocommit(db) == 0) {
-        fail(sql, "is_select() is true, but the statement began a transaction", "");
+        fail(sql, "sql_kind_of() == query is true, but the statement began a transaction", "");
     }
 }
 
@@ -193,7 +193,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     static sqlite3* const db = open_db();
     const std::string_view sql(reinterpret_cast<const char*>(data), size);
     const sql_end said = asqlite::detail::sql_end_of(sql);
-    const bool select = asqlite::detail::is_select(sql);
+    const bool select = (asqlite::detail::sql_kind_of(sql) == asqlite::detail::sql_kind::query);
 
     // 1. The one-statement rule.
     bool error = false;
@@ -233,10 +233,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         run_in_transaction(db, stmt, sql, said);
     }
 
-    // 3. is_select().
+    // 3. sql_kind_of() == query.
     if (select) {
         if (sqlite3_stmt_readonly(stmt) == 0) {
-            fail(sql, "is_select() is true for a statement SQLite says may write", "");
+            fail(sql, "sql_kind_of() == query is true for a statement SQLite says may write", "");
         }
         run_query(db, stmt, sql);
     }

@@ -76,19 +76,20 @@ class SharedRead : public test::temp_dir_test {
 };
 
 TEST(IsSelect, OnlyStatementsThatBeginWithSelect) {
-    EXPECT_TRUE(detail::is_select("SELECT 1"));
-    EXPECT_TRUE(detail::is_select("  \n\tselect * FROM t"));
-    EXPECT_TRUE(detail::is_select("SeLeCt(1)"));
-    EXPECT_TRUE(detail::is_select("SELECT*FROM t"));
-    EXPECT_FALSE(detail::is_select("SELECT"));  // nothing to run
-    EXPECT_FALSE(detail::is_select("SELECTED"));
-    EXPECT_FALSE(detail::is_select("selection"));
-    EXPECT_FALSE(detail::is_select("WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x"));
-    EXPECT_FALSE(detail::is_select("INSERT INTO t SELECT 1"));
-    EXPECT_FALSE(detail::is_select("BEGIN"));
-    EXPECT_FALSE(detail::is_select("-- SELECT\nDELETE FROM t"));
-    EXPECT_FALSE(detail::is_select("PRAGMA synchronous=OFF"));
-    EXPECT_FALSE(detail::is_select(""));
+    EXPECT_TRUE((detail::sql_kind_of("SELECT 1") == detail::sql_kind::query));
+    EXPECT_TRUE((detail::sql_kind_of("  \n\tselect * FROM t") == detail::sql_kind::query));
+    EXPECT_TRUE((detail::sql_kind_of("SeLeCt(1)") == detail::sql_kind::query));
+    EXPECT_TRUE((detail::sql_kind_of("SELECT*FROM t") == detail::sql_kind::query));
+    EXPECT_FALSE((detail::sql_kind_of("SELECT") == detail::sql_kind::query));  // nothing to run
+    EXPECT_FALSE((detail::sql_kind_of("SELECTED") == detail::sql_kind::query));
+    EXPECT_FALSE((detail::sql_kind_of("selection") == detail::sql_kind::query));
+    EXPECT_FALSE((detail::sql_kind_of("WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x") ==
+                  detail::sql_kind::query));
+    EXPECT_FALSE((detail::sql_kind_of("INSERT INTO t SELECT 1") == detail::sql_kind::query));
+    EXPECT_FALSE((detail::sql_kind_of("BEGIN") == detail::sql_kind::query));
+    EXPECT_FALSE((detail::sql_kind_of("-- SELECT\nDELETE FROM t") == detail::sql_kind::query));
+    EXPECT_FALSE((detail::sql_kind_of("PRAGMA synchronous=OFF") == detail::sql_kind::query));
+    EXPECT_FALSE((detail::sql_kind_of("") == detail::sql_kind::query));
 }
 
 TEST_F(SharedRead, QueuedQueriesShareAReadTransactionAndEachGetsItsOwnRow) {

@@ -147,6 +147,57 @@ TEST_F(AsyncWriterLine, WritesWaitInTurnAndRunWhenTheWriterIsFree) {
     EXPECT_EQ(db.stats().writer_waiters, 0u);
 }
 
+// Whether a statement writes is SQLite's answer when it compiles it
+// (sqlite3_stmt_readonly): a statement whose first words do not say (WITH,
+// PRAGMA) is compiled on a read connection and, when it writes, waits for
+// the writer like any other write; when it only reads, it runs at once.
+TEST_F(AsyncWriterLine, StatementsWhoseWordsDoNotTellAreRoutedBySqlite) {
+    auto db = create_async_engine(io.get_executor(), options());
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto holder = co_await db.session();
+        co_await hold_writer(holder);
+        auto ex = co_await asio::this_coro::executor;
+        bool inserted = false;
+        bool pragma_set = false;
+        asio::co_spawn(
+            ex,
+            [&]() -> asio::awaitable<void> {
+                auto s = co_await db.session();
+                co_await s.execute(
+                    "WITH x(n) AS (SELECT 'cte') INSERT INTO items (name) SELECT n FROM x");
+                inserted = true;
+            },
+            asio::detached);
+        asio::co_spawn(
+            ex,
+            [&]() -> asio::awaitable<void> {
+                auto s = co_await db.session();
+                co_await s.execute("PRAGMA user_version = 7");
+                pragma_set = true;
+            },
+            asio::detached);
+        for (int i = 0; i < 5000 && db.stats().writer_waiters < 2; ++i) {
+            co_await test::sleep_for(1ms);
+        }
+        EXPECT_EQ(db.stats().writer_waiters, 2u) << "the writes did not wait for the writer";
+        auto reader = co_await db.session();
+        // Reads of the same shapes run on a read connection meanwhile.
+        EXPECT_EQ(co_await reader.scalar<int>(
+                      "WITH x AS (SELECT name FROM items) SELECT count(*) FROM x"),
+                  1);
+        EXPECT_EQ(co_await reader.scalar<int>("PRAGMA user_version"), 0);
+        EXPECT_FALSE(inserted);
+        EXPECT_FALSE(pragma_set);
+        co_await holder.execute("COMMIT");
+        co_await until(inserted);
+        co_await until(pragma_set);
+        EXPECT_EQ(co_await reader.scalar<int>("PRAGMA user_version"), 7);
+    }());
+    EXPECT_EQ(names(), (std::vector<std::string>{"seed", "holder", "cte"}));
+    EXPECT_EQ(db.stats().writer_in_use, 0u);
+    EXPECT_EQ(db.stats().in_use, 0u);
+}
+
 TEST_F(AsyncWriterLine, AWriteWaitingInLineTimesOutWithPoolTimeout) {
     auto db = engine_with_pool_timeout(100ms);
     run_coro(io, [&]() -> asio::awaitable<void> {

@@ -438,3 +438,35 @@ TEST_F(Transaction, DeferredTakesNoLockAtBegin) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(Connection, WritesSaysWhatSqliteSaysWhenItCompilesTheStatement) {
+    connection c(db_path);
+    c.exec("CREATE TABLE t (x)");
+    EXPECT_TRUE(c.writes("INSERT INTO t VALUES (1)"));
+    EXPECT_TRUE(c.writes("WITH v(n) AS (SELECT 1) INSERT INTO t SELECT n FROM v"));
+    EXPECT_TRUE(c.writes("PRAGMA user_version = 3"));
+    EXPECT_TRUE(c.writes("BEGIN IMMEDIATE"));
+    EXPECT_FALSE(c.writes("SELECT x FROM t"));
+    EXPECT_FALSE(c.writes("WITH v(n) AS (SELECT 1) SELECT n FROM v"));
+    EXPECT_FALSE(c.writes("PRAGMA user_version"));
+    EXPECT_FALSE(c.writes("BEGIN"));
+    // Compiled into the cache, and nothing ran.
+    EXPECT_EQ(c.scalar<int>("SELECT count(*) FROM t"), 0);
+    EXPECT_TRUE(c.cache_size() >= 8u);
+    EXPECT_TRUE(fails_with([&] { c.writes("INSERT INTO nowhere VALUES (1)"); }, errc::error,
+                           {"no such table: nowhere"}));
+}
+
+TEST_F(Connection, WritesAnswersOnAConnectionThatRejectsWrites) {
+    connection_options o;
+    o.reject_writes = true;
+    connection c(db_path, o);
+    EXPECT_TRUE(c.writes("CREATE TABLE t (x)"));
+    EXPECT_TRUE(fails_with([&] { c.execute("CREATE TABLE t (x)"); }, errc::needs_writer,
+                           {"statement writes"}));
+    EXPECT_EQ(c.scalar<int>("SELECT count(*) FROM sqlite_schema"), 0);
+}
+
+}  // namespace

@@ -20,6 +20,26 @@ namespace {
 
 using asqlite::detail::sql_end;
 using asqlite::detail::sql_end_of;
+using asqlite::detail::sql_kind;
+using asqlite::detail::sql_kind_of;
+
+TEST(SqlText, AStatementsKindComesFromItsFirstWords) {
+    EXPECT_EQ(sql_kind_of("SELECT 1"), sql_kind::query);
+    EXPECT_EQ(sql_kind_of(" /* c */ select x FROM t"), sql_kind::query);
+    EXPECT_EQ(sql_kind_of("SELECT"), sql_kind::other);  // nothing to run: SQLite says
+    for (const char* sql :
+         {"INSERT INTO t VALUES (1)", "update t SET x = 1", "-- c\nDELETE FROM t",
+          "REPLACE INTO t VALUES (1)", "CREATE TABLE t (x)", "DROP TABLE t", "ALTER TABLE t ADD y",
+          "BEGIN IMMEDIATE", "begin exclusive transaction", ";INSERT"}) {
+        EXPECT_EQ(sql_kind_of(sql), sql_kind::write) << sql;
+    }
+    for (const char* sql :
+         {"WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x", "PRAGMA user_version = 3",
+          "PRAGMA user_version", "BEGIN", "BEGIN DEFERRED", "SAVEPOINT s", "COMMIT", "VALUES (1)",
+          "INSERTED", "SELECTION", "", "EXPLAIN INSERT INTO t VALUES (1)"}) {
+        EXPECT_EQ(sql_kind_of(sql), sql_kind::other) << sql;
+    }
+}
 
 TEST(SqlText, RollbackToAfterATransactionNameOfAnyForm) {
     EXPECT_EQ(sql_end_of("ROLLBACK TRANSACTION \xff TO sp"), sql_end::none);  // the fuzzer's input
@@ -49,9 +69,9 @@ TEST(SqlText, EmptyStatementsBeforeTheFirstWordAreSkipped) {
     EXPECT_EQ(sql_end_of(";/* c */;ROLLBACK"), sql_end::rollback);
     EXPECT_EQ(sql_end_of(";ROLLBACK TO sp"), sql_end::none);
     EXPECT_EQ(sql_end_of(";"), sql_end::none);
-    EXPECT_TRUE(asqlite::detail::is_select(";SELECT 1"));
-    EXPECT_FALSE(asqlite::detail::is_select(";SELECT"));
-    EXPECT_FALSE(asqlite::detail::is_select("; ;"));
+    EXPECT_TRUE((asqlite::detail::sql_kind_of(";SELECT 1") == asqlite::detail::sql_kind::query));
+    EXPECT_FALSE((asqlite::detail::sql_kind_of(";SELECT") == asqlite::detail::sql_kind::query));
+    EXPECT_FALSE((asqlite::detail::sql_kind_of("; ;") == asqlite::detail::sql_kind::query));
 }
 
 TEST(SqlText, TheTextEndsAtTheFirstNul) {
@@ -61,8 +81,9 @@ TEST(SqlText, TheTextEndsAtTheFirstNul) {
     EXPECT_EQ(sql_end_of("ROLLBACK\0 TO sp"sv), sql_end::rollback);
     EXPECT_EQ(sql_end_of("/* c \0 */ COMMIT"sv), sql_end::none);
     EXPECT_EQ(sql_end_of("COMMIT\0"sv), sql_end::commit);
-    EXPECT_FALSE(asqlite::detail::is_select("SELECT\0 1"sv));
-    EXPECT_TRUE(asqlite::detail::is_select("SELECT 1\0"sv));
+    EXPECT_FALSE(
+        (asqlite::detail::sql_kind_of("SELECT\0 1"sv) == asqlite::detail::sql_kind::query));
+    EXPECT_TRUE((asqlite::detail::sql_kind_of("SELECT 1\0"sv) == asqlite::detail::sql_kind::query));
 }
 
 }  // namespace

@@ -26,12 +26,10 @@
 #include <exception>
 #include <memory>
 #include <mutex>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <tuple>
 #include <type_traits>
-#include <unordered_set>
 #include <utility>
 
 #include "asqlite/connection.hpp"
@@ -133,23 +131,6 @@ class engine_core {
         return busy_retries_.load(std::memory_order_relaxed);
     }
 
-    /// SQL texts seen to write, so later runs go straight to the writer.
-    bool known_write(std::string_view sql) const {
-        // Until the first write, no lock and no hash (a read-only engine).
-        if (!any_writes_.load(std::memory_order_acquire)) {
-            return false;
-        }
-        std::shared_lock lock(writes_mutex_);
-        return writes_.find(sql) != writes_.end();
-    }
-    void remember_write(std::string_view sql) {
-        std::unique_lock lock(writes_mutex_);
-        if (writes_.size() < 4096) {
-            writes_.emplace(sql);
-            any_writes_.store(true, std::memory_order_release);
-        }
-    }
-
     /// Runs job(true) on the blocking pool, or job(false) right here when
     /// the engine is closed (the job then only reports that).
     template <class Job>
@@ -161,15 +142,6 @@ class engine_core {
   protected:
     std::chrono::milliseconds busy_budget_{0};
     std::atomic<std::uint64_t> busy_retries_{0};
-    struct text_hash {
-        using is_transparent = void;
-        std::size_t operator()(std::string_view v) const noexcept {
-            return std::hash<std::string_view>{}(v);
-        }
-    };
-    mutable std::shared_mutex writes_mutex_;
-    std::unordered_set<std::string, text_hash, std::equal_to<>> writes_;
-    std::atomic<bool> any_writes_{false};  // writes_ is not empty
     std::shared_ptr<blocking_pool> pool_;  // shared by the lanes of an engine
 };
 

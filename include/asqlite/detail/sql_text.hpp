@@ -14,9 +14,18 @@ enum class sql_end { none, commit, rollback };
 
 sql_end sql_end_of(std::string_view sql) noexcept;
 
-/// Whether sql is a query: SELECT its first word (any case, after blanks
-/// and comments), with more after it. A query changes nothing, neither the
-/// database nor the connection's state.
-bool is_select(std::string_view sql) noexcept;
+/// What a statement does, read from its first words, for routing it
+/// outside a transaction:
+/// - query: SELECT its first word (any case, after blanks and comments),
+///   with more after it: it changes nothing, neither the database nor the
+///   connection's state;
+/// - write: one whose first words always take the write lock: INSERT,
+///   UPDATE, DELETE, REPLACE, CREATE, DROP, ALTER, BEGIN IMMEDIATE or
+///   BEGIN EXCLUSIVE;
+/// - other: anything else (WITH, PRAGMA, BEGIN, SAVEPOINT, ...). Only
+///   SQLite knows whether it writes, once it compiles it
+///   (connection::writes).
+enum class sql_kind { query, write, other };
+sql_kind sql_kind_of(std::string_view sql) noexcept;
 
 }  // namespace asqlite::detail
