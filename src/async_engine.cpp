@@ -937,7 +937,14 @@ void async_engine::start_close(std::chrono::steady_clock::duration grace,
 }
 
 std::shared_ptr<detail::engine_core> async_engine::core() const noexcept {
-    return parts_->core;
+    return parts_ != nullptr ? parts_->core : nullptr;
+}
+
+asio::awaitable<session> async_engine::make_session(std::shared_ptr<detail::engine_core> c) {
+    if (c == nullptr) {
+        throw_error(errc::pool_closed, "the async engine was moved from");
+    }
+    co_return detail::new_session(std::move(c));
 }
 
 async_engine create_async_engine(asio::any_io_executor executor, engine_options options) {

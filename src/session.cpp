@@ -156,7 +156,7 @@ asio::awaitable<void> session::pin() {
     pc_ = std::exchange(held.pc_, nullptr);
 }
 
-asio::awaitable<transaction> session::begin() {
+asio::awaitable<transaction> session::begin_op() {
     try {
         check_usable();
         if (open_tx() != nullptr) {
@@ -259,7 +259,7 @@ detail::tx_link transaction::finish() {
     return *std::exchange(link_, nullptr);
 }
 
-asio::awaitable<void> transaction::commit() {
+asio::awaitable<void> transaction::commit_op() {
     try {
         const detail::tx_link tx = finish();
         if (tx.pc == nullptr || std::exchange(tx.pc->begin_pending, false)) {
@@ -347,7 +347,7 @@ asio::awaitable<void> transaction::commit() {
     }
 }
 
-asio::awaitable<void> transaction::rollback() {
+asio::awaitable<void> transaction::rollback_op() {
     try {
         const detail::tx_link tx = finish();
         if (tx.pc == nullptr || std::exchange(tx.pc->begin_pending, false)) {

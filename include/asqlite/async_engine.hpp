@@ -75,32 +75,20 @@ class async_engine {
     async_engine(async_engine&&) noexcept;
     async_engine& operator=(async_engine&&) noexcept;
 
-    /// A session: `co_await engine.session()`. It completes at once and
-    /// holds no connection yet: each statement runs on whichever read
-    /// connection a worker finds idle when it runs it, and a session keeps
-    /// a connection only while a transaction is open on it (see
+    /// A session: `co_await engine.session()`, or with any completion
+    /// token (signature void(std::exception_ptr, session)). It completes at
+    /// once and holds no connection yet: each statement runs on whichever
+    /// read connection a worker finds idle when it runs it, and a session
+    /// keeps a connection only while a transaction is open on it (see
     /// session.hpp). Waiting for a connection (pool_timeout, cancellation)
     /// happens there, when the pool is exhausted. Errors: errc::pool_closed.
-    asio::awaitable<asqlite::session> session() { co_return detail::new_session(core()); }
-
-    /// The same with any completion token (callbacks, use_future, ...);
-    /// completion signature void(std::exception_ptr, session).
-    template <class Token>
-    auto session(Token&& token) {
-        return asio::async_initiate<Token, void(std::exception_ptr, asqlite::session)>(
-            [core = core()](auto handler) {
-                auto work = detail::tracked_executor(handler, *core);
-                std::exception_ptr ep;
-                asqlite::session s;
-                try {
-                    s = detail::new_session(core);
-                } catch (...) {
-                    ep = std::current_exception();
-                }
-                detail::complete_on(core->io_executor(), std::move(work), std::move(handler),
-                                    std::move(ep), std::move(s));
-            },
-            token);
+    template <class Token = asio::use_awaitable_t<>>
+    auto session(Token&& token = {}) {
+        std::shared_ptr<detail::engine_core> c = core();
+        asio::any_io_executor fallback = c != nullptr ? c->io_executor() : asio::any_io_executor{};
+        return detail::start_operation<asqlite::session>(
+            std::forward<Token>(token), std::move(fallback),
+            [c = std::move(c)]() { return make_session(c); });
     }
 
     pool_stats stats() const;
@@ -125,6 +113,7 @@ class async_engine {
 
   private:
     std::shared_ptr<detail::engine_core> core() const noexcept;
+    static asio::awaitable<asqlite::session> make_session(std::shared_ptr<detail::engine_core> c);
     void start_close(std::chrono::steady_clock::duration grace,
                      asio::any_completion_handler<void(std::exception_ptr)> handler);
 
@@ -137,9 +126,8 @@ async_engine create_async_engine(asio::any_io_executor executor, engine_options 
 class session_factory {
   public:
     explicit session_factory(async_engine& engine) noexcept : engine_(&engine) {}
-    asio::awaitable<session> operator()() const { return engine_->session(); }
-    template <class Token>
-    auto operator()(Token&& token) const {
+    template <class Token = asio::use_awaitable_t<>>
+    auto operator()(Token&& token = {}) const {
         return engine_->session(std::forward<Token>(token));
     }
 
@@ -158,5 +146,11 @@ void reset_default_engine();
 
 /// `co_await asqlite::get_async_session()`: a session from the default engine.
 asio::awaitable<session> get_async_session();
+/// The same with any completion token; `executor` creates the default
+/// engine if there is none yet.
+template <class Token>
+auto get_async_session(const asio::any_io_executor& executor, Token&& token) {
+    return default_engine(executor).session(std::forward<Token>(token));
+}
 
 }  // namespace asqlite

@@ -144,77 +144,72 @@ class session {
     session& operator=(session&& other) noexcept;
     ~session();
 
+    // Every operation below takes any completion token as its last argument
+    // (use_awaitable when there is none): `co_await s.execute(sql, id)`, or
+    // `s.execute(sql, id, handler)` with a callback, use_future, deferred,
+    // as_tuple(...) or a bound cancellation slot, completing with
+    // void(std::exception_ptr, T) (void(std::exception_ptr) for void).
+
     /// Runs one statement; all rows are materialised.
-    template <class... P>
-    asio::awaitable<result> execute(std::string_view sql, P... params) {
-        return routed<result*>(
-            sql, in_place([sql, params = std::make_tuple(std::move(params)...)](connection& c) {
-                return std::apply([&](const auto&... p) { return c.execute(sql, p...); }, params);
-            }),
-            take_in_place);
+    template <class... A>
+    auto execute(std::string_view sql, A&&... args) {
+        return statement_op<result, result*>(
+            sql,
+            materialised(sql, [](connection& c, std::string_view text,
+                                 const auto&... p) { return c.execute(text, p...); }),
+            take_in_place, std::forward<A>(args)...);
     }
-    /// Token form (callbacks, use_future, ...): parameters as a tuple, e.g.
-    /// async_execute(sql, std::tuple{id}, handler). Signature
-    /// void(std::exception_ptr, result).
-    template <class... P, class Token>
-    auto async_execute(std::string_view sql, std::tuple<P...> params, Token&& token) {
-        return asio::async_initiate<Token, void(std::exception_ptr, result)>(
-            [this, sql](auto handler, std::tuple<P...> args) {
-                // On the handler's own executor, as run() does.
-                auto ex = asio::get_associated_executor(
-                    handler, core_ ? core_->io_executor() : asio::any_io_executor{});
-                asio::co_spawn(
-                    std::move(ex),
-                    [this, sql, args = std::move(args)]() mutable {
-                        return std::apply([&](auto&... p) { return execute(sql, std::move(p)...); },
-                                          args);
-                    },
-                    std::move(handler));
-            },
-            token, std::move(params));
+    /// execute() with the parameters in a tuple.
+    template <class... P, class Token = asio::use_awaitable_t<>>
+    auto async_execute(std::string_view sql, std::tuple<P...> params, Token&& token = {}) {
+        return std::apply(
+            [&](auto&... p) { return execute(sql, std::move(p)..., std::forward<Token>(token)); },
+            params);
     }
 
     /// First column of the first row (see connection::scalar).
-    template <class T, class... P>
-    asio::awaitable<T> scalar(std::string_view sql, P... params) {
-        return routed<T*>(
-            sql, in_place([sql, params = std::make_tuple(std::move(params)...)](connection& c) {
-                return std::apply([&](const auto&... p) { return c.scalar<T>(sql, p...); }, params);
-            }),
-            take_in_place);
+    template <class T, class... A>
+    auto scalar(std::string_view sql, A&&... args) {
+        return statement_op<T, T*>(
+            sql,
+            materialised(sql, [](connection& c, std::string_view text,
+                                 const auto&... p) { return c.scalar<T>(text, p...); }),
+            take_in_place, std::forward<A>(args)...);
     }
 
     /// Exactly one row as T (described struct, tuple or scalar).
-    template <class T, class... P>
-    asio::awaitable<T> one(std::string_view sql, P... params) {
-        return routed<detail::row_snapshot*>(sql, capture_row(sql, std::move(params)...),
-                                             [sql](detail::row_snapshot* snap) {
-                                                 auto row = snap->read<T>();
-                                                 if (!row) {
-                                                     detail::throw_no_rows(sql);
-                                                 }
-                                                 return std::move(*row);
-                                             });
+    template <class T, class... A>
+    auto one(std::string_view sql, A&&... args) {
+        return statement_op<T, detail::row_snapshot*>(
+            sql, captured_row(sql),
+            [sql](detail::row_snapshot* snap) {
+                auto row = snap->read<T>();
+                if (!row) {
+                    detail::throw_no_rows(sql);
+                }
+                return std::move(*row);
+            },
+            std::forward<A>(args)...);
     }
 
     /// Zero or one row as T. (The row is copied into the connection's
     /// buffer on the blocking pool and becomes a T here, on the caller's
     /// thread: see detail/row_snapshot.hpp.)
-    template <class T, class... P>
-    asio::awaitable<std::optional<T>> one_or_none(std::string_view sql, P... params) {
-        return routed<detail::row_snapshot*>(
-            sql, capture_row(sql, std::move(params)...),
-            [](detail::row_snapshot* snap) { return snap->read<T>(); });
+    template <class T, class... A>
+    auto one_or_none(std::string_view sql, A&&... args) {
+        return statement_op<std::optional<T>, detail::row_snapshot*>(
+            sql, captured_row(sql), [](detail::row_snapshot* snap) { return snap->read<T>(); },
+            std::forward<A>(args)...);
     }
 
     /// Every row as T.
-    template <class T, class... P>
-    asio::awaitable<std::vector<T>> all(std::string_view sql, P... params) {
-        return routed<std::vector<T>*>(
-            sql, in_place([sql, params = std::make_tuple(std::move(params)...)](connection& c) {
-                return std::apply([&](const auto&... p) { return c.query<T>(sql, p...); }, params);
-            }),
-            take_in_place);
+    template <class T, class... A>
+    auto all(std::string_view sql, A&&... args) {
+        return statement_op<std::vector<T>, std::vector<T>*>(
+            sql,
+            materialised(sql, [](connection& c, std::string_view text,
+                                 const auto&... p) { return c.query<T>(text, p...); }),
+            take_in_place, std::forward<A>(args)...);
     }
 
     /// Runs fn(connection&) on the blocking pool in one hop and returns its
@@ -270,8 +265,16 @@ class session {
     /// an open transaction, fn just joins it. When another process holds the
     /// database lock, the transaction is retried (fn runs again) until
     /// busy_timeout: fn should only touch the database.
+    template <class Fn, class Token = asio::use_awaitable_t<>>
+    auto write(Fn fn, Token&& token = {}) {
+        return start<std::invoke_result_t<Fn&, connection&>>(
+            std::forward<Token>(token),
+            [this, fn = std::move(fn)]() mutable { return write_op(std::move(fn)); });
+    }
+
+  private:
     template <class Fn>
-    asio::awaitable<std::invoke_result_t<Fn&, connection&>> write(Fn fn) {
+    asio::awaitable<std::invoke_result_t<Fn&, connection&>> write_op(Fn fn) {
         using R = std::invoke_result_t<Fn&, connection&>;
         check_usable();
         try {
@@ -317,6 +320,7 @@ class session {
         }
     }
 
+  public:
     /// A write transaction: from here on every statement of the session
     /// runs on the writer. An idle writer is taken at once; a busy one is
     /// waited for by the first statement (FIFO, pool_timeout, cancellation:
@@ -327,7 +331,10 @@ class session {
     /// there; a transaction without statements commits without touching
     /// SQLite. Never waits itself. Throws errc::transaction_state when a
     /// transaction is already open here.
-    asio::awaitable<transaction> begin();
+    template <class Token = asio::use_awaitable_t<>>
+    auto begin(Token&& token = {}) {
+        return start<transaction>(std::forward<Token>(token), [this] { return begin_op(); });
+    }
 
     /// The session belongs to an engine (not moved from or default-made).
     bool valid() const noexcept { return core_ != nullptr; }
@@ -340,6 +347,7 @@ class session {
 
     void check_usable() const;
     void release() noexcept;
+    asio::awaitable<transaction> begin_op();
     detail::tx_link* open_tx() const noexcept { return tx_ && tx_->open ? tx_.get() : nullptr; }
 
     /// fn once inside the open transaction `tx`. A BEGIN still pending runs
@@ -580,17 +588,56 @@ class session {
     }
     static constexpr auto take_in_place = [](auto* value) { return std::move(*value); };
 
-    /// The job of a single-row read: the row goes into a snapshot that the
-    /// function carries (it lives in the operation's frame until the
-    /// continuation has read it).
-    template <class... P>
-    static auto capture_row(std::string_view sql, P... params) {
-        return [sql, params = std::make_tuple(std::move(params)...),
-                snap = detail::snapshot_lease()](connection& c) {
-            return std::apply(
-                [&](const auto&... p) { return c.capture_one_or_none(snap.get(), sql, p...); },
-                params);
+    /// The job of a single-row read, made from the parameters: the row goes
+    /// into a snapshot that the function carries (it lives in the
+    /// operation's frame until the continuation has read it).
+    static auto captured_row(std::string_view sql) {
+        return [sql](auto params) {
+            return [sql, params = std::move(params),
+                    snap = detail::snapshot_lease()](connection& c) {
+                return std::apply(
+                    [&](const auto&... p) { return c.capture_one_or_none(snap.get(), sql, p...); },
+                    params);
+            };
         };
+    }
+    /// The job of a statement whose whole result is made on the blocking
+    /// pool by call(connection&, sql, params...), made from the parameters.
+    template <class Call>
+    static auto materialised(std::string_view sql, Call call) {
+        return [sql, call](auto params) {
+            return in_place([sql, call, params = std::move(params)](connection& c) {
+                return std::apply([&](const auto&... p) { return call(c, sql, p...); }, params);
+            });
+        };
+    }
+
+    /// A statement operation giving a T: make_job(params) is its job on the
+    /// blocking pool (returning an R), finish(R) makes the T here (see
+    /// routed()). args: the parameters, then perhaps a completion token.
+    template <class T, class R, class MakeJob, class Finish, class... A>
+    auto statement_op(std::string_view sql, MakeJob make_job, Finish finish, A&&... args) {
+        return detail::split_token<detail::op_signature<T>>(
+            [&](auto params, auto&& token) {
+                return start<T>(
+                    token, [this, sql, make_job, finish, params = std::move(params)]() mutable {
+                        return routed<R>(sql, make_job(std::move(params)), std::move(finish));
+                    });
+            },
+            std::forward<A>(args)...);
+    }
+    /// make() (an awaitable) started with `token` (detail::start_operation).
+    /// A session that belongs to no engine refuses a token other than
+    /// use_awaitable at once (errc::transaction_state); with use_awaitable,
+    /// the co_await throws it.
+    template <class T, class Token, class Make>
+    auto start(Token&& token, Make make) {
+        if constexpr (!detail::is_use_awaitable<Token>) {
+            check_usable();
+        }
+        return detail::start_operation<T>(std::forward<Token>(token),
+                                          core_ ? core_->io_executor() : asio::any_io_executor{},
+                                          std::move(make));
     }
 
     /// A statement's way: the open transaction's connection; else the read
@@ -738,16 +785,39 @@ class transaction {
     /// COMMIT. SQLITE_BUSY (a reader's lock, in the rollback journal modes)
     /// is waited out up to busy_timeout; a commit that fails rolls the
     /// transaction back and throws. The writer goes to the next in line as
-    /// soon as COMMIT is done, on the worker.
-    asio::awaitable<void> commit();
+    /// soon as COMMIT is done, on the worker. Takes any completion token,
+    /// like the session's operations.
+    template <class Token = asio::use_awaitable_t<>>
+    auto commit(Token&& token = {}) {
+        return start(std::forward<Token>(token), [this] { return commit_op(); });
+    }
     /// ROLLBACK.
-    asio::awaitable<void> rollback();
+    template <class Token = asio::use_awaitable_t<>>
+    auto rollback(Token&& token = {}) {
+        return start(std::forward<Token>(token), [this] { return rollback_op(); });
+    }
 
     bool active() const noexcept { return link_ != nullptr; }
 
   private:
     friend class session;
     transaction(std::shared_ptr<detail::tx_link> link, session writer) noexcept;
+
+    asio::awaitable<void> commit_op();
+    asio::awaitable<void> rollback_op();
+    /// make() started with `token` (see session::start); a transaction no
+    /// longer active refuses a token other than use_awaitable at once.
+    template <class Token, class Make>
+    auto start(Token&& token, Make make) {
+        asio::any_io_executor fallback;
+        if (link_ != nullptr) {
+            fallback = link_->core->io_executor();
+        } else if constexpr (!detail::is_use_awaitable<Token>) {
+            throw_error(errc::transaction_state, "the transaction is already finished");
+        }
+        return detail::start_operation<void>(std::forward<Token>(token), std::move(fallback),
+                                             std::move(make));
+    }
 
     /// Closes the transaction for its session; returns where it ran. Throws
     /// errc::transaction_state when finished or orphaned.

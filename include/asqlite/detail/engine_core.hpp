@@ -34,6 +34,7 @@
 
 #include "asqlite/connection.hpp"
 #include "asqlite/detail/blocking_pool.hpp"
+#include "asqlite/detail/completion.hpp"
 #include "asqlite/error.hpp"
 
 namespace asqlite::detail {
@@ -171,16 +172,6 @@ std::exception_ptr moved_error(const std::string& path);
 /// Whether an error leaves the connection in a state we cannot trust.
 bool poisons_connection(const std::error_code& ec) noexcept;
 
-template <class R>
-struct op_signature_of {
-    using type = void(std::exception_ptr, R);
-};
-template <>
-struct op_signature_of<void> {
-    using type = void(std::exception_ptr);
-};
-template <class R>
-using op_signature = typename op_signature_of<R>::type;
 
 /// The completion token for co_await of an internal operation in an
 /// asio::awaitable: the operation's void(std::exception_ptr, R) arrives
