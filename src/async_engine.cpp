@@ -15,6 +15,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "operation_control.hpp"
 #include "pool_state.hpp"
 
 namespace asqlite {
@@ -49,6 +50,44 @@ std::exception_ptr moved_error(const std::string& path) {
                     "write into the old file (the connection is closed, the next one opens "
                     "the path afresh)",
                     path)));
+}
+
+std::exception_ptr run_operation(pooled_connection& pc, std::uint64_t op, job_ref job) noexcept {
+    connection& c = pc.conn;
+    operation_control::begin(c, op);
+    auto cancelled = [&c] {
+        return operation_control::refusing(c) ? interrupted_by_close_error() : aborted_error();
+    };
+    std::exception_ptr ep;
+    if (operation_control::cancelled(c)) {
+        ep = cancelled();
+    } else if (pc.guard_moved && c.file_moved()) {
+        // SQLite would write into the unlinked file and lose it all.
+        ep = moved_error(c.path());
+        pc.healthy = false;
+    } else {
+        try {
+            job(c);
+        } catch (const error& e) {
+            if (operation_control::cancelled(c) && primary_code(e.code()) == errc::interrupt) {
+                ep = cancelled();
+            } else {
+                ep = std::current_exception();
+            }
+            if (poisons_connection(e.code())) {
+                pc.healthy = false;
+            }
+        } catch (...) {
+            ep = std::current_exception();
+        }
+    }
+    operation_control::end(c);
+    pc.in_transaction = c.in_transaction();
+    return ep;
+}
+
+void cancel_operation(connection& c, std::uint64_t op) noexcept {
+    operation_control::cancel(c, op);
 }
 
 std::uint64_t new_op_id() noexcept {
@@ -490,7 +529,7 @@ pooled_connection* async_core::adopt(std::unique_ptr<pooled_connection> pc) {
     pc->id = id;
     ++opened_;
     if (refusing_) {
-        pc->conn.refuse_operations();  // opened for an operation after close()
+        operation_control::refuse_all(pc->conn);  // opened for an operation after close()
     }
     return conns_.emplace(id, std::move(pc)).first->second.get();
 }
@@ -768,7 +807,7 @@ void async_core::interrupt_running() noexcept {
         refusing_ = true;
         // Checked-out connections stay in conns_ until they are closed.
         for (auto& entry : conns_) {
-            entry.second->conn.refuse_operations();
+            operation_control::refuse_all(entry.second->conn);
         }
     }
     if (writer_) {

@@ -9,6 +9,7 @@
 #include <list>
 #include <unordered_map>
 
+#include "operation_control.hpp"
 #include "sqlite_error.hpp"
 
 namespace asqlite {
@@ -392,23 +393,23 @@ void detail::throw_no_rows(std::string_view sql) {
     throw_error(errc::no_rows, "query returned no rows, exactly one expected", std::string(sql));
 }
 
-void connection::begin_operation(std::uint64_t op) noexcept {
-    impl_->active_op.store(op, std::memory_order_relaxed);
+void detail::operation_control::begin(connection& c, std::uint64_t op) noexcept {
+    c.impl_->active_op.store(op, std::memory_order_relaxed);
 }
-void connection::end_operation() noexcept {
-    impl_->active_op.store(0, std::memory_order_relaxed);
+void detail::operation_control::end(connection& c) noexcept {
+    c.impl_->active_op.store(0, std::memory_order_relaxed);
 }
-void connection::request_cancel(std::uint64_t op) noexcept {
-    impl_->cancel_op.store(op, std::memory_order_relaxed);
+void detail::operation_control::cancel(connection& c, std::uint64_t op) noexcept {
+    c.impl_->cancel_op.store(op, std::memory_order_relaxed);
 }
-void connection::refuse_operations() noexcept {
-    impl_->refusing.store(true, std::memory_order_relaxed);
+void detail::operation_control::refuse_all(connection& c) noexcept {
+    c.impl_->refusing.store(true, std::memory_order_relaxed);
 }
-bool connection::refusing_operations() const noexcept {
-    return impl_->refusing.load(std::memory_order_relaxed);
+bool detail::operation_control::refusing(const connection& c) noexcept {
+    return c.impl_->refusing.load(std::memory_order_relaxed);
 }
-bool connection::cancel_requested() const noexcept {
-    return impl_->cancelled();
+bool detail::operation_control::cancelled(const connection& c) noexcept {
+    return c.impl_->cancelled();
 }
 sqlite3* connection::native_handle() const noexcept {
     return impl_->db;

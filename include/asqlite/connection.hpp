@@ -5,8 +5,8 @@
 // one(), one_or_none() and scalar().
 //
 // Thread safety: none. A connection is used by one thread at a time; the
-// async engine guarantees that for pooled connections. The only members safe
-// to call from another thread are request_cancel() and refuse_operations().
+// async engine guarantees that for pooled connections (and interrupts its
+// statements from other threads, through src/).
 // Errors: every throwing member throws asqlite::error carrying the SQLite
 // (extended) code, SQLite's message and the SQL text. execute() and query()
 // have non-throwing overloads taking std::error_code&; the message of the last
@@ -20,7 +20,7 @@
 #include <string_view>
 #include <vector>
 
-#include "asqlite/detail/row_snapshot.hpp"
+#include "asqlite/detail/decode.hpp"
 #include "asqlite/error.hpp"
 #include "asqlite/logger.hpp"
 #include "asqlite/result.hpp"
@@ -29,6 +29,7 @@
 namespace asqlite {
 
 namespace detail {
+struct operation_control;
 /// errc::no_rows for one() of a query that returned none.
 [[noreturn]] void throw_no_rows(std::string_view sql);
 }  // namespace detail
@@ -207,18 +208,14 @@ class connection {
             params...);
     }
 
-    /// For the async layer: runs like one_or_none, but leaves the row (or
-    /// its absence) in `into`, to be read as T on the io thread (see
-    /// detail/row_snapshot.hpp).
-    template <bindable... P>
-    detail::row_snapshot* capture_one_or_none(detail::row_snapshot& into, std::string_view sql,
-                                              const P&... params) {
+    /// Runs a statement expected to return at most one row and returns
+    /// read(const statement&, bool has_row), called with the statement
+    /// stepped once (its columns are the row's while has_row); a second row
+    /// is errc::too_many_rows. For reading a row without materialising it.
+    template <class Read, class... P>
+    auto read_one_row(std::string_view sql, Read&& read, const P&... params) {
         return at_most_one_row(
-            sql,
-            [&into](const statement& st, bool has_row) {
-                into.capture(st, has_row);
-                return &into;
-            },
+            sql, [&read](const statement& st, bool has_row) { return read(st, has_row); },
             params...);
     }
 
@@ -280,25 +277,12 @@ class connection {
     std::uint64_t cache_misses() const noexcept;
     void clear_cache() noexcept;
 
-    /// Cancellation of running statements, used by the async layer. The
-    /// worker calls begin_operation(op) before running operation `op` and
-    /// end_operation() after; request_cancel(op) from any thread makes the
-    /// statements of `op` (and only of `op`) fail with SQLITE_INTERRUPT.
-    void begin_operation(std::uint64_t op) noexcept;
-    void end_operation() noexcept;
-    void request_cancel(std::uint64_t op) noexcept;
-    /// From any thread, for the async engine's close(): the running
-    /// operation's statements fail with SQLITE_INTERRUPT, and so does every
-    /// operation begun later (cancel_requested() holds for each). Statements
-    /// outside an operation (a rollback before reuse) are not affected.
-    void refuse_operations() noexcept;
-    bool refusing_operations() const noexcept;
-    bool cancel_requested() const noexcept;
-
     sqlite3* native_handle() const noexcept;
 
   private:
     struct impl;
+    // The async engine's cancellation of running statements (src/).
+    friend struct detail::operation_control;
 
     /// A statement from the cache; with refuse_writes, one that writes
     /// throws (refuse_write) instead.

@@ -69,6 +69,7 @@
 
 #include "asqlite/connection.hpp"
 #include "asqlite/detail/engine_core.hpp"
+#include "asqlite/detail/row_snapshot.hpp"
 #include "asqlite/detail/sql_text.hpp"
 #include "asqlite/result.hpp"
 
@@ -593,12 +594,20 @@ class session {
     /// operation's frame until the continuation has read it).
     static auto captured_row(std::string_view sql) {
         return [sql](auto params) {
-            return [sql, params = std::move(params),
-                    snap = detail::snapshot_lease()](connection& c) {
-                return std::apply(
-                    [&](const auto&... p) { return c.capture_one_or_none(snap.get(), sql, p...); },
-                    params);
-            };
+            return
+                [sql, params = std::move(params), snap = detail::snapshot_lease()](connection& c) {
+                    return std::apply(
+                        [&](const auto&... p) {
+                            return c.read_one_row(
+                                sql,
+                                [&snap](const statement& st, bool has_row) {
+                                    snap.get().capture(st, has_row);
+                                    return &snap.get();
+                                },
+                                p...);
+                        },
+                        params);
+                };
         };
     }
     /// The job of a statement whose whole result is made on the blocking

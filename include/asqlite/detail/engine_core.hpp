@@ -172,7 +172,6 @@ std::exception_ptr moved_error(const std::string& path);
 /// Whether an error leaves the connection in a state we cannot trust.
 bool poisons_connection(const std::error_code& ec) noexcept;
 
-
 /// The completion token for co_await of an internal operation in an
 /// asio::awaitable: the operation's void(std::exception_ptr, R) arrives
 /// as one std::tuple (unpack it with value_of), and co_await takes it with
@@ -302,42 +301,40 @@ std::uint64_t new_op_id() noexcept;
 template <class R>
 using op_value = std::conditional_t<std::is_void_v<R>, int, R>;
 
-/// On a worker: runs f on pc's connection as operation `op`, storing its
-/// value in `out`; returns its error (operation_aborted when cancelled).
+/// A borrowed callable `void(connection&)`: the type-erased job that the
+/// compiled parts of the hop run.
+class job_ref {
+  public:
+    template <class F>
+    explicit job_ref(F& f) noexcept
+        : obj_(&f), call_([](void* o, connection& c) { (*static_cast<F*>(o))(c); }) {}
+    void operator()(connection& c) const { call_(obj_, c); }
+
+  private:
+    void* obj_;
+    void (*call_)(void*, connection&);
+};
+
+/// On a worker: runs job on pc's connection as operation `op` and returns
+/// its error: operation_aborted when it was cancelled (before or while it
+/// ran), errc::pool_closed when close() interrupted it, moved_error() for a
+/// write guard whose file is gone. An error that poisons the connection
+/// marks it unhealthy; pc.in_transaction is updated.
+std::exception_ptr run_operation(pooled_connection& pc, std::uint64_t op, job_ref job) noexcept;
+/// From any thread: stops operation `op`'s running statement on `c`.
+void cancel_operation(connection& c, std::uint64_t op) noexcept;
+
+/// run_operation() of f, storing its value in `out`.
 template <class R, class Fn>
 std::exception_ptr run_on(pooled_connection& pc, std::uint64_t op, Fn& f, op_value<R>& out) {
-    connection& c = pc.conn;
-    c.begin_operation(op);
-    std::exception_ptr ep;
-    if (c.cancel_requested()) {
-        ep = c.refusing_operations() ? interrupted_by_close_error() : aborted_error();
-    } else if (pc.guard_moved && c.file_moved()) {
-        // SQLite would write into the unlinked file and lose it all.
-        ep = moved_error(c.path());
-        pc.healthy = false;
-    } else {
-        try {
-            if constexpr (std::is_void_v<R>) {
-                f(c);
-            } else {
-                out = f(c);
-            }
-        } catch (const error& e) {
-            if (c.cancel_requested() && primary_code(e.code()) == errc::interrupt) {
-                ep = c.refusing_operations() ? interrupted_by_close_error() : aborted_error();
-            } else {
-                ep = std::current_exception();
-            }
-            if (poisons_connection(e.code())) {
-                pc.healthy = false;
-            }
-        } catch (...) {
-            ep = std::current_exception();
+    auto store = [&f, &out](connection& c) {
+        if constexpr (std::is_void_v<R>) {
+            f(c);
+        } else {
+            out = f(c);
         }
-    }
-    c.end_operation();
-    pc.in_transaction = c.in_transaction();
-    return ep;
+    };
+    return run_operation(pc, op, job_ref(store));
 }
 
 /// Hands the outcome of a job to its handler: through the pool's inbox
@@ -457,7 +454,7 @@ struct late_binding {
             std::lock_guard lock(mutex_);
             cancelled_.store(true, std::memory_order_relaxed);
             if (running_ != nullptr) {
-                running_->request_cancel(op);
+                cancel_operation(*running_, op);
             }
             w = std::exchange(waiter_, 0);
         }
@@ -538,7 +535,7 @@ struct run_initiation {
                 slot.assign([back = back](asio::cancellation_type) { back->cancel(); });
             }
         } else if (slot.is_connected()) {
-            slot.assign([c = &pc->conn, op](asio::cancellation_type) { c->request_cancel(op); });
+            slot.assign([c = &pc->conn, op](asio::cancellation_type) { cancel_operation(*c, op); });
         }
         auto body = [pc = pc, op, core = core, back = back,
                      f = std::forward<Fn>(fn)](op_value<R>& out) mutable -> std::exception_ptr {
