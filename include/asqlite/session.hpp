@@ -234,28 +234,7 @@ class session {
                     // On the handler's own executor: its strand (or thread)
                     // is where the session is used and cancellation comes from.
                     auto ex = asio::get_associated_executor(handler, core_->io_executor());
-                    asio::co_spawn(
-                        std::move(ex),
-                        [this, f = std::move(f)]() mutable -> asio::awaitable<R> {
-                            if (open_tx() != nullptr) {
-                                try {
-                                    co_return co_await in_open_transaction<R>(f, {});
-                                } catch (const boost::system::system_error& e) {
-                                    detail::rethrow_if_aborted(e);
-                                    throw;
-                                }
-                            }
-                            auto refusing_writes = [&f](connection& c) -> R {
-                                try {
-                                    return f(c);
-                                } catch (const error& e) {
-                                    detail::explain_refused_write(c, e);
-                                    throw;
-                                }
-                            };
-                            co_return co_await on_connection<R>(refusing_writes);
-                        },
-                        std::move(handler));
+                    asio::co_spawn(std::move(ex), run_op(std::move(f)), std::move(handler));
                 }
             },
             token, std::move(fn));
@@ -274,6 +253,28 @@ class session {
     }
 
   private:
+    template <class Fn>
+    asio::awaitable<std::invoke_result_t<Fn&, connection&>> run_op(Fn f) {
+        using R = std::invoke_result_t<Fn&, connection&>;
+        try {
+            if (open_tx() != nullptr) {
+                co_return co_await in_open_transaction<R>(f, {});
+            }
+            auto refusing_writes = [&f](connection& c) -> R {
+                try {
+                    return f(c);
+                } catch (const error& e) {
+                    detail::explain_refused_write(c, e);
+                    throw;
+                }
+            };
+            co_return co_await on_connection<R>(refusing_writes);
+        } catch (const boost::system::system_error& e) {
+            detail::rethrow_if_aborted(e);
+            throw;
+        }
+    }
+
     template <class Fn>
     asio::awaitable<std::invoke_result_t<Fn&, connection&>> write_op(Fn fn) {
         using R = std::invoke_result_t<Fn&, connection&>;
@@ -510,34 +511,26 @@ class session {
     /// out here, in turn.
     template <class R, class Fn>
     asio::awaitable<R> on_connection(Fn& fn) {
-        // Asio refuses to start an operation once the coroutine was
-        // cancelled (boost::system::system_error): reported as asqlite's
-        // abort error, like every other cancellation.
-        try {
-            if (pc_ == nullptr) {
-                detail::late_binding late;
-                {
-                    adopt_pinned guard{this, &late};
-                    auto outcome = co_await detail::async_run_late<R>(
-                        core_.get(), &late, detail::by_ref<R>(fn), detail::frameless);
-                    if constexpr (std::is_void_v<R>) {
-                        detail::value_of(std::move(outcome));
-                        if (!late.no_connection) {
-                            co_return;
-                        }
-                    } else {
-                        R value = detail::value_of(std::move(outcome));
-                        if (!late.no_connection) {
-                            co_return value;
-                        }
+        if (pc_ == nullptr) {
+            detail::late_binding late;
+            {
+                adopt_pinned guard{this, &late};
+                auto outcome = co_await detail::async_run_late<R>(
+                    core_.get(), &late, detail::by_ref<R>(fn), detail::frameless);
+                if constexpr (std::is_void_v<R>) {
+                    detail::value_of(std::move(outcome));
+                    if (!late.no_connection) {
+                        co_return;
+                    }
+                } else {
+                    R value = detail::value_of(std::move(outcome));
+                    if (!late.no_connection) {
+                        co_return value;
                     }
                 }
             }
-            co_return co_await on_checked_out<R>(fn);
-        } catch (const boost::system::system_error& e) {
-            detail::rethrow_if_aborted(e);
-            throw;
         }
+        co_return co_await on_checked_out<R>(fn);
     }
     /// on_connection() once no connection was idle: fn on the connection
     /// the session holds, or else on one it checks out here in turn (and

@@ -206,6 +206,17 @@ const void* context_of(const Executor& ex) {
     }
 }
 
+/// Calls the handler of a completed operation, its cancellation slot
+/// cleared first so that no stale cancellation handler survives it.
+template <class Handler, class... Args>
+void call_handler(Handler& h, Args&&... args) {
+    auto slot = asio::get_associated_cancellation_slot(h);
+    if (slot.is_connected()) {
+        slot.clear();
+    }
+    std::move(h)(std::forward<Args>(args)...);
+}
+
 /// Completes `handler` on its executor `ex` (work-tracked), never inline,
 /// clearing its cancellation slot first so no stale cancellation handler
 /// survives. Executors that cannot be posted to directly (the type-erased
@@ -218,11 +229,7 @@ const void* context_of(const Executor& ex) {
 template <class Executor, class Handler, class... Args>
 void complete_on(const asio::any_io_executor& io, Executor ex, Handler&& handler, Args&&... args) {
     auto invoke = [h = std::forward<Handler>(handler), ... a = std::forward<Args>(args)]() mutable {
-        auto slot = asio::get_associated_cancellation_slot(h);
-        if (slot.is_connected()) {
-            slot.clear();
-        }
-        std::move(h)(std::move(a)...);
+        call_handler(h, std::move(a)...);
     };
     if (blocking_pool::draining(context_of(ex))) {
         // Called from a completion the blocking pool's inbox is running on
@@ -259,11 +266,7 @@ template <class Executor, class Handler, class... Args>
 void dispatch_handler(Executor ex, Handler&& handler, Args&&... args) {
     asio::dispatch(std::move(ex), [h = std::forward<Handler>(handler),
                                    ... a = std::forward<Args>(args)]() mutable {
-        auto slot = asio::get_associated_cancellation_slot(h);
-        if (slot.is_connected()) {
-            slot.clear();
-        }
-        std::move(h)(std::move(a)...);
+        call_handler(h, std::move(a)...);
     });
 }
 
@@ -495,6 +498,17 @@ struct late_binding {
     std::atomic<bool> cancelled_{false};  // set under mutex_; a first look without it
 };
 
+/// A cancellation requested through the handler's slot goes to `late`
+/// (set before the job is queued).
+template <class Handler>
+void watch_cancellation(late_binding& late, const Handler& handler) {
+    auto slot = asio::get_associated_cancellation_slot(handler);
+    if (slot.is_connected()) {
+        late.cancellable = true;
+        slot.assign([l = &late](asio::cancellation_type) { l->cancel(); });
+    }
+}
+
 /// On a worker: runs f on pc as operation `op`, with `late` watching for
 /// its cancellation; operation_aborted when it was cancelled already.
 template <class R, class Fn>
@@ -527,14 +541,11 @@ struct run_initiation {
     template <class Handler, class Fn>
     void operator()(Handler&& handler, Fn&& fn) const {
         const std::uint64_t op = new_op_id();
-        auto slot = asio::get_associated_cancellation_slot(handler);
         if (back != nullptr) {
             back->op = op;
-            if (slot.is_connected()) {
-                back->cancellable = true;
-                slot.assign([back = back](asio::cancellation_type) { back->cancel(); });
-            }
-        } else if (slot.is_connected()) {
+            watch_cancellation(*back, handler);
+        } else if (auto slot = asio::get_associated_cancellation_slot(handler);
+                   slot.is_connected()) {
             slot.assign([c = &pc->conn, op](asio::cancellation_type) { cancel_operation(*c, op); });
         }
         auto body = [pc = pc, op, core = core, back = back,
@@ -609,11 +620,7 @@ struct late_initiation {
     template <class Handler, class Fn>
     void operator()(Handler&& handler, Fn&& fn) const {
         late->op = new_op_id();
-        auto slot = asio::get_associated_cancellation_slot(handler);
-        if (slot.is_connected()) {
-            late->cancellable = true;
-            slot.assign([late = late](asio::cancellation_type) { late->cancel(); });
-        }
+        watch_cancellation(*late, handler);
         post_operation<R>(
             core, std::forward<Handler>(handler),
             [late = late, core = core, f = std::forward<Fn>(fn)](op_value<R>& out) mutable {
@@ -700,11 +707,7 @@ struct lane_initiation {
         auto ex = tracked_executor(handler, *lane);
         late->op = new_op_id();
         late->lane = lane;
-        auto slot = asio::get_associated_cancellation_slot(handler);
-        if (slot.is_connected()) {
-            late->cancellable = true;
-            slot.assign([late = late](asio::cancellation_type) { late->cancel(); });
-        }
+        watch_cancellation(*late, handler);
         using job = lane_op<R, decltype(ex), std::decay_t<Handler>, std::decay_t<Fn>>;
         lane->acquire_for(
             std::make_unique<job>(lane, late, std::move(ex), std::forward<Handler>(handler),
