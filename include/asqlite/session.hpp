@@ -71,6 +71,7 @@
 #include "asqlite/detail/engine_core.hpp"
 #include "asqlite/detail/row_snapshot.hpp"
 #include "asqlite/detail/sql_text.hpp"
+#include "asqlite/detail/statement_router.hpp"
 #include "asqlite/result.hpp"
 
 namespace asqlite {
@@ -666,99 +667,102 @@ class session {
     asio::awaitable<std::remove_cvref_t<std::invoke_result_t<Finish&, R>>> routed(
         std::string_view sql, Fn fn, Finish finish = {}) {
         check_usable();
+        using detail::route;
+        using detail::step_outcome;
         std::optional<R> value;
-        // One late-bound operation at a time: the first attempt's, then the
-        // writer lane's (one slot in the frame for both).
+        // One late-bound operation at a time: a read's, then the writer
+        // lane's (one slot in the frame for all).
         std::optional<detail::late_binding> late;
-        try {
-            detail::engine_core* lane = core_->writer_lane();
-            const detail::sql_kind kind = detail::sql_kind_of(sql);
-            if (open_tx() != nullptr) {
-                // By reference: fn lives in this frame (a row read's snapshot is
-                // in it, and must outlive the job).
-                value.emplace(co_await in_open_transaction<R>(fn, sql));
-            } else if (lane == nullptr || pc_ != nullptr || kind != detail::sql_kind::write) {
-                // A connection held here is inside a transaction begun by SQL:
-                // every statement runs in it (a write there fails; it never
-                // escapes to the writer in autocommit).
-                // A statement whose words do not say whether it writes is
-                // compiled on the read connection first; when SQLite says it
-                // writes, the job returns without running it, and it goes
-                // to the writer below.
-                bool writes = false;
-                auto job = [&fn, &writes, sql,
-                            check = lane != nullptr && pc_ == nullptr &&
-                                    kind == detail::sql_kind::other](connection& c) -> R {
-                    static_assert(std::is_pointer_v<R>, "a job's value travels as a pointer");
-                    if (check && c.writes(sql)) {
-                        writes = true;
-                        return nullptr;
-                    }
-                    return fn(c);
-                };
-                // The first attempt straight away (no retry frame on the common
-                // path); BUSY falls back to the retry loop.
-                auto attempt = [&] { return on_connection<R>(job); };
-                std::exception_ptr busy;
-                try {
-                    if (pc_ != nullptr) {
-                        value.emplace(co_await attempt());
-                    } else {
-                        // on_connection()'s first step, here: one coroutine
-                        // frame less for nearly every statement.
-                        {
-                            adopt_pinned guard{this, &late.emplace()};
-                            late->shares = kind == detail::sql_kind::query;
-                            auto outcome = co_await detail::async_run_late<R>(
-                                core_.get(), &*late, detail::by_ref<R>(job), detail::frameless);
-                            R v = detail::value_of(std::move(outcome));
-                            if (!late->no_connection) {
-                                value.emplace(std::move(v));
-                            }
-                        }
-                        if (!value) {
-                            // Nothing was idle: check one out in turn (no
-                            // second late-bound job).
-                            value.emplace(co_await on_checked_out<R>(job));
-                        }
-                    }
-                } catch (const error& e) {
-                    if (primary_code(e.code()) != errc::busy) {
-                        throw;
-                    }
-                    busy = std::current_exception();
-                }
-                if (busy) {
-                    value.emplace(co_await detail::retry_busy(*core_, attempt, std::move(busy)));
-                }
-                if (writes) {
-                    value.reset();  // to the writer
+        detail::engine_core* lane = core_->writer_lane();
+        detail::statement_router router(
+            {open_tx() != nullptr, pc_ != nullptr, lane != nullptr, detail::sql_kind_of(sql)},
+            core_->busy_budget());
+        // A statement whose words do not say whether it writes asks SQLite
+        // on the read connection first; when it writes, the job returns
+        // without running it.
+        bool writes = false;
+        auto job = [&fn, &writes, sql, check = router.checks_writes()](connection& c) -> R {
+            static_assert(std::is_pointer_v<R>, "a job's value travels as a pointer");
+            if (check && c.writes(sql)) {
+                writes = true;
+                return nullptr;
+            }
+            return fn(c);
+        };
+        // The writer left inside a transaction by the last attempt on it
+        // (BEGIN IMMEDIATE) becomes the session's transaction, begun by SQL.
+        struct keep_if_begun {
+            session* self;
+            std::optional<detail::late_binding>* late;
+            detail::engine_core* lane;
+            ~keep_if_begun() {
+                if (*late && (*late)->pinned != nullptr) {
+                    self->keep_sql_transaction(std::exchange((*late)->pinned, nullptr), lane);
                 }
             }
-            if (!value) {
-                // The statement waits for the writer in its job, and the writer
-                // goes back on the worker: the next writer's job can follow at
-                // once. A statement that leaves it inside a transaction (BEGIN
-                // IMMEDIATE) makes that the session's transaction.
-                struct keep_if_begun {
-                    session* self;
-                    std::optional<detail::late_binding>* late;
-                    detail::engine_core* lane;
-                    ~keep_if_begun() {
-                        if (*late && (*late)->pinned != nullptr) {
-                            self->keep_sql_transaction(std::exchange((*late)->pinned, nullptr),
-                                                       lane);
+        } keep{this, &late, lane};
+        std::exception_ptr failure;
+        try {
+            for (route step = router.start(); step != route::done;) {
+                step_outcome outcome = step_outcome::ok;
+                try {
+                    switch (step) {
+                        case route::transaction:
+                            // By reference: fn lives in this frame (a row read's
+                            // snapshot is in it, and must outlive the job).
+                            value.emplace(co_await in_open_transaction<R>(fn, sql));
+                            break;
+                        case route::held:
+                        case route::checked_out:
+                            value.emplace(co_await on_checked_out<R>(job));
+                            break;
+                        case route::idle_read: {
+                            // A connection the job leaves inside a transaction
+                            // (BEGIN) becomes the session's.
+                            adopt_pinned guard{this, &late.emplace()};
+                            late->shares = router.shares_reads();
+                            R v = detail::value_of(co_await detail::async_run_late<R>(
+                                core_.get(), &*late, detail::by_ref<R>(job), detail::frameless));
+                            if (late->no_connection) {
+                                outcome = step_outcome::no_idle_connection;
+                            } else {
+                                value.emplace(v);
+                            }
+                            break;
                         }
+                        case route::writer:
+                            // The statement waits for the writer in its job, and
+                            // the writer goes back on the worker: the next
+                            // writer's job can follow at once.
+                            if (late && late->pinned != nullptr) {  // a failed attempt's
+                                lane->release(std::exchange(late->pinned, nullptr));
+                            }
+                            late.emplace();
+                            value.emplace(detail::value_of(co_await detail::async_run_on_lane<R>(
+                                lane, &*late, detail::by_ref<R>(fn), detail::frameless)));
+                            break;
+                        case route::wait:
+                            core_->count_busy_retry();
+                            co_await detail::wait_for(router.wait());
+                            break;
+                        case route::done:
+                            break;
+                        case route::fail:
+                            std::rethrow_exception(failure);
                     }
-                } keep{this, &late, lane};
-                value.emplace(co_await detail::retry_busy(*lane, [&] {
-                    if (late && late->pinned != nullptr) {  // (a failed attempt's: not kept)
-                        lane->release(std::exchange(late->pinned, nullptr));
+                } catch (const error& e) {
+                    if (step == route::fail) {
+                        throw;
                     }
-                    late.emplace();
-                    return detail::async_run_on_lane<R>(lane, &*late, detail::by_ref<R>(fn),
-                                                        detail::frameless);
-                }));
+                    outcome = primary_code(e.code()) == errc::busy ? step_outcome::busy
+                                                                   : step_outcome::failed;
+                    failure = std::current_exception();
+                }
+                if (std::exchange(writes, false)) {
+                    value.reset();
+                    outcome = step_outcome::writes;
+                }
+                step = router.next(outcome, detail::route_clock::now());
             }
         } catch (const boost::system::system_error& e) {
             detail::rethrow_if_aborted(e);

@@ -35,6 +35,7 @@
 #include "asqlite/connection.hpp"
 #include "asqlite/detail/blocking_pool.hpp"
 #include "asqlite/detail/completion.hpp"
+#include "asqlite/detail/statement_router.hpp"
 #include "asqlite/error.hpp"
 
 namespace asqlite::detail {
@@ -787,11 +788,17 @@ inline constexpr bool is_awaitable = false;
 template <class T, class Executor>
 inline constexpr bool is_awaitable<asio::awaitable<T, Executor>> = true;
 
+/// Waits on a timer of the awaiting coroutine's executor.
+inline asio::awaitable<void> wait_for(std::chrono::steady_clock::duration d) {
+    asio::steady_timer timer(co_await asio::this_coro::executor, d);
+    co_await timer.async_wait(asio::use_awaitable);
+}
+
 /// Runs attempt() (a callable returning an awaitable, or an operation
 /// started with `frameless`) again while it fails with SQLITE_BUSY, waiting
-/// on a timer with exponential backoff (1 ms up to 100 ms) until `core`'s
-/// busy budget is spent. Only for attempts that have no effect when they
-/// fail with BUSY: a read, an autocommit write, BEGIN.
+/// on timers as busy_backoff says (1 ms doubling up to 100 ms, within
+/// `core`'s busy budget). Only for attempts that have no effect when they
+/// fail with BUSY: an autocommit write, BEGIN, COMMIT.
 /// first_failure: the caller made the first attempt itself and it failed
 /// with this BUSY error, so this starts with the wait (or rethrows it when
 /// the budget allows no retry). retryable(): whether a failed attempt had
@@ -801,15 +808,10 @@ auto retry_busy(
     engine_core& core, Attempt attempt, std::exception_ptr first_failure = nullptr,
     Retryable retryable = [] { return true; }) -> typename awaitable_of<decltype(attempt())>::type {
     using op = decltype(attempt());
-    const auto deadline = std::chrono::steady_clock::now() + core.busy_budget();
-    std::chrono::steady_clock::duration delay = std::chrono::milliseconds(1);
+    busy_backoff backoff(core.busy_budget());
+    std::exception_ptr failure = std::move(first_failure);
     for (;;) {
-        if (first_failure) {
-            if (std::chrono::steady_clock::now() + delay > deadline) {
-                std::rethrow_exception(first_failure);
-            }
-            first_failure = nullptr;
-        } else {
+        if (!failure) {
             try {
                 if constexpr (is_awaitable<op>) {
                     co_return co_await attempt();
@@ -817,17 +819,19 @@ auto retry_busy(
                     co_return detail::value_of(co_await attempt());
                 }
             } catch (const error& e) {
-                if (primary_code(e.code()) != errc::busy || !retryable() ||
-                    std::chrono::steady_clock::now() + delay > deadline) {
+                if (primary_code(e.code()) != errc::busy || !retryable()) {
                     throw;
                 }
+                failure = std::current_exception();
             }
         }
+        const auto wait = backoff.after_busy(route_clock::now());
+        if (!wait) {
+            std::rethrow_exception(failure);
+        }
+        failure = nullptr;
         core.count_busy_retry();
-        asio::steady_timer timer(co_await asio::this_coro::executor, delay);
-        co_await timer.async_wait(asio::use_awaitable);
-        delay = std::min<std::chrono::steady_clock::duration>(delay * 2,
-                                                              std::chrono::milliseconds(100));
+        co_await wait_for(*wait);
     }
 }
 
