@@ -176,7 +176,7 @@ class async_core final : public engine_core, public std::enable_shared_from_this
 
     engine_core* writer_lane() noexcept override { return writer_.get(); }
     std::shared_ptr<engine_core> writer_lane_ptr() noexcept override { return writer_; }
-    void acquire_for(std::unique_ptr<lane_job> job, late_binding& late) override;
+    void acquire_for(std::unique_ptr<lane_job> job, op_state& state) override;
     bool cancel_waiting(std::uint64_t w) noexcept override;
     bool pre_ping() const noexcept override { return options_.pre_ping; }
     async_core* writer() noexcept { return writer_.get(); }
@@ -443,7 +443,7 @@ session async_core::try_acquire() {
     return pc != nullptr ? session(shared_from_this(), pc) : session{};
 }
 
-void async_core::acquire_for(std::unique_ptr<lane_job> job, late_binding& late) {
+void async_core::acquire_for(std::unique_ptr<lane_job> job, op_state& state) {
     const auto now = clock::now();
     pool_effects fx;
     actions act;
@@ -460,9 +460,9 @@ void async_core::acquire_for(std::unique_ptr<lane_job> job, late_binding& late) 
         waiter_record rec{acquire_handler{}, asio::any_io_executor{}, now, std::move(job)};
         if (const auto c = state_.acquire(w, now, fx)) {
             act.grants.emplace_back(std::move(rec), conns_.at(*c).get());
-        } else if (late.set_waiter(w)) {
+        } else if (state.set_waiter(w)) {
             // In line. From here on only the lane touches the record, and a
-            // cancellation finds it through late (under this lock).
+            // cancellation finds it through state (under this lock).
             waiters_.emplace(w, std::move(rec));
         } else {
             // Cancelled before it got in line (another thread, or a job
@@ -506,7 +506,7 @@ std::unique_ptr<pooled_connection> async_core::make_connection() {
     }
     auto pc = std::make_unique<pooled_connection>(std::move(c), 0, clock::now());
     pc->guard_moved = role_ != lane::readers && path_.find("mode=memory") == std::string::npos;
-    pc->ahead = role_ == lane::writer;
+    pc->urgent = role_ == lane::writer;
     return pc;
 }
 
@@ -585,7 +585,7 @@ pooled_connection* async_core::shared_read() noexcept {
         // each engine has its own pool: this lane's.
         return static_cast<pooled_connection*>(h->what);
     }
-    if (!h->worth_it) {
+    if (!h->next_shares) {
         return nullptr;  // nothing queued to share it with
     }
     pooled_connection* pc = nullptr;
@@ -700,7 +700,7 @@ void async_core::release(pooled_connection* pc) noexcept {
             }
             self->return_connection(pc);
         },
-        pc->ahead);
+        pc->urgent);
 }
 
 void async_core::return_connection(pooled_connection* pc) noexcept {

@@ -164,7 +164,7 @@ worker_hold* blocking_pool::hold() noexcept {
     return current_hold;
 }
 
-void blocking_pool::submit(blocking_job* job, bool ahead, bool tracked, bool shares) noexcept {
+void blocking_pool::submit(blocking_job* job, bool urgent, bool tracked, bool shares) noexcept {
     wake_up wake;
     {
         std::unique_lock lock(mutex_, std::defer_lock);
@@ -173,10 +173,10 @@ void blocking_pool::submit(blocking_job* job, bool ahead, bool tracked, bool sha
             if (tracked) {
                 track(1);
             }
-            job->ahead_ = ahead;
+            job->urgent_ = urgent;
             job->shares_ = shares;
             job->seq_ = ++submitted_;
-            if (ahead) {
+            if (urgent) {
                 jobs_.insert_after(last_ahead_, job);
                 last_ahead_ = job;
             } else {
@@ -439,7 +439,7 @@ void blocking_pool::work(std::size_t slot) {
             counters_.shared += joins ? 1 : 0;
             // A hold begun by this job covers what was submitted until now.
             hold.next_bound = submitted_;
-            hold.worth_it = jobs_.head != nullptr && jobs_.head->shares_;
+            hold.next_shares = jobs_.head != nullptr && jobs_.head->shares_;
             if (job == last_ahead_) {
                 last_ahead_ = nullptr;
             }
@@ -451,8 +451,8 @@ void blocking_pool::work(std::size_t slot) {
             next_stall_check = now + stall_ns_;
             // Hand over what waits before a job that may take long; a short
             // writer's job is awaited (see the header).
-            const bool ahead = job->ahead_;
-            const bool post = flush_due(now, ahead && last_ahead_run_ns_ < max_hold_ns_ / 2);
+            const bool urgent = job->urgent_;
+            const bool post = flush_due(now, urgent && last_urgent_run_ns_ < max_hold_ns_ / 2);
             lock.unlock();
             if (post) {
                 post_drain();
@@ -463,8 +463,8 @@ void blocking_pool::work(std::size_t slot) {
             job->run(true);
             lock_spinning(lock);
             running_since_[slot] = 0;
-            if (ahead) {
-                last_ahead_run_ns_ = now_ns() - now;
+            if (urgent) {
+                last_urgent_run_ns_ = now_ns() - now;
             }
             if (hold.held() && jobs_.head == nullptr) {
                 // The queue ran dry: the hold ends before this job's

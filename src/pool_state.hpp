@@ -102,7 +102,6 @@ class pool_state {
     std::size_t idle_count() const noexcept { return idle_.size(); }
     std::size_t in_use() const noexcept { return open_ - idle_.size(); }
     std::size_t waiting() const noexcept { return waiters_.size(); }
-    const pool_limits& limits() const noexcept { return limits_; }
 
   private:
     struct idle_conn {

@@ -104,12 +104,12 @@ void session::keep_sql_transaction(detail::pooled_connection* pc,
     lane->release(pc);  // rolls back whatever is left
 }
 
-void session::adopt_writer(detail::tx_link& tx, detail::late_binding& late) noexcept {
-    detail::pooled_connection* pc = std::exchange(late.pinned, nullptr);
+void session::adopt_writer(detail::tx_link& tx, detail::op_state& state) noexcept {
+    detail::pooled_connection* pc = std::exchange(state.pinned, nullptr);
     if (pc == nullptr) {
         // BEGIN ran, but the connection is closed (an error that poisons
         // it): what the transaction did is gone with it.
-        tx.lost = tx.lost || late.hold;
+        tx.connection_gone = tx.connection_gone || state.hold;
         return;
     }
     if (tx.open && tx.writer != nullptr && tx.writer->pc_ == nullptr) {
@@ -264,7 +264,7 @@ asio::awaitable<void> transaction::commit_op() {
         const detail::tx_link tx = finish();
         if (tx.pc == nullptr || std::exchange(tx.pc->begin_pending, false)) {
             writer_ = session{};
-            if (tx.lost) {
+            if (tx.connection_gone) {
                 detail::throw_transaction_ended();
             }
             co_return;  // no statement ran: nothing to commit
@@ -275,24 +275,24 @@ asio::awaitable<void> transaction::commit_op() {
         // the next writer's job can follow it at once. From then on the
         // writer is not this transaction's, also if this frame is destroyed
         // without being resumed (the io_context gone).
-        std::optional<detail::late_binding> back;  // the last attempt's
+        std::optional<detail::op_state> gives_back;  // the last attempt's
         struct forget_given_back {
             transaction* self;
-            std::optional<detail::late_binding>* back;
+            std::optional<detail::op_state>* gives_back;
             // Whether the worker gave the writer back (then it is forgotten).
             bool operator()() const noexcept {
-                const bool released = *back && (*back)->released;
+                const bool released = *gives_back && (*gives_back)->released;
                 if (released) {
                     self->writer_.pc_ = nullptr;  // not ours to touch any more
                 }
                 return released;
             }
             ~forget_given_back() { (*this)(); }
-        } forget{this, &back};
+        } forget{this, &gives_back};
         auto attempt = [&] {
-            detail::late_binding* b = nullptr;
+            detail::op_state* b = nullptr;
             if (writer_.valid()) {
-                b = &back.emplace();
+                b = &gives_back.emplace();
             }
             return detail::session_op<void>(
                 tx.core, pc,

@@ -113,7 +113,7 @@ struct tx_link {
     // statement: the transaction object's writer session, which gets pc
     // then (null once the object is gone or finished).
     session* writer = nullptr;
-    bool lost = false;  // BEGIN ran, but the connection was closed since
+    bool connection_gone = false;  // BEGIN ran, but the connection was closed since
 
     /// The writer of a begin() transaction whose BEGIN has run: a
     /// statement there is one job on it. Null otherwise.
@@ -307,12 +307,12 @@ class session {
             if (detail::engine_core* lane = core_->writer_lane()) {
                 // Waits for the writer in the job itself; the writer goes back
                 // on the worker (rolled back, if fn left it inside).
-                std::optional<detail::late_binding> late;
+                std::optional<detail::op_state> state;
                 co_return co_await detail::retry_busy(*lane, [&] {
-                    late.emplace();
-                    late->may_pin = false;
+                    state.emplace();
+                    state->may_pin = false;
                     return detail::async_run_on_lane<R>(
-                        lane, &*late, detail::by_ref<R>(in_transaction), detail::frameless);
+                        lane, &*state, detail::by_ref<R>(in_transaction), detail::frameless);
                 });
             }
             co_return co_await detail::retry_busy(*core_,
@@ -386,38 +386,38 @@ class session {
     /// BUSY on BEGIN (another process) is retried on a timer as above.
     template <class R, class Fn>
     static asio::awaitable<R> first_on_writer(std::shared_ptr<detail::tx_link> tx, Fn& fn) {
-        if (tx->lost) {
+        if (tx->connection_gone) {
             detail::throw_transaction_ended();
         }
-        std::optional<detail::late_binding> late;
+        std::optional<detail::op_state> state;
         struct adopt {
             detail::tx_link* tx;
-            std::optional<detail::late_binding>* late;
+            std::optional<detail::op_state>* state;
             ~adopt() {
-                if (*late) {
-                    adopt_writer(*tx, **late);
+                if (*state) {
+                    adopt_writer(*tx, **state);
                 }
             }
-        } guard{tx.get(), &late};
-        auto job = [&fn, &late](connection& c) -> R {
+        } guard{tx.get(), &state};
+        auto job = [&fn, &state](connection& c) -> R {
             c.exec("BEGIN IMMEDIATE");
-            late->hold = true;  // the transaction is the session's now
+            state->hold = true;  // the transaction is the session's now
             return fn(c);
         };
         auto attempt = [&] {
             if (!tx->open) {
                 throw_error(errc::transaction_state, "the transaction has ended");
             }
-            late.emplace();
-            return detail::async_run_on_lane<R>(tx->core, &*late, detail::by_ref<R>(job),
+            state.emplace();
+            return detail::async_run_on_lane<R>(tx->core, &*state, detail::by_ref<R>(job),
                                                 detail::frameless);
         };
         co_return co_await detail::retry_busy(*tx->core, attempt, nullptr,
-                                              [&late] { return !late->hold; });
+                                              [&state] { return !state->hold; });
     }
     /// After first_on_writer's job: the writer it kept becomes the
     /// transaction's (or goes back, when the transaction is gone).
-    static void adopt_writer(detail::tx_link& tx, detail::late_binding& late) noexcept;
+    static void adopt_writer(detail::tx_link& tx, detail::op_state& state) noexcept;
     /// fn inside the session's open transaction (open_tx() is not null);
     /// `sql` is fn's statement, if it is one.
     template <class R, class Fn>
@@ -506,26 +506,26 @@ class session {
 
     /// fn once on this session's connection: the one it holds, or, holding
     /// none, whichever connection a worker finds idle when it runs the job
-    /// (detail::late_binding). A connection left inside a transaction stays
+    /// (detail::op_state). A connection left inside a transaction stays
     /// with the session until the transaction ends. Only when nothing is
     /// idle (the pool is full, or others wait) does the session check one
     /// out here, in turn.
     template <class R, class Fn>
     asio::awaitable<R> on_connection(Fn& fn) {
         if (pc_ == nullptr) {
-            detail::late_binding late;
+            detail::op_state state;
             {
-                adopt_pinned guard{this, &late};
-                auto outcome = co_await detail::async_run_late<R>(
-                    core_.get(), &late, detail::by_ref<R>(fn), detail::frameless);
+                adopt_pinned guard{this, &state};
+                auto outcome = co_await detail::async_run_on_idle<R>(
+                    core_.get(), &state, detail::by_ref<R>(fn), detail::frameless);
                 if constexpr (std::is_void_v<R>) {
                     detail::value_of(std::move(outcome));
-                    if (!late.no_connection) {
+                    if (!state.none_idle) {
                         co_return;
                     }
                 } else {
                     R value = detail::value_of(std::move(outcome));
-                    if (!late.no_connection) {
+                    if (!state.none_idle) {
                         co_return value;
                     }
                 }
@@ -548,15 +548,15 @@ class session {
         co_return detail::value_of(co_await op<R>(detail::by_ref<R>(fn), detail::frameless));
     }
 
-    /// A connection that a late-bound statement left inside a transaction
-    /// (late->pinned) becomes the session's when this goes out of scope, and
-    /// late->pinned is cleared: the late_binding may be used again.
+    /// A connection that a unbound statement left inside a transaction
+    /// (state->pinned) becomes the session's when this goes out of scope, and
+    /// state->pinned is cleared: the op_state may be used again.
     struct adopt_pinned {
         session* self;
-        detail::late_binding* late;
+        detail::op_state* state;
         ~adopt_pinned() {
-            if (late->pinned != nullptr) {
-                self->pc_ = std::exchange(late->pinned, nullptr);
+            if (state->pinned != nullptr) {
+                self->pc_ = std::exchange(state->pinned, nullptr);
             }
         }
     };
@@ -655,13 +655,13 @@ class session {
     /// recycled by Asio's per-thread cache of frames (it records sizes in
     /// one byte of 4-byte chunks): five calls made a 2,112-byte frame,
     /// allocated with memalign and freed again on every statement. For the
-    /// same reason the two late-bound operations share one `late`, values
+    /// same reason the two unbound operations share one `state`, values
     /// larger than a pointer travel as a pointer into fn (in_place, or a row
     /// read's snapshot), and a statement in a begin() transaction goes
     /// through in_open_transaction() (a frame of its own) rather than a
     /// third frameless co_await here. With GCC 12 the frame of a one-row
     /// read takes a 912-byte block (1,024, the last recyclable size, with
-    /// that co_await; 1,120 with a second `late` as well), execute()'s 1,088
+    /// that co_await; 1,120 with a second `state` as well), execute()'s 1,088
     /// bytes before in_place. test/frames/ fails when a frame outgrows it.
     template <class R, class Fn, class Finish = std::identity>
     asio::awaitable<std::remove_cvref_t<std::invoke_result_t<Finish&, R>>> routed(
@@ -670,9 +670,9 @@ class session {
         using detail::route;
         using detail::step_outcome;
         std::optional<R> value;
-        // One late-bound operation at a time: a read's, then the writer
+        // One unbound operation at a time: a read's, then the writer
         // lane's (one slot in the frame for all).
-        std::optional<detail::late_binding> late;
+        std::optional<detail::op_state> state;
         detail::engine_core* lane = core_->writer_lane();
         detail::statement_router router(
             {open_tx() != nullptr, pc_ != nullptr, lane != nullptr, detail::sql_kind_of(sql)},
@@ -693,14 +693,14 @@ class session {
         // (BEGIN IMMEDIATE) becomes the session's transaction, begun by SQL.
         struct keep_if_begun {
             session* self;
-            std::optional<detail::late_binding>* late;
+            std::optional<detail::op_state>* state;
             detail::engine_core* lane;
             ~keep_if_begun() {
-                if (*late && (*late)->pinned != nullptr) {
-                    self->keep_sql_transaction(std::exchange((*late)->pinned, nullptr), lane);
+                if (*state && (*state)->pinned != nullptr) {
+                    self->keep_sql_transaction(std::exchange((*state)->pinned, nullptr), lane);
                 }
             }
-        } keep{this, &late, lane};
+        } keep{this, &state, lane};
         std::exception_ptr failure;
         try {
             for (route step = router.start(); step != route::done;) {
@@ -719,11 +719,11 @@ class session {
                         case route::idle_read: {
                             // A connection the job leaves inside a transaction
                             // (BEGIN) becomes the session's.
-                            adopt_pinned guard{this, &late.emplace()};
-                            late->shares = router.shares_reads();
-                            R v = detail::value_of(co_await detail::async_run_late<R>(
-                                core_.get(), &*late, detail::by_ref<R>(job), detail::frameless));
-                            if (late->no_connection) {
+                            adopt_pinned guard{this, &state.emplace()};
+                            state->shares = router.shares_reads();
+                            R v = detail::value_of(co_await detail::async_run_on_idle<R>(
+                                core_.get(), &*state, detail::by_ref<R>(job), detail::frameless));
+                            if (state->none_idle) {
                                 outcome = step_outcome::no_idle_connection;
                             } else {
                                 value.emplace(v);
@@ -734,12 +734,12 @@ class session {
                             // The statement waits for the writer in its job, and
                             // the writer goes back on the worker: the next
                             // writer's job can follow at once.
-                            if (late && late->pinned != nullptr) {  // a failed attempt's
-                                lane->release(std::exchange(late->pinned, nullptr));
+                            if (state && state->pinned != nullptr) {  // a failed attempt's
+                                lane->release(std::exchange(state->pinned, nullptr));
                             }
-                            late.emplace();
+                            state.emplace();
                             value.emplace(detail::value_of(co_await detail::async_run_on_lane<R>(
-                                lane, &*late, detail::by_ref<R>(fn), detail::frameless)));
+                                lane, &*state, detail::by_ref<R>(fn), detail::frameless)));
                             break;
                         case route::wait:
                             core_->count_busy_retry();

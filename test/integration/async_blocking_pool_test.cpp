@@ -88,7 +88,7 @@ TEST(BlockingPool, JobsPostedAheadRunFirstInTheirOwnOrder) {
     std::atomic<bool> go{false};
     std::mutex m;
     std::vector<std::string> order;
-    // One ahead job that runs and is gone: the next ones must not be placed
+    // One urgent job that runs and is gone: the next ones must not be placed
     // behind it.
     std::atomic<bool> first_done{false};
     pool->post([&](bool) { first_done = true; }, true);
@@ -264,10 +264,10 @@ TEST(BlockingPool, CompletionsGoBackBeforeTheQueueRunsDry) {
 }
 
 /// One thread, an io thread running: job J1 completes, and before it returns
-/// queues K `ahead`, as a writer giving the writer lane to the next in line
+/// queues K `urgent`, as a writer giving the writer lane to the next in line
 /// does. K looks for J1's completion on the io thread for up to `look`.
 /// Says whether K saw it (then it was handed over before K ran), and
-/// whether it arrived in the end. `before` runs first, as an ahead job.
+/// whether it arrived in the end. `before` runs first, as an urgent job.
 struct writer_handoff {
     bool k_saw_j1 = false;
     bool j1_delivered = false;
@@ -849,7 +849,7 @@ TEST(BlockingPool, AHoldIsSharedOnlyByJobsQueuedBeforeItBeganThatMayShareIt) {
     pool->post(
         [&, p = pool.get()](bool) {
             worker_hold* h = blocking_pool::hold();
-            log.add(fmt::format("A held={} worth={}", h->held(), h->worth_it));
+            log.add(fmt::format("A held={} worth={}", h->held(), h->next_shares));
             log.begin_hold();
             // C is submitted after the hold began: it must not join.
             p->post(
@@ -886,7 +886,7 @@ TEST(BlockingPool, AHoldIsSharedOnlyByJobsQueuedBeforeItBeganThatMayShareIt) {
     });
     pool->post(
         [&](bool) {
-            log.add(fmt::format("A2 worth={}", blocking_pool::hold()->worth_it));
+            log.add(fmt::format("A2 worth={}", blocking_pool::hold()->next_shares));
             log.begin_hold();
         },
         false, true);
@@ -908,7 +908,7 @@ TEST(BlockingPool, AJobAloneInTheQueueIsNotWorthAHold) {
     pool->post(
         [&](bool) {
             worker_hold* h = blocking_pool::hold();
-            seen.set_value({h->held(), h->worth_it});
+            seen.set_value({h->held(), h->next_shares});
         },
         false, true);
     auto f = seen.get_future();

@@ -142,7 +142,7 @@ TEST_F(LateBinding, AStatementWaitsInTurnWhileEveryConnectionIsHeld) {
         co_await sleep_for(50ms);
         EXPECT_FALSE(done) << "ran past the bound";
         EXPECT_EQ(db.stats().waiters, 1u);
-        // One late-bound job found nothing idle; then the statement checked
+        // One unbound job found nothing idle; then the statement checked
         // a connection out in turn, without a second job (which would queue
         // behind every statement in the pool and join the line late).
         EXPECT_EQ(db.stats().blocking_jobs - jobs_before, 1u);

@@ -16,10 +16,10 @@
 // long statement, from SQLite's progress handler). An idle engine therefore
 // delivers at once; a busy one wakes the io thread once per batch.
 //
-// The writer lane's jobs (posted `ahead`) are the exception to "the queue
+// The writer lane's jobs (posted `urgent`) are the exception to "the queue
 // runs dry": the next writer's job is queued only when the one before gives
 // the writer back, so a line of writers looks like a queue of one. When the
-// last `ahead` job ran in under half of max_hold, completions wait through
+// last `urgent` job ran in under half of max_hold, completions wait through
 // the next one too (up to batch or max_hold, and the queue running dry after
 // it); a line of short writes then wakes the io thread once per several
 // writes instead of once per write.
@@ -62,7 +62,7 @@ class blocking_job {
     friend class blocking_pool;
     blocking_job* next_ = nullptr;
     std::uint64_t seq_ = 0;  // the how-manieth submit (jobs only)
-    bool ahead_ = false;     // posted ahead (the writer lane's)
+    bool urgent_ = false;    // posted urgent (the writer lane's)
     bool tracked_ = false;   // a completion of a post_tracked() job (see there)
     bool shares_ = false;    // may use what its thread holds (worker_hold)
 };
@@ -82,7 +82,7 @@ struct worker_hold {
     // Set before each job runs, for a job that begins a hold: the bound it
     // would have, and whether the next queued job could share it.
     std::uint64_t next_bound = 0;
-    bool worth_it = false;
+    bool next_shares = false;
 
     bool held() const noexcept { return owner != nullptr; }
     void begin(void* o, void* w, void (*e)(void*, void*) noexcept) noexcept {
@@ -121,12 +121,12 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     blocking_pool& operator=(const blocking_pool&) = delete;
 
     /// Queues f(bool live) for a worker; after close() runs f(false) here.
-    /// An `ahead` job goes before every other job (behind earlier `ahead`
+    /// An `urgent` job goes before every other job (behind earlier `urgent`
     /// ones): for work that others wait behind, such as the single writer.
     /// A `shares` job may use what its thread holds (worker_hold).
     template <class F>
-    void post(F&& f, bool ahead = false, bool shares = false) {
-        submit(make_job(std::forward<F>(f)), ahead, false, shares);
+    void post(F&& f, bool urgent = false, bool shares = false) {
+        submit(make_job(std::forward<F>(f)), urgent, false, shares);
     }
     /// From a worker: f() runs on the io executor (see the batching above).
     template <class F>
@@ -140,8 +140,8 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     /// own (the count and the work change together, under the lock). Closed,
     /// f(false) runs here and nothing is counted.
     template <class F>
-    void post_tracked(F&& f, bool ahead = false, bool shares = false) {
-        submit(make_job(std::forward<F>(f)), ahead, true, shares);
+    void post_tracked(F&& f, bool urgent = false, bool shares = false) {
+        submit(make_job(std::forward<F>(f)), urgent, true, shares);
     }
     /// On a pool thread (inside a job): what it holds between jobs; else null.
     static worker_hold* hold() noexcept;
@@ -272,7 +272,7 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     static thread_local std::size_t deferred_;  // by the running batch
     class drainer;
 
-    void submit(blocking_job* job, bool ahead, bool tracked, bool shares) noexcept;
+    void submit(blocking_job* job, bool urgent, bool tracked, bool shares) noexcept;
     // Under mutex_: `n` post_tracked() jobs are out more, or fewer; the
     // io executor's work is taken when the count leaves 0, and handed back
     // (through `released`, destroyed once the lock is let go) when it
@@ -281,7 +281,7 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     void untrack(std::size_t n, std::optional<boost::asio::any_io_executor>& released) noexcept;
     void hand_over(blocking_job* job) noexcept;
     // Under mutex_: whether the inbox is to be handed over now.
-    // before_short_writer: a worker is about to run an `ahead` job expected
+    // before_short_writer: a worker is about to run an `urgent` job expected
     // to be short (see above), so an empty or short queue is no reason.
     bool flush_due(std::int64_t now_ns, bool before_short_writer = false) noexcept;
     void post_drain() noexcept;
@@ -335,10 +335,10 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     std::int64_t last_job_start_ = 0;          // ns; sleepers watch while it is recent
     static constexpr std::int64_t watch_window_ns = 100'000'000;
     bool drain_pending_ = false;
-    std::int64_t last_ahead_run_ns_ = 0;  // under mutex_: how long the last `ahead` job ran
-    counters counters_;                   // under mutex_
-    std::size_t tracked_jobs_ = 0;        // under mutex_: post_tracked() jobs out
-    std::uint64_t submitted_ = 0;         // under mutex_: jobs submitted so far
+    std::int64_t last_urgent_run_ns_ = 0;  // under mutex_: how long the last `urgent` job ran
+    counters counters_;                    // under mutex_
+    std::size_t tracked_jobs_ = 0;         // under mutex_: post_tracked() jobs out
+    std::uint64_t submitted_ = 0;          // under mutex_: jobs submitted so far
     std::optional<boost::asio::any_io_executor> work_;  // under mutex_: held while any are
     bool closed_ = false;
     std::size_t stopped_threads_ = 0;                // under mutex_: threads that left work()

@@ -63,10 +63,10 @@ struct pooled_connection {
     bool in_transaction = false;  // (worker) state after the last operation
     bool healthy = true;          // (worker) false: close instead of reusing
     bool guard_moved = false;     // writes here: refuse them once the file has moved
-    bool ahead = false;           // the writer lane's: its jobs go first (see run_initiation)
+    bool urgent = false;          // the writer lane's: its jobs go first (see run_initiation)
 };
 
-struct late_binding;
+struct op_state;
 
 /// A waiter for a connection that runs its own job once granted one: from
 /// whichever thread grants it (the io thread, or a worker that has just
@@ -115,10 +115,10 @@ class engine_core {
     virtual std::shared_ptr<engine_core> writer_lane_ptr() noexcept = 0;
     /// Queues `job` for a connection of this lane, in turn with every other
     /// waiter (FIFO, pool_timeout), and starts it at once when one is idle.
-    /// The waiter's id goes to late.set_waiter() under the lane's lock, so
+    /// The waiter's id goes to state.set_waiter() under the lane's lock, so
     /// a cancellation finds it (and one that came first fails the job).
-    /// `late` is not touched once the lock is released.
-    virtual void acquire_for(std::unique_ptr<lane_job> job, late_binding& late) = 0;
+    /// `state` is not touched once the lock is released.
+    virtual void acquire_for(std::unique_ptr<lane_job> job, op_state& state) = 0;
     /// Takes waiter `w` out of the line and fails its job with
     /// operation_aborted; false when it was granted (or ended) already.
     virtual bool cancel_waiting(std::uint64_t w) noexcept = 0;
@@ -136,8 +136,8 @@ class engine_core {
     /// Runs job(true) on the blocking pool, or job(false) right here when
     /// the engine is closed (the job then only reports that).
     template <class Job>
-    void post_blocking(Job&& job, bool ahead = false) {
-        pool_->post(std::forward<Job>(job), ahead);
+    void post_blocking(Job&& job, bool urgent = false) {
+        pool_->post(std::forward<Job>(job), urgent);
     }
     blocking_pool& pool() noexcept { return *pool_; }
 
@@ -376,7 +376,7 @@ void finish_job(engine_core* core, bool run, Executor&& ex, Handler&& h, std::ex
 /// completed there directly (complete_on), never through the engine's
 /// io_context.
 template <class R, class Handler, class Body>
-void post_operation(engine_core* core, Handler&& handler, Body&& body, bool ahead = false,
+void post_operation(engine_core* core, Handler&& handler, Body&& body, bool urgent = false,
                     bool shares = false) {
     using executor = decltype(tracked_executor(handler, *core));
     std::unique_ptr<executor> elsewhere;
@@ -415,9 +415,9 @@ void post_operation(engine_core* core, Handler&& handler, Body&& body, bool ahea
         }
     };
     if (tracked) {
-        core->pool().post_tracked(std::move(job), ahead, shares);
+        core->pool().post_tracked(std::move(job), urgent, shares);
     } else {
-        core->pool().post(std::move(job), ahead, shares);
+        core->pool().post(std::move(job), urgent, shares);
     }
 }
 
@@ -425,11 +425,11 @@ void post_operation(engine_core* core, Handler&& handler, Body&& body, bool ahea
 /// engine_core::pick), living in the awaiting frame until it completes.
 /// The worker gives the connection back afterwards unless it is left
 /// inside a transaction: then `pinned` hands it to the session. With
-/// nothing to pick, `no_connection` says the session must check one out.
-struct late_binding {
+/// nothing to pick, `none_idle` says the session must check one out.
+struct op_state {
     std::uint64_t op = 0;
     pooled_connection* pinned = nullptr;  // (worker) read after the completion
-    bool no_connection = false;           // (worker) likewise
+    bool none_idle = false;               // (worker) likewise
     // An operation that waits for a connection of `lane` (async_run_on_lane):
     // whether the connection may stay with the session when the job leaves
     // it inside a transaction, and whether it must (set by the job, on the
@@ -499,27 +499,27 @@ struct late_binding {
     std::atomic<bool> cancelled_{false};  // set under mutex_; a first look without it
 };
 
-/// A cancellation requested through the handler's slot goes to `late`
+/// A cancellation requested through the handler's slot goes to `state`
 /// (set before the job is queued).
 template <class Handler>
-void watch_cancellation(late_binding& late, const Handler& handler) {
+void watch_cancellation(op_state& state, const Handler& handler) {
     auto slot = asio::get_associated_cancellation_slot(handler);
     if (slot.is_connected()) {
-        late.cancellable = true;
-        slot.assign([l = &late](asio::cancellation_type) { l->cancel(); });
+        state.cancellable = true;
+        slot.assign([l = &state](asio::cancellation_type) { l->cancel(); });
     }
 }
 
-/// On a worker: runs f on pc as operation `op`, with `late` watching for
+/// On a worker: runs f on pc as operation `op`, with `state` watching for
 /// its cancellation; operation_aborted when it was cancelled already.
 template <class R, class Fn>
-std::exception_ptr run_attached(late_binding& late, std::uint64_t op, pooled_connection& pc, Fn& f,
+std::exception_ptr run_attached(op_state& state, std::uint64_t op, pooled_connection& pc, Fn& f,
                                 op_value<R>& out) {
-    if (!late.attach(pc.conn)) {
+    if (!state.attach(pc.conn)) {
         return aborted_error();
     }
     std::exception_ptr ep = run_on<R>(pc, op, f, out);
-    late.detach();
+    state.detach();
     return ep;
 }
 
@@ -537,55 +537,55 @@ template <class R>
 struct run_initiation {
     engine_core* core;
     pooled_connection* pc;
-    late_binding* back = nullptr;
+    op_state* gives_back = nullptr;
 
     template <class Handler, class Fn>
     void operator()(Handler&& handler, Fn&& fn) const {
         const std::uint64_t op = new_op_id();
-        if (back != nullptr) {
-            back->op = op;
-            watch_cancellation(*back, handler);
+        if (gives_back != nullptr) {
+            gives_back->op = op;
+            watch_cancellation(*gives_back, handler);
         } else if (auto slot = asio::get_associated_cancellation_slot(handler);
                    slot.is_connected()) {
             slot.assign([c = &pc->conn, op](asio::cancellation_type) { cancel_operation(*c, op); });
         }
-        auto body = [pc = pc, op, core = core, back = back,
+        auto body = [pc = pc, op, core = core, gives_back = gives_back,
                      f = std::forward<Fn>(fn)](op_value<R>& out) mutable -> std::exception_ptr {
-            if (back == nullptr) {
+            if (gives_back == nullptr) {
                 return run_on<R>(*pc, op, f, out);
             }
-            std::exception_ptr ep = run_attached<R>(*back, op, *pc, f, out);
+            std::exception_ptr ep = run_attached<R>(*gives_back, op, *pc, f, out);
             if (!pc->in_transaction) {
-                back->released = true;  // read after the completion is handed over
+                gives_back->released = true;  // read after the completion is handed over
                 core->release(pc);
             }
             return ep;
         };
         // The writer lane's statements jump the queue of reads: everyone who
         // writes waits behind the one connection holding the lane.
-        post_operation<R>(core, std::forward<Handler>(handler), std::move(body), pc->ahead);
+        post_operation<R>(core, std::forward<Handler>(handler), std::move(body), pc->urgent);
     }
 };
 
 template <class R, class Token, class Fn>
 auto async_run(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token,
-               late_binding* back = nullptr) {
-    return asio::async_initiate<Token, op_signature<R>>(run_initiation<R>{core, pc, back}, token,
-                                                        std::forward<Fn>(fn));
+               op_state* gives_back = nullptr) {
+    return asio::async_initiate<Token, op_signature<R>>(run_initiation<R>{core, pc, gives_back},
+                                                        token, std::forward<Fn>(fn));
 }
 
-/// On a worker: runs f as `late`'s operation on the connection core->pick()
+/// On a worker: runs f as `state`'s operation on the connection core->pick()
 /// gives, and gives it back or, left inside a transaction, hands it to the
-/// session (`late.pinned`); with none to pick, sets `late.no_connection`.
+/// session (`state.pinned`); with none to pick, sets `state.none_idle`.
 /// A query may instead join the read transaction its worker holds
 /// (engine_core::shared_read), which the worker ends.
 template <class R, class Fn>
-std::exception_ptr run_late(engine_core* core, late_binding& late, Fn& f, op_value<R>& out) {
-    if (late.cancelled()) {
+std::exception_ptr run_on_idle(engine_core* core, op_state& state, Fn& f, op_value<R>& out) {
+    if (state.cancelled()) {
         return aborted_error();  // cancelled in the queue: no connection needed
     }
-    if (pooled_connection* shared = late.shares ? core->shared_read() : nullptr) {
-        std::exception_ptr ep = run_attached<R>(late, late.op, *shared, f, out);
+    if (pooled_connection* shared = state.shares ? core->shared_read() : nullptr) {
+        std::exception_ptr ep = run_attached<R>(state, state.op, *shared, f, out);
         if (ep) {
             engine_core::end_shared_read();  // whatever it was, start afresh
         }
@@ -598,15 +598,15 @@ std::exception_ptr run_late(engine_core* core, late_binding& late, Fn& f, op_val
         return std::current_exception();  // the open failed
     }
     if (pc == nullptr) {
-        if (late.cancelled()) {
+        if (state.cancelled()) {
             return aborted_error();
         }
-        late.no_connection = true;
+        state.none_idle = true;
         return nullptr;
     }
-    std::exception_ptr ep = run_attached<R>(late, late.op, *pc, f, out);
+    std::exception_ptr ep = run_attached<R>(state, state.op, *pc, f, out);
     if (pc->in_transaction && pc->healthy) {
-        late.pinned = pc;
+        state.pinned = pc;
     } else {
         core->release(pc);
     }
@@ -614,26 +614,26 @@ std::exception_ptr run_late(engine_core* core, late_binding& late, Fn& f, op_val
 }
 
 template <class R>
-struct late_initiation {
+struct idle_initiation {
     engine_core* core;
-    late_binding* late;
+    op_state* state;
 
     template <class Handler, class Fn>
     void operator()(Handler&& handler, Fn&& fn) const {
-        late->op = new_op_id();
-        watch_cancellation(*late, handler);
+        state->op = new_op_id();
+        watch_cancellation(*state, handler);
         post_operation<R>(
             core, std::forward<Handler>(handler),
-            [late = late, core = core, f = std::forward<Fn>(fn)](op_value<R>& out) mutable {
-                return run_late<R>(core, *late, f, out);
+            [state = state, core = core, f = std::forward<Fn>(fn)](op_value<R>& out) mutable {
+                return run_on_idle<R>(core, *state, f, out);
             },
-            false, late->shares);
+            false, state->shares);
     }
 };
 
 template <class R, class Token, class Fn>
-auto async_run_late(engine_core* core, late_binding* late, Fn&& fn, Token&& token) {
-    return asio::async_initiate<Token, op_signature<R>>(late_initiation<R>{core, late}, token,
+auto async_run_on_idle(engine_core* core, op_state* state, Fn&& fn, Token&& token) {
+    return asio::async_initiate<Token, op_signature<R>>(idle_initiation<R>{core, state}, token,
                                                         std::forward<Fn>(fn));
 }
 
@@ -641,21 +641,21 @@ auto async_run_late(engine_core* core, late_binding* late, Fn&& fn, Token&& toke
 /// (async_run_on_lane). Started on the granted connection, it runs fn there
 /// and then, on the worker, gives the connection back, so that the next
 /// waiter's job starts right after it; or, when fn left the connection
-/// inside a transaction (or set late.hold), hands it to the session
-/// (late.pinned) if late.may_pin. With pre_ping, a connection that fails
+/// inside a transaction (or set state.hold), hands it to the session
+/// (state.pinned) if state.may_pin. With pre_ping, a connection that fails
 /// the ping is closed and the job waits in line again.
 template <class R, class Executor, class Handler, class Fn>
 class lane_op final : public lane_job {
   public:
-    lane_op(engine_core* lane, late_binding* late, Executor ex, Handler h, Fn f)
-        : lane_(lane), late_(late), ex_(std::move(ex)), h_(std::move(h)), f_(std::move(f)) {}
+    lane_op(engine_core* lane, op_state* state, Executor ex, Handler h, Fn f)
+        : lane_(lane), late_(state), ex_(std::move(ex)), h_(std::move(h)), f_(std::move(f)) {}
 
     void start(pooled_connection* pc) noexcept override {
         std::unique_ptr<lane_op> self(this);
         engine_core* lane = lane_;
         lane->post_blocking(
             [self = std::move(self), pc](bool live) mutable { run(std::move(self), pc, live); },
-            pc->ahead);
+            pc->urgent);
     }
 
     void fail(std::exception_ptr ep) noexcept override {
@@ -671,19 +671,19 @@ class lane_op final : public lane_job {
   private:
     static void run(std::unique_ptr<lane_op> self, pooled_connection* pc, bool live) {
         engine_core* lane = self->lane_;
-        late_binding& late = *self->late_;
-        if (live && lane->pre_ping() && !late.cancelled() && !ping(*pc)) {
+        op_state& state = *self->late_;
+        if (live && lane->pre_ping() && !state.cancelled() && !ping(*pc)) {
             lane->release(pc);  // closes it; wait in line for another
-            lane->acquire_for(std::move(self), late);
+            lane->acquire_for(std::move(self), state);
             return;
         }
         op_value<R> out{};
         std::exception_ptr ep;
         if (live) {
-            ep = run_attached<R>(late, late.op, *pc, self->f_, out);
+            ep = run_attached<R>(state, state.op, *pc, self->f_, out);
         }
-        if (live && late.may_pin && pc->healthy && (pc->in_transaction || late.hold)) {
-            late.pinned = pc;
+        if (live && state.may_pin && pc->healthy && (pc->in_transaction || state.hold)) {
+            state.pinned = pc;
         } else {
             lane->release(pc);
         }
@@ -692,7 +692,7 @@ class lane_op final : public lane_job {
     }
 
     engine_core* lane_;
-    late_binding* late_;
+    op_state* late_;
     Executor ex_;
     Handler h_;
     Fn f_;
@@ -701,31 +701,31 @@ class lane_op final : public lane_job {
 template <class R>
 struct lane_initiation {
     engine_core* lane;
-    late_binding* late;
+    op_state* state;
 
     template <class Handler, class Fn>
     void operator()(Handler&& handler, Fn&& fn) const {
         auto ex = tracked_executor(handler, *lane);
-        late->op = new_op_id();
-        late->lane = lane;
-        watch_cancellation(*late, handler);
+        state->op = new_op_id();
+        state->lane = lane;
+        watch_cancellation(*state, handler);
         using job = lane_op<R, decltype(ex), std::decay_t<Handler>, std::decay_t<Fn>>;
         lane->acquire_for(
-            std::make_unique<job>(lane, late, std::move(ex), std::forward<Handler>(handler),
+            std::make_unique<job>(lane, state, std::move(ex), std::forward<Handler>(handler),
                                   std::forward<Fn>(fn)),
-            *late);
+            *state);
     }
 };
 
 /// Runs fn on a connection of `lane` that the operation waits for in turn
 /// (FIFO, pool_timeout, cancellation), in one job: no hop to the io thread
 /// between the grant and fn. The connection goes back to the lane on the
-/// worker, unless it is left inside a transaction and late->may_pin: then
-/// late->pinned has it, for the session. `late` lives in the awaiting frame,
+/// worker, unless it is left inside a transaction and state->may_pin: then
+/// state->pinned has it, for the session. `state` lives in the awaiting frame,
 /// fresh for each operation.
 template <class R, class Token, class Fn>
-auto async_run_on_lane(engine_core* lane, late_binding* late, Fn&& fn, Token&& token) {
-    return asio::async_initiate<Token, op_signature<R>>(lane_initiation<R>{lane, late}, token,
+auto async_run_on_lane(engine_core* lane, op_state* state, Fn&& fn, Token&& token) {
+    return asio::async_initiate<Token, op_signature<R>>(lane_initiation<R>{lane, state}, token,
                                                         std::forward<Fn>(fn));
 }
 
@@ -740,7 +740,7 @@ auto async_run_on_lane(engine_core* lane, late_binding* late, Fn&& fn, Token&& t
 /// back: see run_initiation.
 template <class R, class Token, class Fn>
 auto session_op(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token,
-                bool inside_transaction = false, late_binding* back = nullptr) {
+                bool inside_transaction = false, op_state* gives_back = nullptr) {
     const bool rollback_first = std::exchange(pc->pending_rollback, false);
     const bool begin_first = pc->begin_pending;
     return async_run<R>(
@@ -758,7 +758,7 @@ auto session_op(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token
             }
             return f(c);
         },
-        std::forward<Token>(token), back);
+        std::forward<Token>(token), gives_back);
 }
 
 template <class Signature>
