@@ -643,26 +643,13 @@ class session {
                                           std::move(make));
     }
 
-    /// A statement's way: the open transaction's connection; else the read
-    /// connection, moving to the writer lane when the statement writes.
-    /// fn(connection&) returns an R on the blocking pool; finish(R) makes
-    /// the result here, once the statement is done (a row read's snapshot
-    /// lives in fn, in this frame, until then).
-    ///
-    /// Every way ends in the one finish() call at the bottom. Each call
-    /// site's result would get a slot of its own in the coroutine frame
-    /// (GCC 12 does not share them), and a frame over 1,020 bytes is never
-    /// recycled by Asio's per-thread cache of frames (it records sizes in
-    /// one byte of 4-byte chunks): five calls made a 2,112-byte frame,
-    /// allocated with memalign and freed again on every statement. For the
-    /// same reason the two unbound operations share one `state`, values
-    /// larger than a pointer travel as a pointer into fn (in_place, or a row
-    /// read's snapshot), and a statement in a begin() transaction goes
-    /// through in_open_transaction() (a frame of its own) rather than a
-    /// third frameless co_await here. With GCC 12 the frame of a one-row
-    /// read takes a 912-byte block (1,024, the last recyclable size, with
-    /// that co_await; 1,120 with a second `state` as well), execute()'s 1,088
-    /// bytes before in_place. test/frames/ fails when a frame outgrows it.
+    /// A statement's way: detail::statement_router decides each step, this
+    /// performs it. fn(connection&) returns an R on the blocking pool;
+    /// finish(R) makes the result here once the statement is done (a row
+    /// read's snapshot lives in fn, in this frame, until then). The frame
+    /// must stay within what Asio's frame cache recycles (1,020 bytes;
+    /// test/frames/ checks, docs/architecture.md says why): one value, one
+    /// op_state for every step, values travelling as pointers into fn.
     template <class R, class Fn, class Finish = std::identity>
     asio::awaitable<std::remove_cvref_t<std::invoke_result_t<Finish&, R>>> routed(
         std::string_view sql, Fn fn, Finish finish = {}) {

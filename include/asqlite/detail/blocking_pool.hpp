@@ -2,13 +2,8 @@
 // The blocking pool: the threads where every sqlite3 call runs, and the way
 // their results travel back to the io executor.
 //
-// Why not asio::thread_pool plus a post per completion: on a small machine
-// (and more so on a VM) the cost of a short statement is dominated by
-// wake-ups. Measured on the project's 2-core VM with one worker, every read
-// woke the io thread (epoll_ctl + a context switch) and the worker woke or
-// was woken once more: three times the CPU of the statement itself.
-//
-// So completions are handed back in batches: a finished job's completion
+// Completions are handed back in batches (why: docs/architecture.md, "Our
+// own blocking pool"): a finished job's completion
 // waits in the pool's inbox while more jobs are queued behind it (the worker
 // goes on with them), and the inbox is handed to the io executor as one
 // handler when the queue runs dry, when `batch` completions are waiting, or

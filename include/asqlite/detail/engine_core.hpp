@@ -368,10 +368,9 @@ void finish_job(engine_core* core, bool run, Executor&& ex, Handler&& h, std::ex
 /// closed). A handler of the engine's io_context, the usual case, travels
 /// alone: the pool keeps that context's work while the job is out
 /// (blocking_pool::post_tracked), and the handler's executor is looked up
-/// again where it completes. Neither the job nor its completion then
-/// carries an executor: 56 bytes less in each, which are cache lines less
-/// for each to cross between the io thread's core and the worker's, and no
-/// work-tracked copy to make and destroy. A handler of another context
+/// again where it completes, so neither the job nor its completion carries
+/// an executor (docs/architecture.md, "Operations carry no executor"). A
+/// handler of another context
 /// has its work-tracked executor kept on the side (`elsewhere`) and is
 /// completed there directly (complete_on), never through the engine's
 /// io_context.

@@ -2,17 +2,13 @@
 // A single-row result captured on a blocking-pool thread and turned into the
 // caller's type on the io thread.
 //
-// Why: a row read as a struct with strings allocates each string. Built on
-// the worker and freed on the io thread, every such block crosses threads:
-// the worker's malloc finds its thread cache empty and the io thread's free
-// finds its own full, so both take the worker arena's lock on every string.
 // The snapshot copies the row into buffers that keep their capacity (a
 // small cache of snapshots per io thread, see snapshot_lease), so the
-// worker allocates nothing once warm, and the strings are allocated and
-// later freed on the io thread, from its own cache. (Measured with
-// asqlite-bench, read workload: about 1.3 us less CPU per read; see
-// docs/benchmarks.md.) Only single-row reads take this way: all() builds its
-// rows on the blocking pool, to keep large results off the io thread.
+// worker allocates nothing once warm, and the row's strings are allocated
+// and freed on the io thread (why: docs/architecture.md, "Single-row reads
+// are built on the caller's side"). Only single-row reads take this way:
+// all() builds its rows on the blocking pool, to keep large results off
+// the io thread.
 //
 // The snapshot is the operation's (not the connection's: a connection goes
 // back to the pool when the job ends, before the continuation reads the
@@ -96,11 +92,9 @@ class row_snapshot {
         std::size_t offset = 0;
         std::size_t size = 0;
     };
-    // A column's value in 16 bytes. The worker writes the cells and the io
-    // thread reads them, on different cores: every cache line of them moves
-    // from one core to the other on each read, so the row is kept to as few
-    // lines as it can be (the names, rewritten only for another statement,
-    // are apart).
+    // A column's value in 16 bytes: the worker writes the cells and the io
+    // thread reads them, so the row is kept small (the names, rewritten
+    // only for another statement, are apart).
     struct cell {
         value_type type = value_type::null;
         std::uint32_t size = 0;  // text, blob: length (SQLite's limit is below 2^31)
