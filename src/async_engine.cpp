@@ -256,6 +256,38 @@ class async_core final : public engine_core, public std::enable_shared_from_this
         return !fx.empty() || (state_.waiting() > 0 && !closed_) != timer_wanted_;
     }
     void run(actions& act, const std::exception_ptr& failure);
+    /// The way an event reaches pool_state: event(fx, now) under mutex_,
+    /// then the effects it left carried out outside the lock (run, with
+    /// `failure` for failed waiters). Returns what event returned.
+    template <class Event>
+    auto apply(Event event, const std::exception_ptr& failure = nullptr) {
+        const auto now = clock::now();
+        pool_effects fx;
+        actions act;
+        auto under_lock = [&] {
+            std::lock_guard lock(mutex_);
+            struct take_after {
+                async_core* self;
+                pool_effects& fx;
+                actions& act;
+                clock::time_point now;
+                ~take_after() {
+                    if (self->has_effects(fx)) {
+                        self->take(fx, act, now);
+                    }
+                }
+            } taker{this, fx, act, now};
+            return event(fx, now);
+        };
+        if constexpr (std::is_void_v<decltype(under_lock())>) {
+            under_lock();
+            run(act, failure);
+        } else {
+            auto out = under_lock();
+            run(act, failure);
+            return out;
+        }
+    }
     void grant(waiter_record rec, pooled_connection* pc);
     void open_one();
     /// On a worker: a new connection of this lane, set up (on_connect run).
@@ -424,22 +456,16 @@ session async_core::try_acquire() {
     if (options_.pre_ping) {
         return {};  // the ping needs a hop: take the asynchronous path
     }
-    const auto now = clock::now();
-    pool_effects fx;
-    actions act;
-    pooled_connection* pc = nullptr;
-    {
-        std::lock_guard lock(mutex_);
-        if (closed_) {
-            return {};
+    pooled_connection* pc = apply([&](pool_effects& fx, clock::time_point now) {
+        pooled_connection* got = nullptr;
+        if (!closed_) {
+            if (const auto c = state_.try_acquire(now, fx)) {
+                got = conns_.at(*c).get();
+                check_out(got);
+            }
         }
-        if (const auto c = state_.try_acquire(now, fx)) {
-            pc = conns_.at(*c).get();
-            check_out(pc);
-        }
-        take(fx, act, now);
-    }
-    run(act, nullptr);
+        return got;
+    });
     return pc != nullptr ? session(shared_from_this(), pc) : session{};
 }
 
@@ -541,27 +567,23 @@ void async_core::check_out(pooled_connection* pc) noexcept {
 
 pooled_connection* async_core::pick() {
     for (;;) {
-        const auto now = clock::now();
-        pool_effects fx;
-        actions act;
-        pooled_connection* pc = nullptr;
+        bool closed = false;
         bool open_here = false;
-        {
-            std::lock_guard lock(mutex_);
+        pooled_connection* pc = apply([&](pool_effects& fx, clock::time_point now) {
+            pooled_connection* got = nullptr;
             if (closed_) {
-                return nullptr;
-            }
-            if (const auto c = state_.try_acquire(now, fx)) {
-                pc = conns_.at(*c).get();
-                check_out(pc);
+                closed = true;
+            } else if (const auto c = state_.try_acquire(now, fx)) {
+                got = conns_.at(*c).get();
+                check_out(got);
             } else {
                 open_here = state_.reserve_open();
             }
-            if (has_effects(fx)) {
-                take(fx, act, now);
-            }
+            return got;
+        });
+        if (closed) {
+            return nullptr;
         }
-        run(act, nullptr);
         if (open_here) {
             return open_reserved();
         }
@@ -631,24 +653,19 @@ pooled_connection* async_core::open_reserved() {
     } catch (...) {
         failure = std::current_exception();
     }
-    const auto now = clock::now();
-    pool_effects fx;
-    actions act;
-    pooled_connection* pc = nullptr;
-    {
-        // Opened for an operation already under way: it runs even if the
-        // engine closed meanwhile (release() then closes it).
-        std::lock_guard lock(mutex_);
+    // Opened for an operation already under way: it runs even if the
+    // engine closed meanwhile (release() then closes it).
+    pooled_connection* pc = apply([&](pool_effects& fx, clock::time_point) {
+        pooled_connection* got = nullptr;
         if (fresh) {
-            pc = adopt(std::move(fresh));
-            check_out(pc);
+            got = adopt(std::move(fresh));
+            check_out(got);
             state_.open_reserved(fx);
         } else {
             state_.open_reserved_failed(fx);
         }
-        take(fx, act, now);
-    }
-    run(act, nullptr);
+        return got;
+    });
     if (failure) {
         std::rethrow_exception(failure);
     }
@@ -656,20 +673,17 @@ pooled_connection* async_core::open_reserved() {
 }
 
 void async_core::open_finished(std::unique_ptr<pooled_connection> pc, std::exception_ptr ep) {
-    const auto now = clock::now();
-    pool_effects fx;
-    actions act;
-    {
-        std::lock_guard lock(mutex_);
-        if (pc && !closed_) {
-            state_.open_succeeded(adopt(std::move(pc))->id, now, fx);
-        } else {
-            state_.open_failed(fx);
-        }
-        take(fx, act, now);
-    }
-    pc.reset();  // opened after close: not wanted (we are on a worker)
-    run(act, ep);
+    std::unique_ptr<pooled_connection> unwanted;  // opened after close: closed here, on a worker
+    apply(
+        [&](pool_effects& fx, clock::time_point now) {
+            if (pc && !closed_) {
+                state_.open_succeeded(adopt(std::move(pc))->id, now, fx);
+            } else {
+                unwanted = std::move(pc);
+                state_.open_failed(fx);
+            }
+        },
+        ep);
 }
 
 void async_core::release(pooled_connection* pc) noexcept {
@@ -704,18 +718,9 @@ void async_core::release(pooled_connection* pc) noexcept {
 }
 
 void async_core::return_connection(pooled_connection* pc) noexcept {
-    const auto now = clock::now();
-    pool_effects fx;
-    actions act;
-    {
-        std::lock_guard lock(mutex_);
+    apply([&](pool_effects& fx, clock::time_point now) {
         state_.release(pc->id, pc->created, pc->healthy && !closed_, now, fx);
-        if (!has_effects(fx)) {
-            return;  // idle again, nobody waits
-        }
-        take(fx, act, now);
-    }
-    run(act, nullptr);
+    });
 }
 
 void async_core::sync_timer() {
@@ -748,15 +753,7 @@ void async_core::on_timer(const boost::system::error_code& ec) {
         return;  // sync_timer cancelled it (and updated timer_deadline_)
     }
     timer_deadline_.reset();
-    const auto now = clock::now();
-    pool_effects fx;
-    actions act;
-    {
-        std::lock_guard lock(mutex_);
-        state_.expire(now, fx);
-        take(fx, act, now);
-    }
-    run(act, nullptr);
+    apply([&](pool_effects& fx, clock::time_point now) { state_.expire(now, fx); });
     sync_timer();  // wait for the next deadline, if anyone still waits
 }
 

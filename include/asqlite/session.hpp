@@ -232,9 +232,7 @@ class session {
                 if (detail::tx_link* tx = open_tx(); tx != nullptr && tx->ready_writer()) {
                     detail::session_op<R>(tx->core, tx->pc, std::move(f), std::move(handler), true);
                 } else {
-                    // On the handler's own executor: its strand (or thread)
-                    // is where the session is used and cancellation comes from.
-                    auto ex = asio::get_associated_executor(handler, core_->io_executor());
+                    auto ex = detail::operation_executor(handler, core_->io_executor());
                     asio::co_spawn(std::move(ex), run_op(std::move(f)), std::move(handler));
                 }
             },

@@ -7,6 +7,8 @@
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/execution/context.hpp>
+#include <boost/asio/query.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <cstddef>
@@ -35,12 +37,32 @@ template <class Token>
 inline constexpr bool is_use_awaitable =
     std::is_same_v<std::decay_t<Token>, asio::use_awaitable_t<>>;
 
+/// The executor an operation's coroutine runs on for `handler`: the
+/// handler's own when it belongs to the engine's execution context (a
+/// strand of it, say: where the session is used and cancellation comes
+/// from); otherwise the engine's, `engine` (use_future's handler, for one,
+/// runs whatever it is given inline, on any thread). co_spawn hands the
+/// completion to the handler's own executor either way.
+template <class Handler>
+asio::any_io_executor operation_executor(const Handler& handler,
+                                         const asio::any_io_executor& engine) {
+    auto ex = asio::get_associated_executor(handler, engine);
+    if constexpr (std::is_convertible_v<decltype(ex), asio::any_io_executor> &&
+                  requires { asio::query(ex, asio::execution::context); }) {
+        if (!engine || &asio::query(ex, asio::execution::context) ==
+                           &asio::query(engine, asio::execution::context)) {
+            return ex;
+        }
+    }
+    return engine;
+}
+
 /// Starts the operation `make()` describes (a callable returning
 /// asio::awaitable<T>) with `token`. For use_awaitable (the default of every
 /// operation) that is make()'s awaitable itself. Any other token (a
 /// callback, use_future, deferred, as_tuple(...), a bound cancellation
-/// slot) gets the operation run as a coroutine on the handler's associated
-/// executor (`fallback` when it has none), completing with
+/// slot) gets the operation run as a coroutine on operation_executor(),
+/// completing with
 /// void(std::exception_ptr, T); a terminal cancellation emitted on the
 /// handler's slot reaches the operation as it would through co_await.
 template <class T, class Token, class Make>
@@ -50,7 +72,7 @@ auto start_operation(Token&& token, asio::any_io_executor fallback, Make make) {
     } else {
         return asio::async_initiate<Token, op_signature<T>>(
             [fallback = std::move(fallback)](auto handler, Make m) {
-                auto ex = asio::get_associated_executor(handler, fallback);
+                auto ex = operation_executor(handler, fallback);
                 asio::co_spawn(std::move(ex), std::move(m), std::move(handler));
             },
             token, std::move(make));
