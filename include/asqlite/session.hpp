@@ -135,6 +135,26 @@ template <class R, class Fn>
 auto by_ref(Fn& fn) {
     return [&fn](connection& c) -> R { return fn(c); };
 }
+/// The job of a single-row read, made from the parameters: the row goes
+/// into a snapshot that the function carries (it lives in the operation's
+/// frame until the continuation has read it).
+inline auto captured_row(std::string_view sql) {
+    return [sql](auto params) {
+        return [sql, params = std::move(params), snap = snapshot_lease()](connection& c) {
+            return std::apply(
+                [&](const auto&... p) {
+                    return c.read_one_row(
+                        sql,
+                        [&snap](const statement& st, bool has_row) {
+                            snap.get().capture(st, has_row);
+                            return &snap.get();
+                        },
+                        p...);
+                },
+                params);
+        };
+    };
+}
 }  // namespace detail
 
 class session {
@@ -183,7 +203,7 @@ class session {
     template <class T, class... A>
     auto one(std::string_view sql, A&&... args) {
         return statement_op<T, detail::row_snapshot*>(
-            sql, captured_row(sql),
+            sql, detail::captured_row(sql),
             [sql](detail::row_snapshot* snap) {
                 auto row = snap->read<T>();
                 if (!row) {
@@ -200,8 +220,8 @@ class session {
     template <class T, class... A>
     auto one_or_none(std::string_view sql, A&&... args) {
         return statement_op<std::optional<T>, detail::row_snapshot*>(
-            sql, captured_row(sql), [](detail::row_snapshot* snap) { return snap->read<T>(); },
-            std::forward<A>(args)...);
+            sql, detail::captured_row(sql),
+            [](detail::row_snapshot* snap) { return snap->read<T>(); }, std::forward<A>(args)...);
     }
 
     /// Every row as T.
@@ -581,27 +601,6 @@ class session {
     }
     static constexpr auto take_in_place = [](auto* value) { return std::move(*value); };
 
-    /// The job of a single-row read, made from the parameters: the row goes
-    /// into a snapshot that the function carries (it lives in the
-    /// operation's frame until the continuation has read it).
-    static auto captured_row(std::string_view sql) {
-        return [sql](auto params) {
-            return
-                [sql, params = std::move(params), snap = detail::snapshot_lease()](connection& c) {
-                    return std::apply(
-                        [&](const auto&... p) {
-                            return c.read_one_row(
-                                sql,
-                                [&snap](const statement& st, bool has_row) {
-                                    snap.get().capture(st, has_row);
-                                    return &snap.get();
-                                },
-                                p...);
-                        },
-                        params);
-                };
-        };
-    }
     /// The job of a statement whose whole result is made on the blocking
     /// pool by call(connection&, sql, params...), made from the parameters.
     template <class Call>
