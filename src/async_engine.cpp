@@ -264,27 +264,21 @@ class async_core final : public engine_core, public std::enable_shared_from_this
         const auto now = clock::now();
         pool_effects fx;
         actions act;
-        auto under_lock = [&] {
-            std::lock_guard lock(mutex_);
-            struct take_after {
-                async_core* self;
-                pool_effects& fx;
-                actions& act;
-                clock::time_point now;
-                ~take_after() {
-                    if (self->has_effects(fx)) {
-                        self->take(fx, act, now);
-                    }
-                }
-            } taker{this, fx, act, now};
-            return event(fx, now);
+        std::unique_lock lock(mutex_);
+        auto settle = [&] {
+            if (has_effects(fx)) {
+                take(fx, act, now);
+            }
+            lock.unlock();
+            run(act, failure);
         };
-        if constexpr (std::is_void_v<decltype(under_lock())>) {
-            under_lock();
-            run(act, failure);
+        if constexpr (std::is_void_v<
+                          std::invoke_result_t<Event&, pool_effects&, clock::time_point>>) {
+            event(fx, now);
+            settle();
         } else {
-            auto out = under_lock();
-            run(act, failure);
+            auto out = event(fx, now);
+            settle();
             return out;
         }
     }

@@ -37,6 +37,17 @@ template <class Token>
 inline constexpr bool is_use_awaitable =
     std::is_same_v<std::decay_t<Token>, asio::use_awaitable_t<>>;
 
+/// The execution context of `ex`, nullptr when it has none to ask. Throws
+/// (bad_executor) for an empty executor, as posting to it would.
+template <class Executor>
+const void* context_of(const Executor& ex) {
+    if constexpr (requires { asio::query(ex, asio::execution::context); }) {
+        return static_cast<const void*>(&asio::query(ex, asio::execution::context));
+    } else {
+        return nullptr;
+    }
+}
+
 /// The executor an operation's coroutine runs on for `handler`: the
 /// handler's own when it belongs to the engine's execution context (a
 /// strand of it, say: where the session is used and cancellation comes
@@ -47,10 +58,8 @@ template <class Handler>
 asio::any_io_executor operation_executor(const Handler& handler,
                                          const asio::any_io_executor& engine) {
     auto ex = asio::get_associated_executor(handler, engine);
-    if constexpr (std::is_convertible_v<decltype(ex), asio::any_io_executor> &&
-                  requires { asio::query(ex, asio::execution::context); }) {
-        if (!engine || &asio::query(ex, asio::execution::context) ==
-                           &asio::query(engine, asio::execution::context)) {
+    if constexpr (std::is_convertible_v<decltype(ex), asio::any_io_executor>) {
+        if (!engine || (context_of(ex) != nullptr && context_of(ex) == context_of(engine))) {
             return ex;
         }
     }

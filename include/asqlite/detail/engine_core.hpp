@@ -196,17 +196,6 @@ inline void value_of(std::tuple<std::exception_ptr>&& outcome) {
     }
 }
 
-/// The execution context of `ex`, nullptr when it has none to ask. Throws
-/// (bad_executor) for an empty executor, as posting to it would.
-template <class Executor>
-const void* context_of(const Executor& ex) {
-    if constexpr (requires { asio::query(ex, asio::execution::context); }) {
-        return static_cast<const void*>(&asio::query(ex, asio::execution::context));
-    } else {
-        return nullptr;
-    }
-}
-
 /// Calls the handler of a completed operation, its cancellation slot
 /// cleared first so that no stale cancellation handler survives it.
 template <class Handler, class... Args>
