@@ -52,6 +52,11 @@ void count_one() noexcept {
 }  // namespace
 
 #if ASQLITE_FRAMES_COUNTED
+// operator new and delete below are malloc and free: GCC, seeing both
+// inlined, would warn that they do not match.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
 // glibc's memalign returns memory that free() takes, as aligned_alloc's does.
 extern "C" void* aligned_alloc(std::size_t alignment, std::size_t size) noexcept {
     count_one();
