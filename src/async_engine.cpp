@@ -15,6 +15,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "engine_core.hpp"
 #include "operation_control.hpp"
 #include "pool_state.hpp"
 
@@ -968,6 +969,10 @@ void async_engine::start_close(std::chrono::steady_clock::duration grace,
 
 std::shared_ptr<detail::engine_core> async_engine::core() const noexcept {
     return parts_ != nullptr ? parts_->core : nullptr;
+}
+
+asio::any_io_executor async_engine::io_executor_or_none() const noexcept {
+    return parts_ != nullptr ? parts_->core->io_executor() : asio::any_io_executor{};
 }
 
 asio::awaitable<session> async_engine::make_session(std::shared_ptr<detail::engine_core> c) {

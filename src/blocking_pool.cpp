@@ -1,4 +1,4 @@
-#include "asqlite/detail/blocking_pool.hpp"
+#include "blocking_pool.hpp"
 
 #include <boost/asio/execution/context.hpp>
 #include <boost/asio/execution/outstanding_work.hpp>

@@ -1,5 +1,5 @@
 #include "asqlite/connection.hpp"
-#include "asqlite/detail/blocking_pool.hpp"
+#include "blocking_pool.hpp"
 
 #include <fmt/chrono.h>
 #include <sqlite3.h>

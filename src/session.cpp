@@ -3,23 +3,11 @@
 #include <boost/asio/async_result.hpp>
 
 #include "asqlite/detail/sql_text.hpp"
+#include "engine_core.hpp"
 
 namespace asqlite {
 
 namespace detail {
-
-asio::awaitable<session> acquire_on(engine_core& lane) {
-    if (session s = try_acquire(lane); s.valid()) {
-        co_return s;
-    }
-    co_return detail::value_of(
-        co_await asio::async_initiate<decltype(frameless), void(std::exception_ptr, session)>(
-            [&lane](auto handler) {
-                auto work = tracked_executor(handler, lane);
-                async_acquire(lane, acquire_handler(std::move(handler)), std::move(work));
-            },
-            frameless));
-}
 
 session new_session(std::shared_ptr<engine_core> lane) {
     if (lane->closed()) {
@@ -45,6 +33,9 @@ void explain_refused_write(connection& c, const error& e) {
 }
 
 }  // namespace detail
+
+session::session(std::shared_ptr<detail::engine_core> core, detail::pooled_connection* pc) noexcept
+    : core_(std::move(core)), pc_(pc) {}
 
 session::session(session&& other) noexcept
     : core_(std::move(other.core_)),
@@ -82,6 +73,22 @@ void session::release() noexcept {
         core_->release(std::exchange(pc_, nullptr));
     }
     core_.reset();
+}
+
+bool session::in_transaction() const noexcept {
+    return open_tx() != nullptr || holds_sql_transaction();
+}
+
+detail::tx_link* session::open_tx() const noexcept {
+    return tx_ && tx_->open ? tx_.get() : nullptr;
+}
+
+bool session::holds_sql_transaction() const noexcept {
+    return pc_ != nullptr && pc_->in_transaction && !pc_->pending_rollback;
+}
+
+asio::any_io_executor session::io_executor() const {
+    return core_ ? core_->io_executor() : asio::any_io_executor{};
 }
 
 void session::check_usable() const {
@@ -149,11 +156,6 @@ void session::unpin_if_idle() noexcept {
         !pc_->in_transaction) {
         core_->release(std::exchange(pc_, nullptr));
     }
-}
-
-asio::awaitable<void> session::pin() {
-    session held = co_await detail::acquire_on(*core_);
-    pc_ = std::exchange(held.pc_, nullptr);
 }
 
 asio::awaitable<transaction> session::begin_op() {
@@ -245,6 +247,16 @@ transaction::~transaction() {
     // writer_'s destructor returns the writer connection; the release path
     // rolls back first when the connection is inside a transaction, and
     // drops a BEGIN still pending.
+}
+
+void transaction::check_active() const {
+    if (link_ == nullptr) {
+        throw_error(errc::transaction_state, "the transaction is already finished");
+    }
+}
+
+asio::any_io_executor transaction::io_executor() const {
+    return link_ != nullptr ? link_->core->io_executor() : asio::any_io_executor{};
 }
 
 detail::tx_link transaction::finish() {

@@ -1,4 +1,4 @@
-#include "asqlite/detail/statement_router.hpp"
+#include "statement_router.hpp"
 
 #include <algorithm>
 
@@ -18,11 +18,27 @@ std::optional<route_clock::duration> busy_backoff::after_busy(
 }
 
 route statement_router::start() noexcept {
-    if (facts_.open_transaction) {
-        step_ = route::transaction;
+    const bool writes = facts_.op == operation_kind::write ||
+                        (facts_.op == operation_kind::statement && facts_.kind == sql_kind::write);
+    switch (facts_.transaction) {
+        case open_transaction::begun:
+            step_ = route::transaction;
+            return step_;
+        case open_transaction::awaiting_writer:
+            step_ = route::first_on_writer;
+            return step_;
+        case open_transaction::by_sql:
+            step_ = route::sql_transaction;
+            return step_;
+        case open_transaction::none:
+            break;
+    }
+    if (facts_.op == operation_kind::write && facts_.in_sql_read_transaction &&
+        facts_.writer_lane) {
+        step_ = route::refused;
     } else if (facts_.holds_connection) {
         step_ = route::held;
-    } else if (facts_.writer_lane && facts_.kind == sql_kind::write) {
+    } else if (facts_.writer_lane && writes) {
         step_ = route::writer;
     } else {
         step_ = route::idle_read;
@@ -31,7 +47,8 @@ route statement_router::start() noexcept {
 }
 
 route statement_router::next(step_outcome outcome, route_clock::time_point now) noexcept {
-    if (step_ == route::done || step_ == route::fail) {
+    if (step_ == route::done || step_ == route::fail || step_ == route::refused) {
+        step_ = step_ == route::done ? route::done : route::fail;
         return step_;
     }
     if (step_ == route::wait) {
@@ -51,8 +68,8 @@ route statement_router::next(step_outcome outcome, route_clock::time_point now) 
                         : route::fail;
             break;
         case step_outcome::busy:
-            if (step_ == route::transaction) {
-                step_ = route::fail;  // the transaction's way retried already
+            if (!retries_busy()) {
+                step_ = route::fail;
             } else if (const auto wait = backoff_.after_busy(now)) {
                 // A read connection checked out for the statement went back:
                 // the next attempt looks for an idle one first again.

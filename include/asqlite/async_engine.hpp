@@ -85,9 +85,8 @@ class async_engine {
     template <class Token = asio::use_awaitable_t<>>
     auto session(Token&& token = {}) {
         std::shared_ptr<detail::engine_core> c = core();
-        asio::any_io_executor fallback = c != nullptr ? c->io_executor() : asio::any_io_executor{};
         return detail::start_operation<asqlite::session>(
-            std::forward<Token>(token), std::move(fallback),
+            std::forward<Token>(token), io_executor_or_none(),
             [c = std::move(c)]() { return make_session(c); });
     }
 
@@ -113,6 +112,8 @@ class async_engine {
 
   private:
     std::shared_ptr<detail::engine_core> core() const noexcept;
+    /// The engine's io executor; an empty one when moved from.
+    asio::any_io_executor io_executor_or_none() const noexcept;
     static asio::awaitable<asqlite::session> make_session(std::shared_ptr<detail::engine_core> c);
     void start_close(std::chrono::steady_clock::duration grace,
                      asio::any_completion_handler<void(std::exception_ptr)> handler);

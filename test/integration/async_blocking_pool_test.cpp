@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "asqlite/asqlite.hpp"
-#include "asqlite/detail/blocking_pool.hpp"
+#include "blocking_pool.hpp"
 #include "support/temp_dir.hpp"
 
 namespace asqlite {

@@ -16,7 +16,7 @@
 #include <thread>
 
 #include "asqlite/asqlite.hpp"
-#include "asqlite/detail/engine_core.hpp"
+#include "engine_core.hpp"
 #include "support/async_helpers.hpp"
 #include "support/temp_dir.hpp"
 

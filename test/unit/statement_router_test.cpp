@@ -1,17 +1,20 @@
-// The statement router (include/asqlite/detail/statement_router.hpp) with a
+// The statement router (src/statement_router.hpp) with a
 // fake clock: every way a statement can take, each outcome at each step.
 
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <utility>
 #include <vector>
 
-#include "asqlite/detail/statement_router.hpp"
+#include "statement_router.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
 using asqlite::detail::busy_backoff;
+using asqlite::detail::open_transaction;
+using asqlite::detail::operation_kind;
 using asqlite::detail::route;
 using asqlite::detail::route_clock;
 using asqlite::detail::route_facts;
@@ -95,19 +98,92 @@ TEST(StatementRouter, TheWriterNeverSendsAStatementOnAgain) {
     EXPECT_EQ(w.next(step_outcome::no_idle_connection, t0), route::fail);
 }
 
-TEST(StatementRouter, InsideAnOpenTransactionEveryStatementTakesTheTransactionsWay) {
-    for (sql_kind kind : {sql_kind::query, sql_kind::write, sql_kind::other}) {
-        route_facts f = facts(kind);
-        f.open_transaction = true;
-        auto r = router(f);
-        EXPECT_EQ(r.start(), route::transaction);
-        EXPECT_FALSE(r.checks_writes());
-        EXPECT_EQ(r.next(step_outcome::ok, t0), route::done);
-        // It retried BUSY itself: the router does not again.
-        auto busy = router(f);
-        busy.start();
-        EXPECT_EQ(busy.next(step_outcome::busy, t0), route::fail);
+TEST(StatementRouter, InsideAnOpenTransactionEveryOperationTakesTheTransactionsWay) {
+    const std::pair<open_transaction, route> ways[] = {
+        {open_transaction::begun, route::transaction},
+        {open_transaction::awaiting_writer, route::first_on_writer},
+        {open_transaction::by_sql, route::sql_transaction},
+    };
+    for (const auto& [tx, way] : ways) {
+        for (operation_kind op :
+             {operation_kind::statement, operation_kind::run, operation_kind::write}) {
+            for (sql_kind kind : {sql_kind::query, sql_kind::write, sql_kind::other}) {
+                route_facts f = facts(kind);
+                f.op = op;
+                f.transaction = tx;
+                f.holds_connection = tx == open_transaction::by_sql;
+                auto r = router(f);
+                EXPECT_EQ(r.start(), way);
+                EXPECT_FALSE(r.checks_writes());
+                EXPECT_FALSE(r.shares_reads());
+                EXPECT_FALSE(r.wraps_in_transaction());  // fn joins the open one
+                EXPECT_FALSE(r.explains_refused_writes());
+                EXPECT_EQ(r.next(step_outcome::ok, t0), route::done);
+                // BUSY that left no trace (BEGIN IMMEDIATE still to run, a
+                // COMMIT still open) is waited out on the same way.
+                auto busy = router(f);
+                busy.start();
+                ASSERT_EQ(busy.next(step_outcome::busy, t0), route::wait);
+                EXPECT_EQ(busy.next(step_outcome::ok, t0 + busy.wait()), way);
+            }
+        }
     }
+}
+
+TEST(StatementRouter, RunOutsideATransactionReadsAndIsNeverRepeated) {
+    for (bool held : {false, true}) {
+        route_facts f = facts(sql_kind::other);
+        f.op = operation_kind::run;
+        f.holds_connection = held;
+        auto r = router(f);
+        EXPECT_EQ(r.start(), held ? route::held : route::idle_read);
+        EXPECT_FALSE(r.checks_writes());
+        EXPECT_FALSE(r.shares_reads());
+        EXPECT_TRUE(r.explains_refused_writes());
+        EXPECT_FALSE(r.wraps_in_transaction());
+        // fn may do more than touch the database: BUSY is its caller's.
+        EXPECT_EQ(r.next(step_outcome::busy, t0), route::fail);
+    }
+    route_facts f = facts(sql_kind::other);
+    f.op = operation_kind::run;
+    auto r = router(f);
+    r.start();
+    EXPECT_EQ(r.next(step_outcome::no_idle_connection, t0), route::checked_out);
+    EXPECT_EQ(r.next(step_outcome::ok, t0), route::done);
+}
+
+TEST(StatementRouter, WriteMakesItsOwnTransactionOnTheWriterAndRepeatsItOnBusy) {
+    route_facts f = facts(sql_kind::other);
+    f.op = operation_kind::write;
+    auto r = router(f);
+    EXPECT_EQ(r.start(), route::writer);
+    EXPECT_TRUE(r.wraps_in_transaction());
+    EXPECT_FALSE(r.checks_writes());
+    ASSERT_EQ(r.next(step_outcome::busy, t0), route::wait);
+    EXPECT_EQ(r.next(step_outcome::ok, t0 + r.wait()), route::writer);
+    EXPECT_EQ(r.next(step_outcome::ok, t0), route::done);
+    // Without a writer lane, on the lane's one connection.
+    route_facts g = facts(sql_kind::other, false);
+    g.op = operation_kind::write;
+    auto single = router(g);
+    EXPECT_EQ(single.start(), route::idle_read);
+    EXPECT_TRUE(single.wraps_in_transaction());
+    EXPECT_EQ(single.next(step_outcome::no_idle_connection, t0), route::checked_out);
+}
+
+TEST(StatementRouter, WriteInsideAReadTransactionBegunWithSqlIsRefused) {
+    route_facts f = facts(sql_kind::other);
+    f.op = operation_kind::write;
+    f.holds_connection = true;
+    f.in_sql_read_transaction = true;
+    auto r = router(f);
+    EXPECT_EQ(r.start(), route::refused);
+    EXPECT_EQ(r.next(step_outcome::failed, t0), route::fail);
+    // On a single-connection lane that transaction is the writer's: fn joins it.
+    f.writer_lane = false;
+    auto single = router(f);
+    EXPECT_EQ(single.start(), route::held);
+    EXPECT_FALSE(single.wraps_in_transaction());
 }
 
 TEST(StatementRouter, AHeldConnectionTakesEveryStatementEvenAWrite) {
@@ -190,7 +266,11 @@ TEST(StatementRouter, AFailureOrCancellationAtEveryStepEndsTheStatement) {
     route_facts held = facts(sql_kind::query);
     held.holds_connection = true;
     route_facts tx = facts(sql_kind::query);
-    tx.open_transaction = true;
+    tx.transaction = open_transaction::begun;
+    route_facts first = facts(sql_kind::query);
+    first.transaction = open_transaction::awaiting_writer;
+    route_facts by_sql = facts(sql_kind::query);
+    by_sql.transaction = open_transaction::by_sql;
     const std::vector<way> ways = {
         {facts(sql_kind::query), {}},                                  // idle_read
         {facts(sql_kind::query), {step_outcome::no_idle_connection}},  // checked_out
@@ -199,6 +279,9 @@ TEST(StatementRouter, AFailureOrCancellationAtEveryStepEndsTheStatement) {
         {facts(sql_kind::query), {step_outcome::busy}},                // the BUSY wait
         {held, {}},                                                    // held
         {tx, {}},                                                      // transaction
+        {first, {}},                                                   // first_on_writer
+        {by_sql, {}},                                                  // sql_transaction
+        {tx, {step_outcome::busy}},                                    // its BUSY wait
     };
     for (const way& w : ways) {
         auto r = router(w.facts);

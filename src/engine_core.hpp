@@ -1,8 +1,10 @@
 #pragma once
-// What the async templates must see of the engine: the pooled connection
-// record, the hop to the blocking pool, and the engine core's post entry.
-// Everything else of the core lives in src/async_engine.cpp.
+// The async engine's machinery, compiled only: the pooled connection record,
+// the engine core's interface (its lanes), and the hops that run a job on
+// the blocking pool and complete on the caller's executor. The session's
+// driver (session_driver.cpp), session.cpp and async_engine.cpp use them.
 
+#include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/associated_cancellation_slot.hpp>
@@ -33,10 +35,11 @@
 #include <utility>
 
 #include "asqlite/connection.hpp"
-#include "asqlite/detail/blocking_pool.hpp"
 #include "asqlite/detail/completion.hpp"
-#include "asqlite/detail/statement_router.hpp"
 #include "asqlite/error.hpp"
+#include "asqlite/session.hpp"
+#include "blocking_pool.hpp"
+#include "statement_router.hpp"
 
 namespace asqlite::detail {
 
@@ -749,63 +752,30 @@ auto session_op(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token
         std::forward<Token>(token), gives_back);
 }
 
-template <class Signature>
-struct frameless_value;
-template <class R>
-struct frameless_value<void(std::tuple<std::exception_ptr, R>)> {
-    using type = R;
-};
-template <>
-struct frameless_value<void(std::tuple<std::exception_ptr>)> {
-    using type = void;
-};
-/// An awaitable of what co_await of `Op` gives the caller: `Op` itself for
-/// an awaitable; for an operation started with `frameless`, its value
-/// (after value_of).
-template <class Op>
-struct awaitable_of {
-    using type = asio::awaitable<
-        typename frameless_value<typename asio::completion_signature_of<Op>::type>::type>;
-};
-template <class T, class Executor>
-struct awaitable_of<asio::awaitable<T, Executor>> {
-    using type = asio::awaitable<T, Executor>;
-};
-template <class Op>
-inline constexpr bool is_awaitable = false;
-template <class T, class Executor>
-inline constexpr bool is_awaitable<asio::awaitable<T, Executor>> = true;
-
 /// Waits on a timer of the awaiting coroutine's executor.
 inline asio::awaitable<void> wait_for(std::chrono::steady_clock::duration d) {
     asio::steady_timer timer(co_await asio::this_coro::executor, d);
     co_await timer.async_wait(asio::use_awaitable);
 }
 
-/// Runs attempt() (a callable returning an awaitable, or an operation
-/// started with `frameless`) again while it fails with SQLITE_BUSY, waiting
-/// on timers as busy_backoff says (1 ms doubling up to 100 ms, within
-/// `core`'s busy budget). Only for attempts that have no effect when they
-/// fail with BUSY: an autocommit write, BEGIN, COMMIT.
+/// Runs attempt() (an operation started with `frameless`) again while it
+/// fails with SQLITE_BUSY, waiting on timers as busy_backoff says (1 ms
+/// doubling up to 100 ms, within `core`'s busy budget). Only for attempts
+/// that have no effect when they fail with BUSY.
 /// first_failure: the caller made the first attempt itself and it failed
 /// with this BUSY error, so this starts with the wait (or rethrows it when
 /// the budget allows no retry). retryable(): whether a failed attempt had
 /// no effect after all (checked after each BUSY failure).
-template <class Attempt, class Retryable = bool (*)()>
-auto retry_busy(
-    engine_core& core, Attempt attempt, std::exception_ptr first_failure = nullptr,
-    Retryable retryable = [] { return true; }) -> typename awaitable_of<decltype(attempt())>::type {
-    using op = decltype(attempt());
+template <class Attempt, class Retryable>
+asio::awaitable<void> retry_busy(engine_core& core, Attempt attempt,
+                                 std::exception_ptr first_failure, Retryable retryable) {
     busy_backoff backoff(core.busy_budget());
     std::exception_ptr failure = std::move(first_failure);
     for (;;) {
         if (!failure) {
             try {
-                if constexpr (is_awaitable<op>) {
-                    co_return co_await attempt();
-                } else {
-                    co_return detail::value_of(co_await attempt());
-                }
+                detail::value_of(co_await attempt());
+                co_return;
             } catch (const error& e) {
                 if (primary_code(e.code()) != errc::busy || !retryable()) {
                     throw;
@@ -822,5 +792,42 @@ auto retry_busy(
         co_await wait_for(*wait);
     }
 }
+
+/// An open transaction, shared by its session and its transaction object
+/// (both movable, io side): where the session's operations go until the
+/// transaction ends, and whether the session is still there. One begun by
+/// SQL (`BEGIN IMMEDIATE` through execute) has no transaction object: the
+/// session holds the writer connection itself until SQLite's transaction
+/// ends.
+struct tx_link {
+    tx_link(engine_core* lane, pooled_connection* conn, bool sql = false) noexcept
+        : core(lane), pc(conn), by_sql(sql) {}
+    engine_core* core;      // the lane it runs on (the writer lane, or the session's own)
+    pooled_connection* pc;  // its connection; null while a begin() waits for the writer
+    bool by_sql;            // begun by a statement; the session gives pc back to core
+    bool open = true;       // false once committed, rolled back or dropped
+    bool session_gone = false;
+    // A begin() that found the writer busy takes it with its first
+    // statement: the transaction object's writer session, which gets pc
+    // then (null once the object is gone or finished).
+    session* writer = nullptr;
+    bool connection_gone = false;  // BEGIN ran, but the connection was closed since
+};
+
+using acquire_handler = asio::any_completion_handler<void(std::exception_ptr, session)>;
+/// Checks out a connection of `lane` (the pool, or its writer lane); the
+/// completion goes to `work`, the handler's own executor, work-tracked.
+void async_acquire(engine_core& lane, acquire_handler handler, asio::any_io_executor work);
+/// A session at once when an idle connection is free and nobody waits (no
+/// trip through the io_context); an empty session otherwise.
+session try_acquire(engine_core& lane);
+/// A session of `lane` holding no connection yet; errc::pool_closed once
+/// the engine is closed.
+session new_session(std::shared_ptr<engine_core> lane);
+
+/// Inside run(fn) outside a transaction: when `e` is a write refused by a
+/// read connection, throws the documented error for it (errc::readonly,
+/// saying what to use instead); otherwise returns.
+void explain_refused_write(connection& c, const error& e);
 
 }  // namespace asqlite::detail

@@ -1,0 +1,161 @@
+#pragma once
+// One operation of a session (a statement, run(fn) or write(fn)) as the
+// compiled driver sees it: a job to run on a connection, and a completion.
+// The templates of session.hpp make one from the caller's parameters, row
+// type and completion token; src/session_driver.cpp routes it
+// (statement_router) and performs each step. Nothing else of the engine is
+// visible here.
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/cancellation_signal.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <optional>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include "asqlite/detail/completion.hpp"
+
+namespace asqlite {
+class connection;
+class session;
+}  // namespace asqlite
+
+namespace asqlite::detail {
+
+namespace asio = boost::asio;
+
+enum class operation_kind : std::uint8_t {
+    statement,  // execute, scalar, one, one_or_none, all: one SQL statement
+    run,        // run(fn): fn on a read connection, or inside the open transaction
+    write,      // write(fn): fn inside its own write transaction, or the open one
+};
+
+class operation {
+  public:
+    /// On a worker: the operation's work on `c` (again on a retry). Its
+    /// value stays inside the operation; exceptions propagate.
+    virtual void run(connection& c) = 0;
+    /// On the operation's executor, exactly once: completes the caller with
+    /// the value, or with `failure`. Nothing of the operation may be touched
+    /// afterwards: it may live in the awaiting coroutine's frame, which the
+    /// completion ends.
+    virtual void complete(std::exception_ptr failure) noexcept = 0;
+    /// Where the caller resumes, and the slot its cancellation comes through.
+    virtual asio::any_io_executor executor() const noexcept = 0;
+    virtual asio::cancellation_slot cancellation_slot() const noexcept = 0;
+
+    operation_kind kind() const noexcept { return kind_; }
+    std::string_view sql() const noexcept { return sql_; }
+
+    /// Room for the driver's state, which lives exactly as long as the
+    /// operation runs (src/session_driver.cpp checks that it fits).
+    static constexpr std::size_t driver_size = 384;
+    void* driver_storage() noexcept { return driver_; }
+
+  protected:
+    operation(operation_kind kind, std::string_view sql) noexcept : kind_(kind), sql_(sql) {}
+    operation(operation&& other) noexcept : kind_(other.kind_), sql_(other.sql_) {}
+    ~operation() = default;
+
+  private:
+    operation_kind kind_;
+    std::string_view sql_;
+    alignas(std::max_align_t) unsigned char driver_[driver_size];
+};
+
+/// Routes `op` for session `s` and completes it, never inline: a failure
+/// found before the first step (an unusable session) is posted.
+void drive(session& s, operation& op) noexcept;
+
+/// An operation giving a T: job(connection&) makes a V on the blocking
+/// pool, finish(V&&) the T on the caller's executor (a row read's snapshot
+/// lives in the job until then). Made as an argument of async_initiate with
+/// use_awaitable, so it lives in the awaiting frame (Asio keeps the
+/// initiation's arguments there until the handler runs) and costs no
+/// allocation of its own; other completion tokens reach it through
+/// start_operation's coroutine.
+template <class T, class Job, class Finish>
+class operation_of final : public operation {
+  public:
+    using handler_type =
+        typename asio::async_result<asio::use_awaitable_t<>, op_signature<T>>::handler_type;
+    using value_type = std::invoke_result_t<Job&, connection&>;
+
+    operation_of(operation_kind kind, std::string_view sql, Job job, Finish finish)
+        : operation(kind, sql), job_(std::move(job)), finish_(std::move(finish)) {}
+    operation_of(operation_of&& other) noexcept(std::is_nothrow_move_constructible_v<Job>)
+        : operation(std::move(other)),
+          job_(std::move(other.job_)),
+          finish_(std::move(other.finish_)) {}
+
+    /// The initiation: keeps the handler and hands the operation over.
+    void start(handler_type handler, session& s) noexcept {
+        handler_.emplace(std::move(handler));
+        drive(s, *this);
+    }
+
+    void run(connection& c) override {
+        if constexpr (std::is_void_v<value_type>) {
+            job_(c);
+        } else {
+            value_.emplace(job_(c));
+        }
+    }
+
+    void complete(std::exception_ptr failure) noexcept override {
+        // The handler leaves the frame before it ends the frame.
+        handler_type h = std::move(*handler_);
+        handler_.reset();
+        if constexpr (std::is_void_v<T>) {
+            std::move(h)(std::move(failure));
+        } else {
+            if (!failure) {
+                try {
+                    T out = finish();
+                    std::move(h)(nullptr, std::move(out));
+                    return;
+                } catch (...) {
+                    failure = std::current_exception();
+                }
+            }
+            std::move(h)(std::move(failure), T{});
+        }
+    }
+
+    asio::any_io_executor executor() const noexcept override { return handler_->get_executor(); }
+    asio::cancellation_slot cancellation_slot() const noexcept override {
+        return asio::get_associated_cancellation_slot(*handler_);
+    }
+
+  private:
+    T finish() {
+        if constexpr (std::is_void_v<value_type>) {
+            return finish_();
+        } else {
+            return finish_(std::move(*value_));
+        }
+    }
+
+    Job job_;
+    Finish finish_;
+    std::optional<std::conditional_t<std::is_void_v<value_type>, bool, value_type>> value_;
+    std::optional<handler_type> handler_;
+};
+
+/// Starts an operation_of<T> for `s` as an awaitable (see operation_of).
+template <class T, class Job, class Finish>
+asio::awaitable<T> start_on(session& s, operation_kind kind, std::string_view sql, Job job,
+                            Finish finish) {
+    asio::use_awaitable_t<> token;
+    return asio::async_initiate<asio::use_awaitable_t<>, op_signature<T>>(
+        [&s](auto handler, operation_of<T, Job, Finish>&& op) { op.start(std::move(handler), s); },
+        token, operation_of<T, Job, Finish>(kind, sql, std::move(job), std::move(finish)));
+}
+
+}  // namespace asqlite::detail
