@@ -98,66 +98,6 @@ void session::check_usable() const {
     }
 }
 
-void session::keep_sql_transaction(detail::pooled_connection* pc,
-                                   detail::engine_core* lane) noexcept {
-    if (pc->in_transaction && pc->healthy && open_tx() == nullptr && core_ != nullptr) {
-        try {
-            tx_ = std::make_shared<detail::tx_link>(lane, pc, true);
-            return;
-        } catch (...) {
-            // Out of memory: rolled back below.
-        }
-    }
-    lane->release(pc);  // rolls back whatever is left
-}
-
-void session::adopt_writer(detail::tx_link& tx, detail::op_state& state) noexcept {
-    detail::pooled_connection* pc = std::exchange(state.pinned, nullptr);
-    if (pc == nullptr) {
-        // BEGIN ran, but the connection is closed (an error that poisons
-        // it): what the transaction did is gone with it.
-        tx.connection_gone = tx.connection_gone || state.hold;
-        return;
-    }
-    if (tx.open && tx.writer != nullptr && tx.writer->pc_ == nullptr) {
-        tx.pc = pc;
-        tx.writer->pc_ = pc;
-    } else {
-        tx.core->release(pc);  // rolls back
-    }
-}
-
-void session::after_sql_statement(detail::sql_end end, bool failed) noexcept {
-    detail::tx_link* tx = open_tx();
-    if (tx == nullptr || !tx->by_sql) {
-        return;
-    }
-    detail::pooled_connection* pc = tx->pc;
-    // Still open; or ended by SQLite itself after a failed statement, which
-    // the user has not ended yet: the writer stays, statements are refused.
-    if (pc->healthy && (pc->in_transaction || (failed && end == detail::sql_end::none))) {
-        return;
-    }
-    detail::engine_core* lane = tx->core;
-    tx->open = false;
-    tx_.reset();  // frees tx
-    lane->release(pc);
-}
-
-void session::throw_in_sql_read_transaction() {
-    throw_error(errc::transaction_state,
-                "the session is inside a read transaction begun with SQL (BEGIN or SAVEPOINT on a "
-                "read connection), where nothing can write; end it first, and begin transactions "
-                "that write with BEGIN IMMEDIATE or session::begin()");
-}
-
-void session::unpin_if_idle() noexcept {
-    if (pc_ != nullptr && open_tx() == nullptr && !pc_->pending_rollback && !pc_->begin_pending &&
-        !pc_->in_transaction) {
-        core_->release(std::exchange(pc_, nullptr));
-    }
-}
-
 asio::awaitable<transaction> session::begin_op() {
     try {
         check_usable();

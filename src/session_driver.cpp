@@ -84,6 +84,30 @@ class driver {
     void on_cancel(asio::cancellation_type type) noexcept;
     engine_core* lane() const noexcept { return s_.core_.get(); }
 
+    // What a step leaves behind, on the io side:
+    /// After a statement on the writer lane that left the writer `pc` with
+    /// the session: inside a transaction (`BEGIN IMMEDIATE`), it becomes the
+    /// session's transaction, begun by SQL; otherwise pc goes back to `lane`
+    /// (rolled back on the way).
+    void keep_sql_transaction(pooled_connection* pc, engine_core* lane) noexcept;
+    /// After a statement of a transaction begun with SQL: gives the writer
+    /// back when the transaction has ended. When SQLite ended it by itself
+    /// after a failed or cancelled statement, the session keeps the writer
+    /// and refuses every statement (errc::transaction_state) until the
+    /// user's ROLLBACK, COMMIT or END: nothing runs in autocommit that the
+    /// user meant to be inside.
+    void after_sql_statement(bool failed) noexcept;
+    /// After the first statement of a begin() transaction that waited for
+    /// the writer: the writer it kept becomes the transaction's (or goes
+    /// back, when the transaction is gone).
+    void adopt_writer() noexcept;
+    /// Gives the session's connection back when nothing keeps it there any
+    /// more (no transaction open on it, none dropped and still to roll back).
+    void unpin_if_idle() noexcept;
+    /// errc::transaction_state: a write transaction cannot start inside a
+    /// read transaction begun with SQL (`BEGIN`, `SAVEPOINT`).
+    [[noreturn]] static void throw_in_sql_read_transaction();
+
     session& s_;
     operation& op_;
     asio::any_io_executor ex_;
@@ -201,7 +225,7 @@ void driver::perform(route step) noexcept {
                 async_run<void>(tx_->core, tx_->pc, job(), ran{this});
                 return;
             case route::refused:
-                session::throw_in_sql_read_transaction();
+                throw_in_sql_read_transaction();
             case route::held:
             case route::checked_out:
                 checks_writes_ = router_.checks_writes();
@@ -259,7 +283,7 @@ void driver::connection_acquired(std::exception_ptr ep, session held) noexcept {
     }
     s_.pc_ = std::exchange(held.pc_, nullptr);
     if (cancelled_) {
-        s_.unpin_if_idle();
+        unpin_if_idle();
         fail_soon(aborted_error());
         return;
     }
@@ -307,7 +331,7 @@ void driver::step_ended(std::exception_ptr ep) noexcept {
             break;
         case route::first_on_writer:
             retryable = !state_->hold;
-            session::adopt_writer(*tx_, *state_);
+            adopt_writer();
             break;
         case route::sql_transaction:
             // A COMMIT that met a reader's lock leaves the transaction open.
@@ -315,7 +339,7 @@ void driver::step_ended(std::exception_ptr ep) noexcept {
             break;
         case route::held:
         case route::checked_out:
-            s_.unpin_if_idle();
+            unpin_if_idle();
             break;
         case route::idle_read:
             // A connection the job left inside a transaction (BEGIN) becomes
@@ -329,8 +353,7 @@ void driver::step_ended(std::exception_ptr ep) noexcept {
             // The writer left inside a transaction (BEGIN IMMEDIATE) becomes
             // the session's transaction, begun by SQL.
             if (state_->pinned != nullptr) {
-                s_.keep_sql_transaction(std::exchange(state_->pinned, nullptr),
-                                        lane()->writer_lane());
+                keep_sql_transaction(std::exchange(state_->pinned, nullptr), lane()->writer_lane());
             }
             break;
         default:
@@ -372,7 +395,7 @@ step_outcome driver::outcome_of(std::exception_ptr ep, bool retryable) noexcept 
 
 void driver::finish(std::exception_ptr ep) noexcept {
     if (in_sql_tx_) {
-        s_.after_sql_statement(end_, ep != nullptr);
+        after_sql_statement(ep != nullptr);
     }
     if (caller_slot_.is_connected()) {
         caller_slot_.clear();
@@ -380,6 +403,69 @@ void driver::finish(std::exception_ptr ep) noexcept {
     operation& op = op_;
     this->~driver();
     op.complete(std::move(ep));
+}
+
+void driver::keep_sql_transaction(pooled_connection* pc, engine_core* lane) noexcept {
+    if (pc->in_transaction && pc->healthy && s_.open_tx() == nullptr && s_.core_ != nullptr) {
+        try {
+            s_.tx_ = std::make_shared<tx_link>(lane, pc, true);
+            return;
+        } catch (...) {
+            // Out of memory: rolled back below.
+        }
+    }
+    lane->release(pc);  // rolls back whatever is left
+}
+
+void driver::adopt_writer() noexcept {
+    tx_link& tx = *tx_;
+    op_state& state = *state_;
+    pooled_connection* pc = std::exchange(state.pinned, nullptr);
+    if (pc == nullptr) {
+        // BEGIN ran, but the connection is closed (an error that poisons
+        // it): what the transaction did is gone with it.
+        tx.connection_gone = tx.connection_gone || state.hold;
+        return;
+    }
+    if (tx.open && tx.writer != nullptr && tx.writer->pc_ == nullptr) {
+        tx.pc = pc;
+        tx.writer->pc_ = pc;
+    } else {
+        tx.core->release(pc);  // rolls back
+    }
+}
+
+void driver::after_sql_statement(bool failed) noexcept {
+    const sql_end end = end_;
+    tx_link* tx = s_.open_tx();
+    if (tx == nullptr || !tx->by_sql) {
+        return;
+    }
+    pooled_connection* pc = tx->pc;
+    // Still open; or ended by SQLite itself after a failed statement, which
+    // the user has not ended yet: the writer stays, statements are refused.
+    if (pc->healthy && (pc->in_transaction || (failed && end == sql_end::none))) {
+        return;
+    }
+    engine_core* lane = tx->core;
+    tx->open = false;
+    s_.tx_.reset();
+    lane->release(pc);
+}
+
+void driver::throw_in_sql_read_transaction() {
+    throw_error(errc::transaction_state,
+                "the session is inside a read transaction begun with SQL (BEGIN or SAVEPOINT on a "
+                "read connection), where nothing can write; end it first, and begin transactions "
+                "that write with BEGIN IMMEDIATE or session::begin()");
+}
+
+void driver::unpin_if_idle() noexcept {
+    pooled_connection* pc = s_.pc_;
+    if (pc != nullptr && s_.open_tx() == nullptr && !pc->pending_rollback && !pc->begin_pending &&
+        !pc->in_transaction) {
+        s_.core_->release(std::exchange(s_.pc_, nullptr));
+    }
 }
 
 void drive(session& s, operation& op) noexcept {

@@ -1,53 +1,43 @@
 #pragma once
 // A scoped session: `co_await engine.session()` or
 // `co_await asqlite::get_async_session()`. It holds no connection of its
-// own. Each statement runs on the read connection the worker running it
-// picks (the most recently used idle one, or a new one while the pool has
-// room) and gives back when it ends; a session keeps a connection only while
-// a transaction is open on it (`execute("BEGIN")`; a begin() transaction
-// holds the writer lane instead, see below), and gives it
-// back when the transaction ends or the session is destroyed. A statement
-// waits for a connection (FIFO, pool_timeout, cancellation) only when every
-// one is held that way.
-//
-// Transactions begun with SQL behave as on one connection: `BEGIN IMMEDIATE`
-// (or EXCLUSIVE) through execute() takes the writer lane, and the session
-// keeps it until a statement ends the transaction (COMMIT, ROLLBACK, END)
-// or the session is destroyed (rolled back); once SQLite has rolled it back
-// by itself (an interrupted write), statements fail until that ROLLBACK.
-// `BEGIN` (deferred) and `SAVEPOINT` start a read transaction on a read
-// connection: a write inside it fails with errc::transaction_state rather
-// than run outside it, on the writer.
+// own: each statement runs on the read connection a worker finds idle (or
+// opens while the pool has room) and gives it back when it ends. Only when
+// every connection is held does a statement wait for one (FIFO,
+// pool_timeout, cancellation).
 //
 // Reads and writes: a file database has one writer connection (the writer
-// lane) besides the read connections. A statement that writes is routed to
-// the writer lane (FIFO, same timeout and cancellation as the pool) and runs
-// there in autocommit; begin() makes the session's transaction hold the
-// writer from its first statement (BEGIN IMMEDIATE runs with it, in its hop)
-// until commit or rollback, and every statement of the session runs on it.
-// write(fn) runs fn inside BEGIN IMMEDIATE ... COMMIT on the writer in one
-// hop. Each of these waits for the writer in its own job, and the writer
-// passes from one to the next on the worker, with no trip through the io
-// thread between. So writers never contend inside SQLite and never see
-// "database is locked" from each other; readers never wait for writers
-// (WAL). A :memory: database, or pool_size 1, has a single connection for
-// both.
+// lane) besides the read connections. A statement that writes waits for the
+// writer (FIFO, same timeout and cancellation) and runs there in
+// autocommit; write(fn) runs fn inside BEGIN IMMEDIATE ... COMMIT there in
+// one hop; begin() makes the session's transaction hold the writer from its
+// first statement until commit or rollback. Writers never see "database is
+// locked" from each other, and readers never wait for writers (WAL). A
+// :memory: database, or pool_size 1, has a single connection for both.
 //
-// Every operation runs on the engine's blocking pool and completes on the
-// awaiting coroutine's executor. Errors are asqlite::error (code, SQLite's
-// message, SQL text); a cancelled operation throws asqlite::error with
-// asio::error::operation_aborted. (A coroutine already cancelled when it
-// co_awaits an operation gets Asio's own boost::system::system_error from
-// that co_await, as with any awaitable: Asio checks before the operation
-// starts.)
+// Transactions begun with SQL behave as on one connection: `BEGIN
+// IMMEDIATE` (or EXCLUSIVE) through execute() takes the writer, which the
+// session keeps until a statement ends the transaction (COMMIT, ROLLBACK,
+// END) or the session is destroyed (rolled back); once SQLite has rolled it
+// back by itself (an interrupted write), statements fail until that
+// ROLLBACK. `BEGIN` (deferred) and `SAVEPOINT` start a read transaction on
+// a read connection, which the session keeps: a write inside it fails with
+// errc::transaction_state rather than run outside it.
+//
+// Errors are asqlite::error (code, SQLite's message, SQL text); a cancelled
+// operation throws asqlite::error with asio::error::operation_aborted. (A
+// coroutine already cancelled when it co_awaits an operation gets Asio's
+// own boost::system::system_error from that co_await, as with any
+// awaitable.) Every operation runs on the engine's blocking pool and
+// completes on the caller's executor, never inside the call that starts it.
 //
 // Thread safety: a session is used by one coroutine at a time and runs one
 // operation at a time (like an Asio socket). With several io threads, run
 // coroutines that use cancellation on a strand, as Asio requires.
-// Lifetimes: SQL text and view parameters (std::string_view, const char*,
-// spans) must stay valid until the operation completes; with `co_await` on
-// the call itself that is always so. A transaction must not outlive its
-// session.
+// Lifetimes: the session, SQL text and view parameters (std::string_view,
+// const char*, spans) must stay valid until the operation completes; with
+// `co_await` on the call itself that is always so. A transaction must not
+// outlive its session.
 // Cancellation: per-operation cancellation (asio::cancellation_signal,
 // awaitable operators `||`) stops a running statement through SQLite's
 // progress handler; the operation completes only after the worker has let go
@@ -58,7 +48,6 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
-#include <functional>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -69,8 +58,6 @@
 #include "asqlite/connection.hpp"
 #include "asqlite/detail/completion.hpp"
 #include "asqlite/detail/operation.hpp"
-#include "asqlite/detail/row_snapshot.hpp"
-#include "asqlite/detail/sql_text.hpp"
 #include "asqlite/result.hpp"
 
 namespace asqlite {
@@ -84,47 +71,7 @@ namespace detail {
 class engine_core;
 struct pooled_connection;
 struct tx_link;
-struct op_state;
 class driver;
-
-/// The job of a single-row read, made from the parameters: the row goes
-/// into a snapshot that the job carries until the caller has read it.
-inline auto captured_row(std::string_view sql) {
-    return [sql](auto params) {
-        return [sql, params = std::move(params), snap = snapshot_lease()](connection& c) {
-            return std::apply(
-                [&](const auto&... p) {
-                    return c.read_one_row(
-                        sql,
-                        [&snap](const statement& st, bool has_row) {
-                            snap.get().capture(st, has_row);
-                            return &snap.get();
-                        },
-                        p...);
-                },
-                params);
-        };
-    };
-}
-
-/// The job of a statement whose whole result is made on the blocking pool
-/// by call(connection&, sql, params...), made from the parameters.
-template <class Call>
-auto materialised(std::string_view sql, Call call) {
-    return [sql, call](auto params) {
-        return [sql, call, params = std::move(params)](connection& c) {
-            return std::apply([&](const auto&... p) { return call(c, sql, p...); }, params);
-        };
-    };
-}
-
-/// The finish of an operation whose value is its result.
-struct take_value {
-    template <class V>
-    V operator()(V&& v) const {
-        return std::move(v);
-    }
-};
 }  // namespace detail
 
 class session {
@@ -183,9 +130,8 @@ class session {
             std::forward<A>(args)...);
     }
 
-    /// Zero or one row as T. (The row is copied into the connection's
-    /// buffer on the blocking pool and becomes a T here, on the caller's
-    /// thread: see detail/row_snapshot.hpp.)
+    /// Zero or one row as T (copied into a buffer on the blocking pool, made
+    /// a T on the caller's thread: see detail/row_snapshot.hpp).
     template <class T, class... A>
     auto one_or_none(std::string_view sql, A&&... args) {
         return statement_op<std::optional<T>>(
@@ -252,9 +198,9 @@ class session {
     friend class transaction;
     friend class detail::driver;
 
-    /// A statement operation giving a T: make_job(params) is its job on the
-    /// blocking pool, finish(job's value) makes the T on the caller's
-    /// executor. args: the parameters, then perhaps a completion token.
+    /// A statement giving a T: make_job(params) is its job on the blocking
+    /// pool, finish(job's value) makes the T. args: parameters, then perhaps
+    /// a completion token.
     template <class T, class MakeJob, class Finish, class... A>
     auto statement_op(std::string_view sql, MakeJob make_job, Finish finish, A&&... args) {
         return detail::split_token<detail::op_signature<T>>(
@@ -275,17 +221,12 @@ class session {
             return detail::start_on<R>(*this, kind, {}, std::move(fn), detail::take_value{});
         });
     }
-    /// make() (an awaitable) started with `token` (detail::start_operation).
-    /// A session that belongs to no engine refuses a token other than
-    /// use_awaitable at once (errc::transaction_state); with use_awaitable,
-    /// the co_await throws it.
+    /// make() (an awaitable) started with `token`; without an engine,
+    /// errc::transaction_state (detail::start_checked).
     template <class T, class Token, class Make>
     auto start(Token&& token, Make make) {
-        if constexpr (!detail::is_use_awaitable<Token>) {
-            check_usable();
-        }
-        return detail::start_operation<T>(std::forward<Token>(token), io_executor(),
-                                          std::move(make));
+        return detail::start_checked<T>(
+            std::forward<Token>(token), [this] { check_usable(); }, io_executor(), std::move(make));
     }
 
     void check_usable() const;
@@ -293,31 +234,8 @@ class session {
     asio::any_io_executor io_executor() const;
     asio::awaitable<transaction> begin_op();
     detail::tx_link* open_tx() const noexcept;
-    /// The session holds a connection inside a transaction begun with SQL
-    /// (on a read connection, or on a single-connection lane).
+    /// It holds a connection inside a transaction begun with SQL.
     bool holds_sql_transaction() const noexcept;
-    /// errc::transaction_state: a write transaction cannot start inside a
-    /// read transaction begun with SQL (`BEGIN`, `SAVEPOINT`).
-    [[noreturn]] static void throw_in_sql_read_transaction();
-    /// After a statement on the writer lane that left the writer `pc` with
-    /// the session: inside a transaction (`BEGIN IMMEDIATE`), it becomes the
-    /// session's transaction, begun by SQL; otherwise pc goes back to `lane`
-    /// (rolled back on the way).
-    void keep_sql_transaction(detail::pooled_connection* pc, detail::engine_core* lane) noexcept;
-    /// After a statement of a transaction begun with SQL: gives the writer
-    /// back when the transaction has ended. When SQLite ended it by itself
-    /// after a failed or cancelled statement, the session keeps the writer
-    /// and refuses every statement (errc::transaction_state) until the
-    /// user's ROLLBACK, COMMIT or END: nothing runs in autocommit that the
-    /// user meant to be inside.
-    void after_sql_statement(detail::sql_end end, bool failed) noexcept;
-    /// After the first statement of a begin() transaction that waited for
-    /// the writer: the writer it kept becomes the transaction's (or goes
-    /// back, when the transaction is gone).
-    static void adopt_writer(detail::tx_link& tx, detail::op_state& state) noexcept;
-    /// Gives the connection back when nothing keeps it here any more (no
-    /// transaction open on it, none dropped and still to roll back).
-    void unpin_if_idle() noexcept;
 
     std::shared_ptr<detail::engine_core> core_;
     detail::pooled_connection* pc_ = nullptr;
@@ -358,15 +276,11 @@ class transaction {
 
     asio::awaitable<void> commit_op();
     asio::awaitable<void> rollback_op();
-    /// make() started with `token` (see session::start); a transaction no
-    /// longer active refuses a token other than use_awaitable at once.
+    /// make() started with `token`; finished: errc::transaction_state.
     template <class Token, class Make>
     auto start(Token&& token, Make make) {
-        if constexpr (!detail::is_use_awaitable<Token>) {
-            check_active();
-        }
-        return detail::start_operation<void>(std::forward<Token>(token), io_executor(),
-                                             std::move(make));
+        return detail::start_checked<void>(
+            std::forward<Token>(token), [this] { check_active(); }, io_executor(), std::move(make));
     }
     void check_active() const;
     asio::any_io_executor io_executor() const;

@@ -88,6 +88,17 @@ auto start_operation(Token&& token, asio::any_io_executor fallback, Make make) {
     }
 }
 
+/// start_operation() for an object that may be unusable (a session without
+/// an engine, a finished transaction): check() throws at once for a token
+/// other than use_awaitable; with use_awaitable, the co_await throws.
+template <class T, class Token, class Check, class Make>
+auto start_checked(Token&& token, Check check, asio::any_io_executor fallback, Make make) {
+    if constexpr (!is_use_awaitable<Token>) {
+        check();
+    }
+    return start_operation<T>(std::forward<Token>(token), std::move(fallback), std::move(make));
+}
+
 template <class... A>
 struct last_of {
     using type = void;

@@ -19,10 +19,11 @@
 #include <type_traits>
 #include <utility>
 
+#include "asqlite/connection.hpp"
 #include "asqlite/detail/completion.hpp"
+#include "asqlite/detail/row_snapshot.hpp"
 
 namespace asqlite {
-class connection;
 class session;
 }  // namespace asqlite
 
@@ -158,4 +159,42 @@ asio::awaitable<T> start_on(session& s, operation_kind kind, std::string_view sq
         token, operation_of<T, Job, Finish>(kind, sql, std::move(job), std::move(finish)));
 }
 
+/// The job of a single-row read, made from the parameters: the row goes
+/// into a snapshot that the job carries until the caller has read it.
+inline auto captured_row(std::string_view sql) {
+    return [sql](auto params) {
+        return [sql, params = std::move(params), snap = snapshot_lease()](connection& c) {
+            return std::apply(
+                [&](const auto&... p) {
+                    return c.read_one_row(
+                        sql,
+                        [&snap](const statement& st, bool has_row) {
+                            snap.get().capture(st, has_row);
+                            return &snap.get();
+                        },
+                        p...);
+                },
+                params);
+        };
+    };
+}
+
+/// The job of a statement whose whole result is made on the blocking pool
+/// by call(connection&, sql, params...), made from the parameters.
+template <class Call>
+auto materialised(std::string_view sql, Call call) {
+    return [sql, call](auto params) {
+        return [sql, call, params = std::move(params)](connection& c) {
+            return std::apply([&](const auto&... p) { return call(c, sql, p...); }, params);
+        };
+    };
+}
+
+/// The finish of an operation whose value is its result.
+struct take_value {
+    template <class V>
+    V operator()(V&& v) const {
+        return std::move(v);
+    }
+};
 }  // namespace asqlite::detail
