@@ -16,8 +16,8 @@
 #include <unordered_map>
 
 #include "engine_core.hpp"
-#include "operation_control.hpp"
 #include "pool_state.hpp"
+#include "sqlite_backend.hpp"
 
 namespace asqlite {
 namespace detail {
@@ -44,51 +44,34 @@ std::exception_ptr interrupted_by_close_error() {
               "the async engine was closed while this statement ran; it was interrupted"));
 }
 
-std::exception_ptr moved_error(const std::string& path) {
-    return std::make_exception_ptr(error(
-        make_error_code(errc::readonly_dbmoved),
-        fmt::format("database file '{}' was deleted, moved or replaced while open; refusing to "
-                    "write into the old file (the connection is closed, the next one opens "
-                    "the path afresh)",
-                    path)));
-}
-
 std::exception_ptr run_operation(pooled_connection& pc, std::uint64_t op, job_ref job) noexcept {
-    connection& c = pc.conn;
-    operation_control::begin(c, op);
-    auto cancelled = [&c] {
-        return operation_control::refusing(c) ? interrupted_by_close_error() : aborted_error();
-    };
+    backend_connection& c = *pc.conn;
+    c.begin_operation(op);
+    auto cancelled = [&c] { return c.refusing() ? interrupted_by_close_error() : aborted_error(); };
     std::exception_ptr ep;
-    if (operation_control::cancelled(c)) {
+    if (c.cancelled()) {
         ep = cancelled();
-    } else if (pc.guard_moved && c.file_moved()) {
-        // SQLite would write into the unlinked file and lose it all.
-        ep = moved_error(c.path());
+    } else if ((ep = c.unusable())) {
         pc.healthy = false;
     } else {
         try {
             job(c);
         } catch (const error& e) {
-            if (operation_control::cancelled(c) && primary_code(e.code()) == errc::interrupt) {
+            if (c.cancelled() && primary_code(e.code()) == errc::interrupt) {
                 ep = cancelled();
             } else {
                 ep = std::current_exception();
             }
-            if (poisons_connection(e.code())) {
+            if (c.poisoned_by(e.code())) {
                 pc.healthy = false;
             }
         } catch (...) {
             ep = std::current_exception();
         }
     }
-    operation_control::end(c);
+    c.end_operation();
     pc.in_transaction = c.in_transaction();
     return ep;
-}
-
-void cancel_operation(connection& c, std::uint64_t op) noexcept {
-    operation_control::cancel(c, op);
 }
 
 std::uint64_t new_op_id() noexcept {
@@ -103,28 +86,6 @@ void throw_transaction_ended() {
                 "it is kept. Roll it back or drop it, then begin again");
 }
 
-bool poisons_connection(const std::error_code& ec) noexcept {
-    if (ec.category() != category()) {
-        return false;
-    }
-    if (ec == make_error_code(errc::readonly_dbmoved)) {
-        return true;
-    }
-    switch (primary_code(ec)) {
-        case errc::ioerr:
-        case errc::corrupt:
-        case errc::nomem:
-        case errc::notadb:
-        case errc::cantopen:
-        case errc::misuse:
-        case errc::internal:
-        case errc::protocol:
-            return true;
-        default:
-            return false;
-    }
-}
-
 namespace {
 
 using clock = pool_clock;
@@ -136,42 +97,26 @@ std::size_t thread_count(const engine_options& o) {
     return std::max<std::size_t>(2, std::thread::hardware_concurrency());
 }
 
-bool is_memory(const std::string& path) {
-    return path == ":memory:" || path.empty();
-}
-
-std::string shared_memory_uri() {
-    static std::atomic<std::uint64_t> counter{0};
-    return fmt::format("file:asqlite-mem-{}-{}?mode=memory&cache=shared", ::getpid(),
-                       counter.fetch_add(1));
-}
-
 }  // namespace
 
-/// The lanes of an engine: a file database gets read connections (query_only,
-/// writes rejected before they run) plus one writer connection; a :memory:
-/// database, or pool_size 1, gets one lane that does both.
-enum class lane { readers, writer, single };
+/// The lanes of an engine: readers plus one writer, or one lane that does
+/// both (the backend decides: backend::separate_writer).
+using lane = connection_role;
 
 class async_core final : public engine_core, public std::enable_shared_from_this<async_core> {
   public:
     async_core(asio::any_io_executor io, const engine_options& options,
-               std::shared_ptr<blocking_pool> threads, lane role, std::string path,
-               std::shared_ptr<async_core> writer)
+               std::shared_ptr<blocking_pool> threads, std::shared_ptr<detail::backend> db,
+               lane role, std::shared_ptr<async_core> writer)
         : io_(std::move(io)),
           options_(options),
-          path_(std::move(path)),
+          backend_(std::move(db)),
           writer_(std::move(writer)),
           role_(role),
-          state_(limits_for(options_, role)),
+          state_(limits_for(options_, *backend_, role)),
           strand_(asio::make_strand(io_)),
           timer_(strand_) {
-        connection_settings_ = options_.connection_settings(false);
-        busy_budget_ = connection_settings_.busy_timeout;
-        if (role == lane::readers) {
-            connection_settings_.query_only = true;
-            connection_settings_.reject_writes = true;
-        }
+        busy_budget_ = options_.connection_settings(false).busy_timeout;
         pool_ = std::move(threads);
     }
 
@@ -180,8 +125,8 @@ class async_core final : public engine_core, public std::enable_shared_from_this
     void acquire_for(std::unique_ptr<lane_job> job, op_state& state) override;
     bool cancel_waiting(std::uint64_t w) noexcept override;
     bool pre_ping() const noexcept override { return options_.pre_ping; }
+    const detail::backend& database() const noexcept override { return *backend_; }
     async_core* writer() noexcept { return writer_.get(); }
-    void keep_alive(std::unique_ptr<connection> keeper) { keeper_ = std::move(keeper); }
 
     const asio::any_io_executor& io_executor() const noexcept override { return io_; }
     const engine_options& options() const noexcept { return options_; }
@@ -229,10 +174,10 @@ class async_core final : public engine_core, public std::enable_shared_from_this
         bool sync_timer = false;
     };
 
-    static pool_limits limits_for(const engine_options& o, lane role) {
+    static pool_limits limits_for(const engine_options& o, const detail::backend& db, lane role) {
         pool_limits l;
         switch (role) {
-            case lane::readers:  // one of pool_size is the writer
+            case lane::reader:  // one of pool_size is the writer
                 l.size = o.pool_size - 1;
                 l.max_overflow = o.max_overflow;
                 break;
@@ -240,7 +185,7 @@ class async_core final : public engine_core, public std::enable_shared_from_this
                 l.size = 1;
                 break;
             case lane::single:
-                l.size = is_memory(o.path) ? 1 : o.pool_size;
+                l.size = db.single_lane_size(o.pool_size);
                 break;
         }
         l.timeout = o.pool_timeout;
@@ -301,9 +246,7 @@ class async_core final : public engine_core, public std::enable_shared_from_this
 
     asio::any_io_executor io_;
     engine_options options_;
-    connection_options connection_settings_;
-    std::string path_;
-    std::unique_ptr<connection> keeper_;
+    std::shared_ptr<detail::backend> backend_;  // shared by the lanes of an engine
     std::shared_ptr<async_core> writer_;
     lane role_;
 
@@ -517,16 +460,7 @@ bool async_core::cancel_waiting(std::uint64_t w) noexcept {
 }
 
 std::unique_ptr<pooled_connection> async_core::make_connection() {
-    connection c(path_, connection_settings_);
-    // Opening (journal_mode=WAL) may wait for a lock inside SQLite; from
-    // here on SQLite's busy handler would sleep on a worker thread, so
-    // the sessions retry BUSY on timers instead (detail::retry_busy).
-    c.set_busy_timeout(std::chrono::milliseconds(0));
-    if (options_.on_connect) {
-        options_.on_connect(c);
-    }
-    auto pc = std::make_unique<pooled_connection>(std::move(c), 0, clock::now());
-    pc->guard_moved = role_ != lane::readers && path_.find("mode=memory") == std::string::npos;
+    auto pc = std::make_unique<pooled_connection>(backend_->open(role_), 0, clock::now());
     pc->urgent = role_ == lane::writer;
     return pc;
 }
@@ -550,7 +484,7 @@ pooled_connection* async_core::adopt(std::unique_ptr<pooled_connection> pc) {
     pc->id = id;
     ++opened_;
     if (refusing_) {
-        operation_control::refuse_all(pc->conn);  // opened for an operation after close()
+        pc->conn->refuse_all();  // opened for an operation after close()
     }
     return conns_.emplace(id, std::move(pc)).first->second.get();
 }
@@ -594,7 +528,7 @@ pooled_connection* async_core::pick() {
 
 pooled_connection* async_core::shared_read() noexcept {
     worker_hold* h = blocking_pool::hold();
-    if (h == nullptr || role_ != lane::readers) {
+    if (h == nullptr || role_ != lane::reader) {
         return nullptr;
     }
     if (h->held()) {
@@ -615,9 +549,9 @@ pooled_connection* async_core::shared_read() noexcept {
         return nullptr;
     }
     try {
-        pc->conn.execute("BEGIN");
+        pc->conn->exec(transaction_verb::begin_read);
     } catch (...) {
-        pc->in_transaction = pc->conn.in_transaction();
+        pc->in_transaction = pc->conn->in_transaction();
         release(pc);
         return nullptr;
     }
@@ -625,14 +559,14 @@ pooled_connection* async_core::shared_read() noexcept {
         auto* core = static_cast<async_core*>(owner);
         auto* held = static_cast<pooled_connection*>(what);
         // (A failed query may have ended the transaction already.)
-        if (held->conn.in_transaction()) {
+        if (held->conn->in_transaction()) {
             try {
-                held->conn.execute("COMMIT");
+                held->conn->exec(transaction_verb::commit);
             } catch (...) {
                 held->healthy = false;
             }
         }
-        held->in_transaction = held->conn.in_transaction();
+        held->in_transaction = held->conn->in_transaction();
         core->release(held);
     });
     return pc;
@@ -699,8 +633,8 @@ void async_core::release(pooled_connection* pc) noexcept {
                 pc->healthy = false;  // engine closed: the connection is closed anyway
             } else {
                 try {
-                    if (pc->conn.in_transaction()) {
-                        pc->conn.exec("ROLLBACK");
+                    if (pc->conn->in_transaction()) {
+                        pc->conn->exec(transaction_verb::rollback);
                     }
                     pc->in_transaction = false;
                 } catch (...) {
@@ -787,7 +721,6 @@ void async_core::close() {
     }
     run(act, closed_error());
     asio::post(strand_, [self = shared_from_this()] { self->sync_timer(); });
-    keeper_.reset();
     if (writer_) {
         writer_->close();
     }
@@ -799,7 +732,7 @@ void async_core::interrupt_running() noexcept {
         refusing_ = true;
         // Checked-out connections stay in conns_ until they are closed.
         for (auto& entry : conns_) {
-            operation_control::refuse_all(entry.second->conn);
+            entry.second->conn->refuse_all();
         }
     }
     if (writer_) {
@@ -823,25 +756,12 @@ struct engine_parts {
 namespace {
 std::shared_ptr<async_core> make_lanes(asio::any_io_executor io, const engine_options& options,
                                        const std::shared_ptr<blocking_pool>& threads) {
-    if (is_memory(options.path)) {
-        // Every pooled connection must see one database: a named shared
-        // in-memory database, kept alive by a connection that is never handed
-        // out, and a single-connection lane (shared cache uses table locks
-        // that busy_timeout does not cover).
-        const std::string uri = shared_memory_uri();
-        auto keeper = std::make_unique<connection>(uri, options.connection_settings(false));
-        auto core = std::make_shared<async_core>(io, options, threads, lane::single, uri, nullptr);
-        core->keep_alive(std::move(keeper));
-        return core;
+    std::shared_ptr<backend> db = make_sqlite_backend(options);
+    if (!db->separate_writer()) {
+        return std::make_shared<async_core>(io, options, threads, db, lane::single, nullptr);
     }
-    if (options.pool_size == 1) {
-        return std::make_shared<async_core>(io, options, threads, lane::single, options.path,
-                                            nullptr);
-    }
-    auto writer =
-        std::make_shared<async_core>(io, options, threads, lane::writer, options.path, nullptr);
-    return std::make_shared<async_core>(io, options, threads, lane::readers, options.path,
-                                        std::move(writer));
+    auto writer = std::make_shared<async_core>(io, options, threads, db, lane::writer, nullptr);
+    return std::make_shared<async_core>(io, options, threads, db, lane::reader, std::move(writer));
 }
 }  // namespace
 

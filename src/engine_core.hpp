@@ -34,10 +34,10 @@
 #include <type_traits>
 #include <utility>
 
-#include "asqlite/connection.hpp"
 #include "asqlite/detail/completion.hpp"
 #include "asqlite/error.hpp"
 #include "asqlite/session.hpp"
+#include "backend.hpp"
 #include "blocking_pool.hpp"
 #include "statement_router.hpp"
 
@@ -51,10 +51,11 @@ namespace asio = boost::asio;
 class engine_core;
 
 struct pooled_connection {
-    pooled_connection(connection c, std::uint64_t conn_id, std::chrono::steady_clock::time_point t)
+    pooled_connection(std::unique_ptr<backend_connection> c, std::uint64_t conn_id,
+                      std::chrono::steady_clock::time_point t)
         : conn(std::move(c)), id(conn_id), created(t) {}
 
-    connection conn;
+    std::unique_ptr<backend_connection> conn;
     std::uint64_t id;
     std::chrono::steady_clock::time_point created;
     std::atomic<std::uint64_t> lease{0};  // bumped at every checkout (under the lane's lock)
@@ -65,7 +66,6 @@ struct pooled_connection {
     bool begin_pending = false;
     bool in_transaction = false;  // (worker) state after the last operation
     bool healthy = true;          // (worker) false: close instead of reusing
-    bool guard_moved = false;     // writes here: refuse them once the file has moved
     bool urgent = false;          // the writer lane's: its jobs go first (see run_initiation)
 };
 
@@ -127,6 +127,8 @@ class engine_core {
     virtual bool cancel_waiting(std::uint64_t w) noexcept = 0;
     /// The engine's pre_ping option: a granted connection is tried first.
     virtual bool pre_ping() const noexcept = 0;
+    /// The database behind this lane's connections.
+    virtual const backend& database() const noexcept = 0;
 
     /// How long SQLITE_BUSY is retried (on timers, never by sleeping on a
     /// worker) before it reaches the caller: the options' busy_timeout.
@@ -153,13 +155,11 @@ class engine_core {
 /// pre_ping's check of a granted connection, on a worker: false, with the
 /// connection marked to be closed when it goes back, when it fails.
 inline bool ping(pooled_connection& pc) noexcept {
-    try {
-        pc.conn.exec("SELECT 1");
+    if (pc.conn->ping()) {
         return true;
-    } catch (...) {
-        pc.healthy = false;
-        return false;
     }
+    pc.healthy = false;
+    return false;
 }
 
 /// The error a cancelled operation completes with.
@@ -171,10 +171,6 @@ void rethrow_if_aborted(const boost::system::system_error& e);
 std::exception_ptr closed_error();
 /// The same for a statement that close() interrupted while it ran.
 std::exception_ptr interrupted_by_close_error();
-/// The error a write on a database file that was deleted or replaced gets.
-std::exception_ptr moved_error(const std::string& path);
-/// Whether an error leaves the connection in a state we cannot trust.
-bool poisons_connection(const std::error_code& ec) noexcept;
 
 /// The completion token for co_await of an internal operation in an
 /// asio::awaitable: the operation's void(std::exception_ptr, R) arrives
@@ -297,18 +293,18 @@ std::uint64_t new_op_id() noexcept;
 template <class R>
 using op_value = std::conditional_t<std::is_void_v<R>, int, R>;
 
-/// A borrowed callable `void(connection&)`: the type-erased job that the
-/// compiled parts of the hop run.
+/// A borrowed callable `void(backend_connection&)`: the type-erased job
+/// that run_operation runs.
 class job_ref {
   public:
     template <class F>
     explicit job_ref(F& f) noexcept
-        : obj_(&f), call_([](void* o, connection& c) { (*static_cast<F*>(o))(c); }) {}
-    void operator()(connection& c) const { call_(obj_, c); }
+        : obj_(&f), call_([](void* o, backend_connection& c) { (*static_cast<F*>(o))(c); }) {}
+    void operator()(backend_connection& c) const { call_(obj_, c); }
 
   private:
     void* obj_;
-    void (*call_)(void*, connection&);
+    void (*call_)(void*, backend_connection&);
 };
 
 /// On a worker: runs job on pc's connection as operation `op` and returns
@@ -317,13 +313,11 @@ class job_ref {
 /// write guard whose file is gone. An error that poisons the connection
 /// marks it unhealthy; pc.in_transaction is updated.
 std::exception_ptr run_operation(pooled_connection& pc, std::uint64_t op, job_ref job) noexcept;
-/// From any thread: stops operation `op`'s running statement on `c`.
-void cancel_operation(connection& c, std::uint64_t op) noexcept;
 
 /// run_operation() of f, storing its value in `out`.
 template <class R, class Fn>
 std::exception_ptr run_on(pooled_connection& pc, std::uint64_t op, Fn& f, op_value<R>& out) {
-    auto store = [&f, &out](connection& c) {
+    auto store = [&f, &out](backend_connection& c) {
         if constexpr (std::is_void_v<R>) {
             f(c);
         } else {
@@ -449,7 +443,7 @@ struct op_state {
             std::lock_guard lock(mutex_);
             cancelled_.store(true, std::memory_order_relaxed);
             if (running_ != nullptr) {
-                cancel_operation(*running_, op);
+                running_->cancel(op);
             }
             w = std::exchange(waiter_, 0);
         }
@@ -467,7 +461,7 @@ struct op_state {
     }
     bool cancelled() const noexcept { return cancelled_.load(std::memory_order_relaxed); }
     /// The worker starts on `c`; false when cancelled already.
-    bool attach(connection& c) noexcept {
+    bool attach(backend_connection& c) noexcept {
         if (!cancellable) {
             return true;
         }
@@ -485,9 +479,9 @@ struct op_state {
 
   private:
     std::mutex mutex_;
-    connection* running_ = nullptr;       // under mutex_
-    std::uint64_t waiter_ = 0;            // under mutex_: in the lane's line
-    std::atomic<bool> cancelled_{false};  // set under mutex_; a first look without it
+    backend_connection* running_ = nullptr;  // under mutex_
+    std::uint64_t waiter_ = 0;               // under mutex_: in the lane's line
+    std::atomic<bool> cancelled_{false};     // set under mutex_; a first look without it
 };
 
 /// A cancellation requested through the handler's slot goes to `state`
@@ -506,7 +500,7 @@ void watch_cancellation(op_state& state, const Handler& handler) {
 template <class R, class Fn>
 std::exception_ptr run_attached(op_state& state, std::uint64_t op, pooled_connection& pc, Fn& f,
                                 op_value<R>& out) {
-    if (!state.attach(pc.conn)) {
+    if (!state.attach(*pc.conn)) {
         return aborted_error();
     }
     std::exception_ptr ep = run_on<R>(pc, op, f, out);
@@ -538,7 +532,7 @@ struct run_initiation {
             watch_cancellation(*gives_back, handler);
         } else if (auto slot = asio::get_associated_cancellation_slot(handler);
                    slot.is_connected()) {
-            slot.assign([c = &pc->conn, op](asio::cancellation_type) { cancel_operation(*c, op); });
+            slot.assign([c = pc->conn.get(), op](asio::cancellation_type) { c->cancel(op); });
         }
         auto body = [pc = pc, op, core = core, gives_back = gives_back,
                      f = std::forward<Fn>(fn)](op_value<R>& out) mutable -> std::exception_ptr {
@@ -737,12 +731,12 @@ auto session_op(engine_core* core, pooled_connection* pc, Fn&& fn, Token&& token
     return async_run<R>(
         core, pc,
         [f = std::forward<Fn>(fn), rollback_first, begin_first, inside_transaction,
-         pc](connection& c) mutable -> R {
+         pc](backend_connection& c) mutable -> R {
             if (rollback_first && c.in_transaction()) {
-                c.exec("ROLLBACK");
+                c.exec(transaction_verb::rollback);
             }
             if (begin_first) {
-                c.exec("BEGIN IMMEDIATE");
+                c.exec(transaction_verb::begin_write);
                 pc->begin_pending = false;
             } else if (inside_transaction && !c.in_transaction()) {
                 throw_transaction_ended();
@@ -824,10 +818,5 @@ session try_acquire(engine_core& lane);
 /// A session of `lane` holding no connection yet; errc::pool_closed once
 /// the engine is closed.
 session new_session(std::shared_ptr<engine_core> lane);
-
-/// Inside run(fn) outside a transaction: when `e` is a write refused by a
-/// read connection, throws the documented error for it (errc::readonly,
-/// saying what to use instead); otherwise returns.
-void explain_refused_write(connection& c, const error& e);
 
 }  // namespace asqlite::detail

@@ -16,22 +16,6 @@ session new_session(std::shared_ptr<engine_core> lane) {
     return session(std::move(lane), nullptr);
 }
 
-void explain_refused_write(connection& c, const error& e) {
-    // A read connection refuses a statement that writes before it runs
-    // (needs_writer), and SQLite's query_only refuses the rest (exec,
-    // pragmas) with plain SQLITE_READONLY.
-    const bool refused =
-        e.code() == make_error_code(errc::needs_writer) ||
-        (e.code() == make_error_code(errc::readonly) && c.scalar<int>("PRAGMA query_only") == 1);
-    if (refused) {
-        throw_error(errc::readonly,
-                    "session::run() outside a transaction runs on a read connection, where "
-                    "nothing can write; run work that writes with session::write(fn), or "
-                    "inside begin() ... commit()",
-                    e.sql());
-    }
-}
-
 }  // namespace detail
 
 session::session(std::shared_ptr<detail::engine_core> core, detail::pooled_connection* pc) noexcept
@@ -248,17 +232,17 @@ asio::awaitable<void> transaction::commit_op() {
             }
             return detail::session_op<void>(
                 tx.core, pc,
-                [](connection& c) {
+                [](detail::backend_connection& c) {
                     if (!c.in_transaction()) {
                         detail::throw_transaction_ended();  // COMMIT would report no more
                     }
                     try {
-                        c.exec("COMMIT");
+                        c.exec(detail::transaction_verb::commit);
                     } catch (const error& e) {
                         // SQLITE_BUSY (a reader's lock, in the rollback journal
                         // modes) leaves the transaction open: waited out below.
                         if (primary_code(e.code()) != errc::busy && c.in_transaction()) {
-                            c.exec("ROLLBACK");
+                            c.exec(detail::transaction_verb::rollback);
                         }
                         throw;
                     }
@@ -308,9 +292,9 @@ asio::awaitable<void> transaction::rollback_op() {
         }
         detail::value_of(co_await detail::session_op<void>(
             tx.core, tx.pc,
-            [](connection& c) {
+            [](detail::backend_connection& c) {
                 if (c.in_transaction()) {
-                    c.exec("ROLLBACK");
+                    c.exec(detail::transaction_verb::rollback);
                 }
             },
             detail::frameless));

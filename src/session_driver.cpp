@@ -72,10 +72,10 @@ class driver {
     step_outcome outcome_of(std::exception_ptr ep, bool retryable) noexcept;
 
     /// On a worker: the operation's job on `c`, as this step runs it.
-    void work(connection& c);
+    void work(backend_connection& c);
     /// A step job that runs work(): held in the blocking pool's job.
     auto job() noexcept {
-        return [this](connection& c) { work(c); };
+        return [this](backend_connection& c) { work(c); };
     }
 
     asio::cancellation_slot step_slot() noexcept {
@@ -166,7 +166,7 @@ void driver::start() noexcept {
     f.holds_connection = s_.pc_ != nullptr;
     f.in_sql_read_transaction = s_.holds_sql_transaction();
     f.writer_lane = s_.core_->writer_lane() != nullptr;
-    f.kind = sql_kind_of(op_.sql());
+    f.kind = s_.core_->database().classify(op_.sql());
     router_ = statement_router(f, s_.core_->busy_budget());
     if (caller_slot_.is_connected()) {
         caller_slot_.assign([this](asio::cancellation_type type) { on_cancel(type); });
@@ -221,7 +221,7 @@ void driver::perform(route step) noexcept {
                 return;
             case route::sql_transaction:
                 in_sql_tx_ = true;
-                end_ = sql_end_of(op_.sql());
+                end_ = lane()->database().transaction_end(op_.sql());
                 async_run<void>(tx_->core, tx_->pc, job(), ran{this});
                 return;
             case route::refused:
@@ -290,13 +290,13 @@ void driver::connection_acquired(std::exception_ptr ep, session held) noexcept {
     session_op<void>(lane(), s_.pc_, job(), ran{this});
 }
 
-void driver::work(connection& c) {
+void driver::work(backend_connection& c) {
     if (checks_writes_ && c.writes(op_.sql())) {
         writes_ = true;  // to the writer, unrun
         return;
     }
     if (begins_) {
-        c.exec("BEGIN IMMEDIATE");
+        c.exec(transaction_verb::begin_write);
         state_->hold = true;  // the transaction is the session's now
     } else if (in_sql_tx_ && !c.in_transaction()) {
         // SQLite ended the transaction by itself: only the user's ROLLBACK
@@ -304,21 +304,36 @@ void driver::work(connection& c) {
         if (end_ != sql_end::rollback) {
             throw_transaction_ended();
         }
-        c.exec("BEGIN");
+        c.exec(transaction_verb::begin_read);
     }
     if (router_.wraps_in_transaction()) {
-        transaction_guard tx(c, transaction_mode::immediate);
-        op_.run(c);
-        tx.commit();
+        if (c.in_transaction()) {
+            throw_error(errc::transaction_state,
+                        "a transaction is already open on this connection");
+        }
+        c.exec(transaction_verb::begin_write);
+        try {
+            c.run(op_);
+            c.exec(transaction_verb::commit);
+        } catch (...) {
+            if (c.in_transaction()) {
+                try {
+                    c.exec(transaction_verb::rollback);
+                } catch (...) {
+                    // The connection's release rolls back what is left.
+                }
+            }
+            throw;
+        }
     } else if (router_.explains_refused_writes()) {
         try {
-            op_.run(c);
+            c.run(op_);
         } catch (const error& e) {
-            explain_refused_write(c, e);
+            c.explain_refused_write(e);
             throw;
         }
     } else {
-        op_.run(c);
+        c.run(op_);
     }
 }
 

@@ -1,0 +1,111 @@
+#pragma once
+// The backend seam: what the async engine needs of a database. The router
+// (statement_router), the pool (pool_state, async_core) and the session's
+// driver reach the database only through these two interfaces; SQLite
+// (sqlite_backend.cpp) is the first implementation.
+//
+// A backend says how its connections are opened and laid out in lanes, how
+// a statement is classified for routing, and what its transaction verbs
+// are. A connection runs an operation's job, the engine's own statements
+// (transaction verbs, a ping), says whether a statement writes, and lets
+// another thread cancel the operation running on it.
+//
+// Where the work runs: every member of backend_connection marked (blocking)
+// runs on a thread of the engine's blocking pool, as SQLite's calls must.
+// A backend with native asynchronous I/O (a socket the io_context waits on)
+// plugs in at the same seam one level up: its lane starts a granted job
+// (lane_job::start) and an unbound operation's step by beginning the I/O
+// instead of posting to the blocking pool, and completes the step's handler
+// when the I/O is done; the router, the pool's state machine and the
+// session's driver stay as they are. docs/architecture.md, "The backend
+// seam", says what that takes.
+
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <string_view>
+
+#include "asqlite/detail/operation.hpp"
+#include "asqlite/detail/sql_text.hpp"
+#include "asqlite/error.hpp"
+
+namespace asqlite::detail {
+
+/// The statements the engine itself issues.
+enum class transaction_verb : std::uint8_t {
+    begin_write,  // a write transaction, its lock taken at once (SQLite: BEGIN IMMEDIATE)
+    begin_read,   // a read transaction (a snapshot shared by reads; a ROLLBACK's target)
+    commit,
+    rollback,
+};
+
+/// Where a connection serves in an engine (see backend::lanes()).
+enum class connection_role : std::uint8_t {
+    reader,  // reads only: writes are refused before they run
+    writer,  // the single writer of a reader/writer layout
+    single,  // the one lane of an engine without a separate writer
+};
+
+class backend_connection {
+  public:
+    virtual ~backend_connection() = default;
+
+    /// (blocking) The operation's job on this connection.
+    virtual void run(operation& op) = 0;
+    /// (blocking) One of the engine's own statements.
+    virtual void exec(transaction_verb verb) = 0;
+    /// (blocking) A cheap round trip (pre_ping): false when it failed.
+    virtual bool ping() noexcept = 0;
+    /// (blocking) Whether `sql` would write, from the prepared statement.
+    virtual bool writes(std::string_view sql) = 0;
+    /// Inside a transaction after the last statement. (blocking, or after
+    /// the step's completion has ordered it)
+    virtual bool in_transaction() const noexcept = 0;
+
+    /// (blocking) Why nothing may run here now (SQLite: the database file
+    /// was deleted or replaced while open, and a write would go to the old
+    /// one), or null. The connection is closed afterwards.
+    virtual std::exception_ptr unusable() noexcept = 0;
+    /// Whether an error leaves the connection in a state we cannot trust.
+    virtual bool poisoned_by(const std::error_code& ec) const noexcept = 0;
+    /// Inside run(fn) outside a transaction: when `e` is a write refused
+    /// by a read connection, throws the documented error for it; returns
+    /// otherwise. (blocking)
+    virtual void explain_refused_write(const error& e) = 0;
+
+    /// (blocking) Around operation `op`'s statements.
+    virtual void begin_operation(std::uint64_t op) noexcept = 0;
+    virtual void end_operation() noexcept = 0;
+    /// The running operation was cancelled or refused (after its statement
+    /// failed with errc::interrupt: that is why).
+    virtual bool cancelled() const noexcept = 0;
+    virtual bool refusing() const noexcept = 0;
+    /// From any thread: operation `op`'s statements (and only its) fail
+    /// with errc::interrupt.
+    virtual void cancel(std::uint64_t op) noexcept = 0;
+    /// From any thread, for close(): the running operation and every one
+    /// begun later fail so.
+    virtual void refuse_all() noexcept = 0;
+};
+
+class backend {
+  public:
+    virtual ~backend() = default;
+
+    /// (blocking) A new connection for `role`, set up (the engine's
+    /// on_connect run).
+    virtual std::unique_ptr<backend_connection> open(connection_role role) = 0;
+    /// Whether the engine has a separate writer lane (readers plus one
+    /// writer), or one lane that does both.
+    virtual bool separate_writer() const noexcept = 0;
+    /// How many connections the one lane of an engine without a separate
+    /// writer may have.
+    virtual std::size_t single_lane_size(std::size_t pool_size) const noexcept = 0;
+    /// A statement's kind by its words, for routing (the connection's
+    /// writes() decides the rest).
+    virtual sql_kind classify(std::string_view sql) const noexcept = 0;
+    /// Whether a statement ends the transaction it runs in.
+    virtual sql_end transaction_end(std::string_view sql) const noexcept = 0;
+};
+
+}  // namespace asqlite::detail
