@@ -15,6 +15,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "blocking_lane.hpp"
 #include "engine_core.hpp"
 #include "pool_state.hpp"
 #include "sqlite_backend.hpp"
@@ -42,6 +43,18 @@ std::exception_ptr interrupted_by_close_error() {
     return std::make_exception_ptr(
         error(make_error_code(errc::pool_closed),
               "the async engine was closed while this statement ran; it was interrupted"));
+}
+
+void held_prelude::run(backend_connection& c) const {
+    if (rollback_first && c.in_transaction()) {
+        c.exec(transaction_verb::rollback);
+    }
+    if (begin_first) {
+        c.exec(transaction_verb::begin_write);
+        pc->begin_pending = false;
+    } else if (inside_transaction && !c.in_transaction()) {
+        throw_transaction_ended();
+    }
 }
 
 std::exception_ptr run_operation(pooled_connection& pc, std::uint64_t op, job_ref job) noexcept {
@@ -103,6 +116,11 @@ std::size_t thread_count(const engine_options& o) {
 /// both (the backend decides: backend::separate_writer).
 using lane = connection_role;
 
+/// A step's job, as the blocking pool's hops run it.
+auto step_job(step& s) noexcept {
+    return [&s](backend_connection& c) { s.work(c); };
+}
+
 class async_core final : public engine_core, public std::enable_shared_from_this<async_core> {
   public:
     async_core(asio::any_io_executor io, const engine_options& options,
@@ -126,6 +144,15 @@ class async_core final : public engine_core, public std::enable_shared_from_this
     bool cancel_waiting(std::uint64_t w) noexcept override;
     bool pre_ping() const noexcept override { return options_.pre_ping; }
     const detail::backend& database() const noexcept override { return *backend_; }
+    void run_held(pooled_connection& pc, step& s, op_state* gives_back) override {
+        async_run<void>(this, &pc, step_job(s), step_handler{&s}, gives_back);
+    }
+    void run_on_idle(op_state& state, step& s) override {
+        async_run_on_idle<void>(this, &state, step_job(s), step_handler{&s});
+    }
+    void run_in_line(op_state& state, step& s) override {
+        async_run_on_lane<void>(this, &state, step_job(s), step_handler{&s});
+    }
     async_core* writer() noexcept { return writer_.get(); }
 
     const asio::any_io_executor& io_executor() const noexcept override { return io_; }

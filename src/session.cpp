@@ -9,6 +9,50 @@ namespace asqlite {
 
 namespace detail {
 
+namespace {
+
+/// A step of commit() or rollback() on the transaction's connection `pc`
+/// (held_prelude, then fn), awaited with `frameless`; see
+/// engine_core::run_held for `gives_back`.
+template <class Fn>
+auto held_step(engine_core& lane, pooled_connection& pc, Fn fn, op_state* gives_back) {
+    return asio::async_initiate<decltype(frameless), void(std::exception_ptr)>(
+        [&lane, &pc, gives_back](auto handler, Fn f) {
+            using handler_type = decltype(handler);
+            class one final : public step {
+              public:
+                one(handler_type h, Fn f, held_prelude p)
+                    : h_(std::move(h)), f_(std::move(f)), prelude_(p) {}
+                void work(backend_connection& c) override {
+                    prelude_.run(c);
+                    f_(c);
+                }
+                void done(std::exception_ptr ep) override {
+                    handler_type h = std::move(h_);
+                    delete this;
+                    std::move(h)(std::move(ep));
+                }
+                asio::any_io_executor executor() const override {
+                    return asio::get_associated_executor(h_);
+                }
+                asio::cancellation_slot cancellation_slot() const override {
+                    return asio::get_associated_cancellation_slot(h_);
+                }
+
+              private:
+                handler_type h_;
+                Fn f_;
+                held_prelude prelude_;
+            };
+            lane.run_held(pc,
+                          *new one(std::move(handler), std::move(f), held_prelude::take(pc, false)),
+                          gives_back);
+        },
+        frameless, std::move(fn));
+}
+
+}  // namespace
+
 session new_session(std::shared_ptr<engine_core> lane) {
     if (lane->closed()) {
         throw_error(errc::pool_closed, "the async engine is closed");
@@ -230,8 +274,8 @@ asio::awaitable<void> transaction::commit_op() {
             if (writer_.valid()) {
                 b = &gives_back.emplace();
             }
-            return detail::session_op<void>(
-                tx.core, pc,
+            return detail::held_step(
+                *tx.core, *pc,
                 [](detail::backend_connection& c) {
                     if (!c.in_transaction()) {
                         detail::throw_transaction_ended();  // COMMIT would report no more
@@ -247,7 +291,7 @@ asio::awaitable<void> transaction::commit_op() {
                         throw;
                     }
                 },
-                detail::frameless, false, b);
+                b);
         };
         // The first attempt straight away (no retry frame on the common
         // path); BUSY with the transaction still open goes to the retry loop.
@@ -290,14 +334,14 @@ asio::awaitable<void> transaction::rollback_op() {
             writer_ = session{};  // nothing ran (or it is gone with its connection)
             co_return;
         }
-        detail::value_of(co_await detail::session_op<void>(
-            tx.core, tx.pc,
+        detail::value_of(co_await detail::held_step(
+            *tx.core, *tx.pc,
             [](detail::backend_connection& c) {
                 if (c.in_transaction()) {
                     c.exec(detail::transaction_verb::rollback);
                 }
             },
-            detail::frameless));
+            nullptr));
         writer_ = session{};
     } catch (const boost::system::system_error& e) {
         detail::rethrow_if_aborted(e);

@@ -19,7 +19,7 @@
 
 namespace asqlite::detail {
 
-class driver {
+class driver final : public step {
   public:
     driver(session& s, operation& op) noexcept;
     driver(const driver&) = delete;
@@ -29,11 +29,18 @@ class driver {
     /// has been handed on (its completion may run on another io thread).
     void start() noexcept;
 
+    // step: what the lane runs, and where it completes (the caller's
+    // executor; cancellation from the driver's own signal, see on_cancel).
+    void work(backend_connection& c) override;
+    void done(std::exception_ptr ep) override { step_ended(std::move(ep)); }
+    asio::any_io_executor executor() const override { return ex_; }
+    asio::cancellation_slot cancellation_slot() const override { return step_slot(); }
+
   private:
-    /// The handler of a step: completes on the caller's executor, and
-    /// takes cancellation from the driver's own signal (see on_cancel).
+    /// The handler of a wait that is not a lane's step (a connection to
+    /// hold, a BUSY timer): completes like a step.
     template <class Self>
-    struct step_handler {
+    struct wait_handler {
         driver* d;
         using executor_type = asio::any_io_executor;
         executor_type get_executor() const noexcept { return d->ex_; }
@@ -44,15 +51,12 @@ class driver {
             static_cast<const Self&>(*this).done(*d, std::forward<Args>(args)...);
         }
     };
-    struct ran : step_handler<ran> {
-        void done(driver& d, std::exception_ptr ep) const { d.step_ended(std::move(ep)); }
-    };
-    struct acquired : step_handler<acquired> {
+    struct acquired : wait_handler<acquired> {
         void done(driver& d, std::exception_ptr ep, session held) const {
             d.connection_acquired(std::move(ep), std::move(held));
         }
     };
-    struct waited : step_handler<waited> {
+    struct waited : wait_handler<waited> {
         void done(driver& d, boost::system::error_code ec) const { d.wait_ended(ec); }
     };
 
@@ -71,14 +75,10 @@ class driver {
     /// attempt had no effect (`retryable`).
     step_outcome outcome_of(std::exception_ptr ep, bool retryable) noexcept;
 
-    /// On a worker: the operation's job on `c`, as this step runs it.
-    void work(backend_connection& c);
-    /// A step job that runs work(): held in the blocking pool's job.
-    auto job() noexcept {
-        return [this](backend_connection& c) { work(c); };
-    }
+    /// The step on the connection the session holds (`pc`).
+    void run_held(pooled_connection& pc, bool inside_transaction) noexcept;
 
-    asio::cancellation_slot step_slot() noexcept {
+    asio::cancellation_slot step_slot() const noexcept {
         return caller_slot_.is_connected() ? signal_.slot() : asio::cancellation_slot();
     }
     void on_cancel(asio::cancellation_type type) noexcept;
@@ -114,7 +114,7 @@ class driver {
     // The caller's cancellation reaches each step through signal_; once
     // requested, no further step starts (cancelled_).
     asio::cancellation_slot caller_slot_;
-    asio::cancellation_signal signal_;
+    mutable asio::cancellation_signal signal_;  // (slot() is not const)
     bool cancelled_ = false;
     statement_router router_;
     route step_ = route::fail;
@@ -123,6 +123,7 @@ class driver {
     sql_end end_ = sql_end::none;    // a statement of a transaction begun with SQL: does it end it?
     std::exception_ptr failure_;
     std::unique_ptr<asio::steady_timer> timer_;  // made at the first BUSY
+    held_prelude prelude_;                       // a step on a held connection: what runs first
     // Set on the io side before a step is queued, read by its job:
     bool checks_writes_ = false;  // ask SQLite whether the statement writes first
     bool begins_ = false;         // first_on_writer: BEGIN IMMEDIATE before the job
@@ -201,12 +202,14 @@ void driver::perform(route step) noexcept {
     try {
         checks_writes_ = false;
         begins_ = false;
+        prelude_ = {};
         switch (step) {
             case route::transaction:
                 if (!tx_->open) {
                     throw_error(errc::transaction_state, "the transaction has ended");
                 }
-                session_op<void>(tx_->core, tx_->pc, job(), ran{this}, true);
+                prelude_ = held_prelude::take(*tx_->pc, true);
+                tx_->core->run_held(*tx_->pc, *this, nullptr);
                 return;
             case route::first_on_writer:
                 if (tx_->connection_gone) {
@@ -217,12 +220,12 @@ void driver::perform(route step) noexcept {
                 }
                 begins_ = true;
                 state_.emplace();
-                async_run_on_lane<void>(tx_->core, &*state_, job(), ran{this});
+                tx_->core->run_in_line(*state_, *this);
                 return;
             case route::sql_transaction:
                 in_sql_tx_ = true;
                 end_ = lane()->database().transaction_end(op_.sql());
-                async_run<void>(tx_->core, tx_->pc, job(), ran{this});
+                tx_->core->run_held(*tx_->pc, *this, nullptr);
                 return;
             case route::refused:
                 throw_in_sql_read_transaction();
@@ -235,12 +238,12 @@ void driver::perform(route step) noexcept {
                 checks_writes_ = router_.checks_writes();
                 state_.emplace();
                 state_->shares = router_.shares_reads();
-                async_run_on_idle<void>(lane(), &*state_, job(), ran{this});
+                lane()->run_on_idle(*state_, *this);
                 return;
             case route::writer:
                 state_.emplace();
                 state_->may_pin = !router_.wraps_in_transaction();
-                async_run_on_lane<void>(lane()->writer_lane(), &*state_, job(), ran{this});
+                lane()->writer_lane()->run_in_line(*state_, *this);
                 return;
             case route::wait:
                 lane()->count_busy_retry();
@@ -259,9 +262,14 @@ void driver::perform(route step) noexcept {
     }
 }
 
+void driver::run_held(pooled_connection& pc, bool inside_transaction) noexcept {
+    prelude_ = held_prelude::take(pc, inside_transaction);
+    lane()->run_held(pc, *this, nullptr);
+}
+
 void driver::on_connection() noexcept {
     if (s_.pc_ != nullptr) {
-        session_op<void>(lane(), s_.pc_, job(), ran{this});
+        run_held(*s_.pc_, false);
         return;
     }
     // Waits in turn for a connection of the session's lane, to hold for
@@ -287,10 +295,13 @@ void driver::connection_acquired(std::exception_ptr ep, session held) noexcept {
         fail_soon(aborted_error());
         return;
     }
-    session_op<void>(lane(), s_.pc_, job(), ran{this});
+    run_held(*s_.pc_, false);
 }
 
 void driver::work(backend_connection& c) {
+    if (prelude_.pc != nullptr) {
+        prelude_.run(c);
+    }
     if (checks_writes_ && c.writes(op_.sql())) {
         writes_ = true;  // to the writer, unrun
         return;
