@@ -32,7 +32,7 @@ using test::run_coro;
 using test::sleep_for;
 namespace asio = boost::asio;
 
-class LateBinding : public test::temp_dir_test {
+class IdleConnection : public test::temp_dir_test {
   protected:
     engine_options options(std::size_t pool_size, std::size_t threads) {
         engine_options o;
@@ -66,7 +66,7 @@ class LateBinding : public test::temp_dir_test {
     std::atomic<int> ran{0};
 };
 
-TEST_F(LateBinding, ReadsOpenNoMoreConnectionsThanThereAreWorkers) {
+TEST_F(IdleConnection, ReadsOpenNoMoreConnectionsThanThereAreWorkers) {
     // 64 coroutines, one session per read, as a server does: the reads share
     // the connections the two workers use, instead of spreading over nine.
     auto db = create_async_engine(io.get_executor(), options(10, 2));
@@ -93,7 +93,7 @@ TEST_F(LateBinding, ReadsOpenNoMoreConnectionsThanThereAreWorkers) {
     EXPECT_EQ(st.waiters, 0u);
 }
 
-TEST_F(LateBinding, ASessionHoldsAConnectionOnlyInsideATransaction) {
+TEST_F(IdleConnection, ASessionHoldsAConnectionOnlyInsideATransaction) {
     auto db = create_async_engine(io.get_executor(), options(4, 2));
     make_table(db);
     run_coro(io, [&]() -> asio::awaitable<void> {
@@ -116,7 +116,7 @@ TEST_F(LateBinding, ASessionHoldsAConnectionOnlyInsideATransaction) {
     }());
 }
 
-TEST_F(LateBinding, AStatementWaitsInTurnWhileEveryConnectionIsHeld) {
+TEST_F(IdleConnection, AStatementWaitsInTurnWhileEveryConnectionIsHeld) {
     auto db = create_async_engine(io.get_executor(), options(3, 2));  // two readers
     make_table(db);
     run_coro(io, [&]() -> asio::awaitable<void> {
@@ -159,7 +159,7 @@ TEST_F(LateBinding, AStatementWaitsInTurnWhileEveryConnectionIsHeld) {
     EXPECT_EQ(st.waiters, 0u);
 }
 
-TEST_F(LateBinding, AReadCancelledWhileQueuedNeverRuns) {
+TEST_F(IdleConnection, AReadCancelledWhileQueuedNeverRuns) {
     // One worker, busy with a long statement: the read queues behind it, is
     // cancelled there, and never reaches SQLite.
     auto db = create_async_engine(io.get_executor(), options(4, 1));
@@ -195,7 +195,7 @@ TEST_F(LateBinding, AReadCancelledWhileQueuedNeverRuns) {
     EXPECT_EQ(db.stats().in_use, 0u);
 }
 
-TEST_F(LateBinding, CancellationRacingTheWorkerLeavesNothingBehind) {
+TEST_F(IdleConnection, CancellationRacingTheWorkerLeavesNothingBehind) {
     // The cancellation lands before, during or after the worker takes the
     // read: each round ends with the row or operation_aborted, and no
     // connection stays checked out.
@@ -231,7 +231,7 @@ TEST_F(LateBinding, CancellationRacingTheWorkerLeavesNothingBehind) {
     EXPECT_EQ(db.stats().waiters, 0u);
 }
 
-TEST_F(LateBinding, ManyRowReadsInsideOneWriteTransaction) {
+TEST_F(IdleConnection, ManyRowReadsInsideOneWriteTransaction) {
     // Inside begin() statements run on the writer; each single-row read's
     // snapshot must live until its continuation has read it, and go back to
     // the cache of the thread that reads it (more reads than the cache holds).
@@ -252,7 +252,7 @@ TEST_F(LateBinding, ManyRowReadsInsideOneWriteTransaction) {
     EXPECT_EQ(db.stats().in_use, 0u);
 }
 
-TEST_F(LateBinding, CancellingARunningReadStopsItAndGivesTheConnectionBack) {
+TEST_F(IdleConnection, CancellingARunningReadStopsItAndGivesTheConnectionBack) {
     auto db = create_async_engine(io.get_executor(), options(4, 2));
     make_table(db);
     run_coro(io, [&]() -> asio::awaitable<void> {
@@ -278,7 +278,7 @@ TEST_F(LateBinding, CancellingARunningReadStopsItAndGivesTheConnectionBack) {
     EXPECT_EQ(db.stats().in_use, 0u);
 }
 
-TEST_F(LateBinding, RunKeepsTheConnectionOfATransactionItOpensAndGivesItBackAfter) {
+TEST_F(IdleConnection, RunKeepsTheConnectionOfATransactionItOpensAndGivesItBackAfter) {
     auto db = create_async_engine(io.get_executor(), options(4, 2));
     make_table(db);
     run_coro(io, [&]() -> asio::awaitable<void> {
@@ -294,7 +294,7 @@ TEST_F(LateBinding, RunKeepsTheConnectionOfATransactionItOpensAndGivesItBackAfte
     }());
 }
 
-TEST_F(LateBinding, FuturesCompleteWhileTheEngineRunsElsewhere) {
+TEST_F(IdleConnection, FuturesCompleteWhileTheEngineRunsElsewhere) {
     auto db = create_async_engine(io.get_executor(), options(4, 2));
     make_table(db);
     auto guard = asio::make_work_guard(io);
@@ -312,7 +312,7 @@ TEST_F(LateBinding, FuturesCompleteWhileTheEngineRunsElsewhere) {
     EXPECT_EQ(db.stats().in_use, 0u);
 }
 
-TEST_F(LateBinding, RunTakesAnyTokenWithoutAHeldConnection) {
+TEST_F(IdleConnection, RunTakesAnyTokenWithoutAHeldConnection) {
     auto db = create_async_engine(io.get_executor(), options(4, 2));
     make_table(db);
     std::optional<session> s;
