@@ -26,7 +26,7 @@
 #include <string_view>
 
 #include "asqlite/detail/operation.hpp"
-#include "asqlite/detail/sql_text.hpp"
+#include "sql_text.hpp"
 #include "asqlite/error.hpp"
 
 namespace asqlite::detail {

@@ -2,7 +2,7 @@
 
 #include <boost/asio/async_result.hpp>
 
-#include "asqlite/detail/sql_text.hpp"
+#include "sql_text.hpp"
 #include "engine_core.hpp"
 
 namespace asqlite {

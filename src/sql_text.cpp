@@ -1,4 +1,4 @@
-#include "asqlite/detail/sql_text.hpp"
+#include "sql_text.hpp"
 
 #include <algorithm>
 #include <cctype>

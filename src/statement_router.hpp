@@ -30,7 +30,7 @@
 #include <optional>
 
 #include "asqlite/detail/operation.hpp"
-#include "asqlite/detail/sql_text.hpp"
+#include "sql_text.hpp"
 
 namespace asqlite::detail {
 

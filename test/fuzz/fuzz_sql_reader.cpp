@@ -29,7 +29,7 @@
 #include <string>
 #include <string_view>
 
-#include "asqlite/detail/sql_text.hpp"
+#include "sql_text.hpp"
 #include "asqlite/error.hpp"
 #include "asqlite/statement.hpp"
 

@@ -13,7 +13,7 @@
 #include <atomic>
 
 #include "asqlite/asqlite.hpp"
-#include "asqlite/detail/sql_text.hpp"
+#include "sql_text.hpp"
 #include "support/async_helpers.hpp"
 #include "support/temp_dir.hpp"
 

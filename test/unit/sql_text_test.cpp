@@ -14,7 +14,7 @@
 
 #include <string_view>
 
-#include "asqlite/detail/sql_text.hpp"
+#include "sql_text.hpp"
 
 namespace {
 
