@@ -68,6 +68,35 @@ class SharedRead : public test::temp_dir_test {
         }
         io.run();
     }
+    /// Holds the engine's one worker until `queued` reaches `count`, so that
+    /// the queries counted there wait behind one another (and share a read
+    /// transaction) however slow the machine: a test that asserts sharing
+    /// does not depend on the io thread outrunning the worker. One io
+    /// thread: a coroutine counted just before its co_await has submitted
+    /// its query by the time the release below can run.
+    void hold_worker_until(async_engine& db, const std::atomic<int>& queued, int count) {
+        auto go = std::make_shared<std::atomic<bool>>(false);
+        asio::co_spawn(
+            io,
+            [&db, go]() -> asio::awaitable<void> {
+                auto s = co_await db.session();
+                co_await s.run([go](connection&) {
+                    while (!go->load()) {
+                        std::this_thread::sleep_for(1ms);
+                    }
+                });
+            },
+            asio::detached);
+        asio::co_spawn(
+            io,
+            [&queued, count, go]() -> asio::awaitable<void> {
+                while (queued.load() < count) {
+                    co_await test::sleep_for(1ms);
+                }
+                *go = true;
+            },
+            asio::detached);
+    }
     /// Once every operation has completed (io.run() returned), no
     /// connection is checked out: a completion never runs before the
     /// connection it used is back.
@@ -105,29 +134,7 @@ TEST_F(SharedRead, QueuedQueriesShareAReadTransactionAndEachGetsItsOwnRow) {
     // the other 63, which join it. (Later rounds share too, as much as the
     // io thread keeps the queue filled: not asserted.)
     std::atomic<int> queued{0};
-    std::atomic<bool> go{false};
-    asio::co_spawn(
-        io,
-        [&]() -> asio::awaitable<void> {
-            auto s = co_await db.session();
-            co_await s.run([&](connection&) {
-                while (!go.load()) {
-                    std::this_thread::sleep_for(1ms);
-                }
-            });
-        },
-        asio::detached);
-    asio::co_spawn(
-        io,
-        [&]() -> asio::awaitable<void> {
-            // One io thread: a coroutine counted here has also submitted its
-            // query (the submission happens inside its co_await).
-            while (queued.load() < coroutines) {
-                co_await test::sleep_for(1ms);
-            }
-            go = true;
-        },
-        asio::detached);
+    hold_worker_until(db, queued, coroutines);
     run_each(coroutines, reads_each, [&](int i, int k) -> asio::awaitable<void> {
         const int n = 1 + (i * reads_each + k) % 1000;
         auto s = co_await db.session();
@@ -201,8 +208,11 @@ TEST_F(SharedRead, AFailingQueryFailsAloneAndTheOthersStillShare) {
     std::atomic<int> right{0};
     std::atomic<int> failed{0};
     std::atomic<int> other{0};
+    std::atomic<int> queued{0};  // the first round queues behind the held worker
+    hold_worker_until(db, queued, coroutines);
     run_each(coroutines, reads_each, [&](int i, int k) -> asio::awaitable<void> {
         auto s = co_await db.session();
+        queued.fetch_add(k == 0 ? 1 : 0);
         if ((i + k) % 4 == 0) {
             auto e = co_await test::error_of(
                 s.scalar<int>("SELECT n FROM missing_table WHERE n = ?", k));
@@ -226,8 +236,11 @@ TEST_F(SharedRead, TheReadTransactionEndsOnceTheQueueRunsDry) {
     // A snapshot kept open would stop a checkpoint from emptying the WAL.
     auto db = create_async_engine(io.get_executor(), options(1));
     make_table(db, 100);
+    std::atomic<int> queued{0};
+    hold_worker_until(db, queued, 32);
     run_each(32, 10, [&](int, int k) -> asio::awaitable<void> {
         auto s = co_await db.session();
+        queued.fetch_add(k == 0 ? 1 : 0);
         co_await s.scalar<int>("SELECT sq FROM t WHERE n = ?", k + 1);
     });
     EXPECT_GT(db.stats().shared_reads, 0u);
@@ -267,8 +280,11 @@ TEST_F(SharedRead, TheLastCompletionRunsAfterTheSharedConnectionIsBack) {
     o.echo = true;
     auto echoed = create_async_engine(io.get_executor(), o);
     for (int round = 0; round < 3; ++round) {
+        std::atomic<int> queued{0};  // each round's queries share
+        hold_worker_until(echoed, queued, 16);
         run_each(16, 1, [&](int i, int) -> asio::awaitable<void> {
             auto s = co_await echoed.session();
+            queued.fetch_add(1);
             co_await s.scalar<int>("SELECT sq FROM t WHERE n = ?", i + 1);
         });
         // io.run() has returned: every completion has run.
