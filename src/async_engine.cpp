@@ -57,36 +57,6 @@ void held_prelude::run(backend_connection& c) const {
     }
 }
 
-std::exception_ptr run_operation(pooled_connection& pc, std::uint64_t op, job_ref job) noexcept {
-    backend_connection& c = *pc.conn;
-    c.begin_operation(op);
-    auto cancelled = [&c] { return c.refusing() ? interrupted_by_close_error() : aborted_error(); };
-    std::exception_ptr ep;
-    if (c.cancelled()) {
-        ep = cancelled();
-    } else if ((ep = c.unusable())) {
-        pc.healthy = false;
-    } else {
-        try {
-            job(c);
-        } catch (const error& e) {
-            if (c.cancelled() && primary_code(e.code()) == errc::interrupt) {
-                ep = cancelled();
-            } else {
-                ep = std::current_exception();
-            }
-            if (c.poisoned_by(e.code())) {
-                pc.healthy = false;
-            }
-        } catch (...) {
-            ep = std::current_exception();
-        }
-    }
-    c.end_operation();
-    pc.in_transaction = c.in_transaction();
-    return ep;
-}
-
 std::uint64_t new_op_id() noexcept {
     static std::atomic<std::uint64_t> last{0};
     return last.fetch_add(1, std::memory_order_relaxed) + 1;
@@ -116,11 +86,6 @@ std::size_t thread_count(const engine_options& o) {
 /// both (the backend decides: backend::separate_writer).
 using lane = connection_role;
 
-/// A step's job, as the blocking pool's hops run it.
-auto step_job(step& s) noexcept {
-    return [&s](backend_connection& c) { s.work(c); };
-}
-
 class async_core final : public engine_core, public std::enable_shared_from_this<async_core> {
   public:
     async_core(asio::any_io_executor io, const engine_options& options,
@@ -145,14 +110,10 @@ class async_core final : public engine_core, public std::enable_shared_from_this
     bool pre_ping() const noexcept override { return options_.pre_ping; }
     const detail::backend& database() const noexcept override { return *backend_; }
     void run_held(pooled_connection& pc, step& s, op_state* gives_back) override {
-        async_run<void>(this, &pc, step_job(s), step_handler{&s}, gives_back);
+        post_held(*this, pc, s, gives_back);
     }
-    void run_on_idle(op_state& state, step& s) override {
-        async_run_on_idle<void>(this, &state, step_job(s), step_handler{&s});
-    }
-    void run_in_line(op_state& state, step& s) override {
-        async_run_on_lane<void>(this, &state, step_job(s), step_handler{&s});
-    }
+    void run_on_idle(op_state& state, step& s) override { post_on_idle(*this, state, s); }
+    void run_in_line(op_state& state, step& s) override { post_in_line(*this, state, s); }
     async_core* writer() noexcept { return writer_.get(); }
 
     const asio::any_io_executor& io_executor() const noexcept override { return io_; }
