@@ -13,12 +13,11 @@
 // Where the work runs: every member of backend_connection marked (blocking)
 // runs on a thread of the engine's blocking pool, as SQLite's calls must.
 // A backend with native asynchronous I/O (a socket the io_context waits on)
-// plugs in at the same seam one level up: its lane starts a granted job
-// (lane_job::start) and an unbound operation's step by beginning the I/O
-// instead of posting to the blocking pool, and completes the step's handler
-// when the I/O is done; the router, the pool's state machine and the
-// session's driver stay as they are. docs/architecture.md, "The backend
-// seam", says what that takes.
+// plugs in one level up, at the lane (engine_core::run_held, run_on_idle,
+// run_in_line): its lane starts the I/O instead of posting to the blocking
+// pool, and completes the step when the I/O is done; the router, the
+// pool's state machine and the session's driver stay as they are.
+// docs/architecture.md, "The backend seam", says what that takes.
 
 #include <cstdint>
 #include <exception>

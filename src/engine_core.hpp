@@ -66,7 +66,7 @@ struct pooled_connection {
     bool begin_pending = false;
     bool in_transaction = false;  // (worker) state after the last operation
     bool healthy = true;          // (worker) false: close instead of reusing
-    bool urgent = false;          // the writer lane's: its jobs go first (see run_initiation)
+    bool urgent = false;          // the writer lane's: its jobs go first (see post_held)
 };
 
 struct op_state;
@@ -344,7 +344,7 @@ struct op_state {
     bool may_pin = true;
     bool hold = false;
     // An operation on a connection the session holds, whose job gives it
-    // back (run_initiation's `back`): set by the worker once it has.
+    // back (run_held's `gives_back`): set by the worker once it has.
     bool released = false;
     // A query (SELECT) outside a transaction: it may run inside the read
     // transaction its worker holds (engine_core::shared_read).
