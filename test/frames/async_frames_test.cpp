@@ -1,16 +1,19 @@
-// Every statement goes through coroutines of the library (session::routed,
-// transaction::commit, ...). Asio recycles a coroutine frame through a small
-// per-thread cache, but only frames of up to 1,020 bytes (it records a
-// block's size in one byte of 4-byte chunks); a larger frame is allocated and
-// freed again on every statement. GCC gives each co_await's temporaries and
-// each co_return's value a slot of their own, so a frame grows past that
-// limit easily (routed() once took 2,112 bytes; see its comment).
+// A statement is one operation of the library's compiled driver, started
+// from Asio's initiation frame (detail/operation.hpp); begin(), commit() and
+// rollback() are coroutines of the library. Asio recycles a coroutine frame
+// through a small per-thread cache, but only frames of up to 1,020 bytes (it
+// records a block's size in one byte of 4-byte chunks); a larger frame is
+// allocated and freed again on every statement. GCC gives each co_await's
+// temporaries and each co_return's value a slot of their own, so a frame
+// grows past that limit easily (a statement's frame once took 2,112 bytes).
 //
 // This binary counts the aligned allocations of more than 1,024 bytes made on
 // the io thread (Asio allocates frames with std::aligned_alloc) while one
-// coroutine runs a steady stream of statements: there must be none. It
-// replaces aligned_alloc for the whole process, so it is a binary of its own,
-// and it is skipped under the sanitizers, which replace the allocator.
+// coroutine runs a steady stream of statements: there must be none; and every
+// allocation of a steady stream of reads, on every thread, against a budget.
+// It replaces aligned_alloc and operator new for the whole process, so it is
+// a binary of its own, and it is skipped under the sanitizers, which replace
+// the allocator.
 
 #include <gtest/gtest.h>
 #include <malloc.h>
