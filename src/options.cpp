@@ -113,7 +113,13 @@ engine_options engine_options::from_env() {
         if (*v == '\0') {
             bad_env("SQLITE_DB_PATH", v, "a database path or sqlite:/// URL");
         }
-        o.path = path_from_url(v);
+        try {
+            o.path = path_from_url(v);
+        } catch (const error& e) {
+            // The same error, saying where the URL came from.
+            throw_error(e.code(),
+                        fmt::format("environment variable SQLITE_DB_PATH: {}", e.message()));
+        }
     }
     if (const char* v = env("ASQLITE_POOL_SIZE")) {
         o.pool_size = parse_count("ASQLITE_POOL_SIZE", v, false);

@@ -23,6 +23,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <optional>
 #include <string>
@@ -291,8 +292,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     std::vector<std::optional<std::string>> values;
     for (std::size_t i = 0; i < std::size(variables); ++i) {
         if (i + 1 < lines.size()) {
+            // The value as the environment holds it: cut at a NUL, and to
+            // what fits the buffer after "NAME=".
             const std::string_view line = lines[i + 1];
-            values.emplace_back(std::string(line.substr(0, line.find('\0'))));
+            const std::size_t room = sizeof buffers[i] - std::strlen(variables[i].name) - 2;
+            values.emplace_back(std::string(line.substr(0, std::min(line.find('\0'), room))));
             std::snprintf(buffers[i], sizeof buffers[i], "%s=%s", variables[i].name,
                           values.back()->c_str());
             putenv(buffers[i]);
@@ -303,8 +307,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     }
 
     // from_env reads the variables in this order and reports the first bad
-    // one: an invalid_option naming it and its value, or for SQLITE_DB_PATH
-    // the invalid_url of path_from_url (which names the value).
+    // one, naming it and its value: an invalid_option, or for SQLITE_DB_PATH
+    // the invalid_url of path_from_url.
     ambiguous = false;
     std::optional<std::size_t> first_bad;
     for (std::size_t i = 0; i < std::size(variables) && !first_bad; ++i) {
@@ -325,7 +329,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const std::string message = e.what();
         const bool url = *first_bad == 0 && !values[0]->empty();
         if (!is_code(e, url ? errc::invalid_url : errc::invalid_option) ||
-            (!url && message.find(variables[*first_bad].name) == std::string::npos) ||
+            message.find(variables[*first_bad].name) == std::string::npos ||
             message.find(*values[*first_bad]) == std::string::npos) {
             fail("from_env's error is not about the first bad variable", message);
         }

@@ -140,7 +140,10 @@ TEST_F(Options, SqliteDbPathBadValues) {
                            {"SQLITE_DB_PATH"}));
     env.set("SQLITE_DB_PATH", "postgres://user@host/db");
     EXPECT_TRUE(fails_with([] { (void)engine_options::from_env(); }, errc::invalid_url,
-                           {"postgres://user@host/db"}));
+                           {"SQLITE_DB_PATH", "postgres://user@host/db"}));
+    env.set("SQLITE_DB_PATH", "sqlite://host/x.db");
+    EXPECT_TRUE(fails_with([] { (void)engine_options::from_env(); }, errc::invalid_url,
+                           {"SQLITE_DB_PATH", "sqlite://host/x.db", "host part"}));
 }
 
 struct bad_env_case {
