@@ -47,7 +47,7 @@ thread_local std::size_t largest = 0;
 // (the workers' too), while `counting_all` is set.
 std::atomic<bool> counting_all{false};
 std::atomic<std::size_t> all_allocations{0};
-void count_one() noexcept {
+[[maybe_unused]] void count_one() noexcept {
     if (counting_all.load(std::memory_order_relaxed)) {
         all_allocations.fetch_add(1, std::memory_order_relaxed);
     }
