@@ -1,8 +1,8 @@
 #pragma once
 // The async engine's machinery, compiled only: the pooled connection record,
-// the engine core's interface (its lanes), and the hops that run a job on
-// the blocking pool and complete on the caller's executor. The session's
-// driver (session_driver.cpp), session.cpp and async_engine.cpp use them.
+// the engine core's interface (its lanes, and the step a lane runs), and the
+// completion helpers. The session's driver (session_driver.cpp), session.cpp,
+// async_engine.cpp and the blocking lane (blocking_lane.cpp) use them.
 
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/any_io_executor.hpp>
@@ -327,8 +327,9 @@ std::uint64_t new_op_id() noexcept;
 /// write interrupted by a cancellation, or an error that rolls back).
 [[noreturn]] void throw_transaction_ended();
 
-/// An operation whose connection the worker picks when it runs it (see
-/// engine_core::pick), living in the awaiting frame until it completes.
+/// A step's state where a lane and other threads meet (the driver's, or
+/// commit's), living until the step completes. For a step whose connection
+/// the worker picks when it runs it (engine_core::pick):
 /// The worker gives the connection back afterwards unless it is left
 /// inside a transaction: then `pinned` hands it to the session. With
 /// nothing to pick, `none_idle` says the session must check one out.
@@ -336,7 +337,7 @@ struct op_state {
     std::uint64_t op = 0;
     pooled_connection* pinned = nullptr;  // (worker) read after the completion
     bool none_idle = false;               // (worker) likewise
-    // An operation that waits for a connection of `lane` (async_run_on_lane):
+    // A step that waits for a connection of `lane` (engine_core::run_in_line):
     // whether the connection may stay with the session when the job leaves
     // it inside a transaction, and whether it must (set by the job, on the
     // worker: a transaction was begun there).
@@ -349,8 +350,8 @@ struct op_state {
     // A query (SELECT) outside a transaction: it may run inside the read
     // transaction its worker holds (engine_core::shared_read).
     bool shares = false;
-    // Its handler has a cancellation slot, so cancel() may come. Set by the
-    // initiation before the job is queued. Without one (a coroutine spawned
+    // Its step has a cancellation slot, so cancel() may come. Set by the
+    // lane before the job is queued. Without one (a coroutine spawned
     // with `detached`, say), attach() and detach() need no lock.
     bool cancellable = false;
 

@@ -2,8 +2,10 @@
 
 #include <boost/asio/async_result.hpp>
 
-#include "sql_text.hpp"
+#include <memory>
+
 #include "engine_core.hpp"
+#include "sql_text.hpp"
 
 namespace asqlite {
 
@@ -44,9 +46,10 @@ auto held_step(engine_core& lane, pooled_connection& pc, Fn fn, op_state* gives_
                 Fn f_;
                 held_prelude prelude_;
             };
-            lane.run_held(pc,
-                          *new one(std::move(handler), std::move(f), held_prelude::take(pc, false)),
-                          gives_back);
+            auto s = std::make_unique<one>(std::move(handler), std::move(f),
+                                           held_prelude::take(pc, false));
+            lane.run_held(pc, *s, gives_back);
+            s.release();  // the lane has it; done() deletes it
         },
         frameless, std::move(fn));
 }

@@ -60,23 +60,23 @@ class driver final : public step {
         void done(driver& d, boost::system::error_code ec) const { d.wait_ended(ec); }
     };
 
-    void perform(route step) noexcept;
-    void advance(step_outcome outcome) noexcept;
+    void perform(route step);
+    void advance(step_outcome outcome);
     /// A step that failed before it started: the router hears it from a
     /// post, so the operation never completes inside its initiation.
     void fail_soon(std::exception_ptr ep) noexcept;
-    void finish(std::exception_ptr ep) noexcept;
+    void finish(std::exception_ptr ep);
 
-    void on_connection() noexcept;  // held, checked_out
-    void connection_acquired(std::exception_ptr ep, session held) noexcept;
-    void step_ended(std::exception_ptr ep) noexcept;
-    void wait_ended(boost::system::error_code ec) noexcept;
+    void on_connection();  // held, checked_out
+    void connection_acquired(std::exception_ptr ep, session held);
+    void step_ended(std::exception_ptr ep);
+    void wait_ended(boost::system::error_code ec);
     /// What the failure of a step means to the router: BUSY only when the
     /// attempt had no effect (`retryable`).
     step_outcome outcome_of(std::exception_ptr ep, bool retryable) noexcept;
 
     /// The step on the connection the session holds (`pc`).
-    void run_held(pooled_connection& pc, bool inside_transaction) noexcept;
+    void run_held(pooled_connection& pc, bool inside_transaction);
 
     asio::cancellation_slot step_slot() const noexcept {
         return caller_slot_.is_connected() ? signal_.slot() : asio::cancellation_slot();
@@ -180,7 +180,7 @@ void driver::on_cancel(asio::cancellation_type type) noexcept {
     signal_.emit(type);
 }
 
-void driver::advance(step_outcome outcome) noexcept {
+void driver::advance(step_outcome outcome) {
     perform(router_.next(outcome, route_clock::now()));
 }
 
@@ -189,7 +189,7 @@ void driver::fail_soon(std::exception_ptr ep) noexcept {
     asio::post(ex_, [this] { advance(step_outcome::failed); });
 }
 
-void driver::perform(route step) noexcept {
+void driver::perform(route step) {
     step_ = step;
     if (step == route::done || step == route::fail) {
         finish(step == route::done ? nullptr : failure_);
@@ -262,12 +262,12 @@ void driver::perform(route step) noexcept {
     }
 }
 
-void driver::run_held(pooled_connection& pc, bool inside_transaction) noexcept {
+void driver::run_held(pooled_connection& pc, bool inside_transaction) {
     prelude_ = held_prelude::take(pc, inside_transaction);
     lane()->run_held(pc, *this, nullptr);
 }
 
-void driver::on_connection() noexcept {
+void driver::on_connection() {
     if (s_.pc_ != nullptr) {
         run_held(*s_.pc_, false);
         return;
@@ -283,7 +283,7 @@ void driver::on_connection() noexcept {
     async_acquire(*lane(), acquire_handler(std::move(handler)), std::move(work));
 }
 
-void driver::connection_acquired(std::exception_ptr ep, session held) noexcept {
+void driver::connection_acquired(std::exception_ptr ep, session held) {
     if (ep) {
         failure_ = std::move(ep);
         advance(outcome_of(failure_, false));
@@ -295,7 +295,11 @@ void driver::connection_acquired(std::exception_ptr ep, session held) noexcept {
         fail_soon(aborted_error());
         return;
     }
-    run_held(*s_.pc_, false);
+    try {
+        run_held(*s_.pc_, false);
+    } catch (...) {
+        fail_soon(std::current_exception());  // out of memory: the step never started
+    }
 }
 
 void driver::work(backend_connection& c) {
@@ -348,7 +352,7 @@ void driver::work(backend_connection& c) {
     }
 }
 
-void driver::step_ended(std::exception_ptr ep) noexcept {
+void driver::step_ended(std::exception_ptr ep) {
     bool retryable = true;
     bool none_idle = false;
     switch (step_) {
@@ -397,7 +401,7 @@ void driver::step_ended(std::exception_ptr ep) noexcept {
     advance(outcome);
 }
 
-void driver::wait_ended(boost::system::error_code ec) noexcept {
+void driver::wait_ended(boost::system::error_code ec) {
     if (ec) {
         failure_ = ec == asio::error::operation_aborted
                        ? aborted_error()
@@ -419,7 +423,7 @@ step_outcome driver::outcome_of(std::exception_ptr ep, bool retryable) noexcept 
     }
 }
 
-void driver::finish(std::exception_ptr ep) noexcept {
+void driver::finish(std::exception_ptr ep) {
     if (in_sql_tx_) {
         after_sql_statement(ep != nullptr);
     }

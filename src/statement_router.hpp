@@ -21,9 +21,10 @@
 //   it writes, goes on to the writer unrun;
 // - SQLITE_BUSY (another process holds a lock) repeats the step after a
 //   wait (busy_backoff) until the busy budget is spent, except for run(fn)
-//   outside a transaction (fn may do more than touch the database); the
-//   driver reports BUSY only when the failed attempt had no effect. Any
-//   other error, and a cancellation, ends the operation.
+//   outside a transaction and write(fn) joining one begun with SQL (their
+//   fn may have done something); the driver reports BUSY only when the
+//   failed attempt had no effect. Any other error, and a cancellation,
+//   ends the operation.
 
 #include <chrono>
 #include <cstdint>
@@ -132,8 +133,24 @@ class statement_router {
     }
 
   private:
+    /// Outside an open transaction, run(fn) is never repeated (fn may do
+    /// more than touch the database), nor write(fn) joining a transaction
+    /// begun with SQL on a single-connection lane (what fn did stays in
+    /// that transaction). Inside one, the driver reports BUSY only when
+    /// the attempt had no effect.
     bool retries_busy() const noexcept {
-        return !(facts_.op == operation_kind::run && facts_.transaction == open_transaction::none);
+        if (facts_.transaction != open_transaction::none) {
+            return true;
+        }
+        switch (facts_.op) {
+            case operation_kind::statement:
+                return true;
+            case operation_kind::run:
+                return false;
+            case operation_kind::write:
+                return wraps_in_transaction();
+        }
+        return false;
     }
 
     route_facts facts_;

@@ -16,6 +16,7 @@
 #include <future>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -329,6 +330,45 @@ TEST_F(AsyncTokens, AnOperationOwnsItsJobAndParametersExactlyOnce) {
     io.run();
     EXPECT_EQ(inside, 2);  // the test's pointer and the job's own
     EXPECT_EQ(owned.use_count(), 1);
+}
+
+// What the caller's completion throws leaves io_context::run(), as from any
+// Asio completion: the handler runs once, the process goes on, and so does
+// the engine.
+TEST_F(AsyncTokens, WhatACompletionThrowsLeavesRunOnce) {
+    auto db = create_async_engine(io.get_executor(), options());
+    session s;
+    test::run_coro(io, [&]() -> asio::awaitable<void> { s = co_await db.session(); }());
+    io.restart();
+    int calls = 0;
+    s.scalar<int>("SELECT 1", [&](std::exception_ptr ep, int n) {
+        ++calls;
+        EXPECT_FALSE(ep);
+        EXPECT_EQ(n, 1);
+        throw std::runtime_error("from the callback");
+    });
+    EXPECT_THROW(io.run(), std::runtime_error);
+    // A coroutine that throws after its co_await, spawned with a handler
+    // that rethrows: the same.
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+            co_await s.scalar<int>("SELECT 2");
+            ++calls;
+            throw std::logic_error("from the coroutine");
+        },
+        [](std::exception_ptr e) {
+            if (e) {
+                std::rethrow_exception(e);
+            }
+        });
+    io.restart();
+    EXPECT_THROW(io.run(), std::logic_error);
+    EXPECT_EQ(calls, 2);
+    io.restart();
+    test::run_coro(
+        io, [&]() -> asio::awaitable<void> { EXPECT_EQ(co_await s.scalar<int>("SELECT 3"), 3); }());
+    EXPECT_EQ(db.stats().in_use, 0u);
 }
 
 }  // namespace

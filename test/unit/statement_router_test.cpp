@@ -184,6 +184,8 @@ TEST(StatementRouter, WriteInsideAReadTransactionBegunWithSqlIsRefused) {
     auto single = router(f);
     EXPECT_EQ(single.start(), route::held);
     EXPECT_FALSE(single.wraps_in_transaction());
+    // What fn did stays in the user's transaction: BUSY is not retried.
+    EXPECT_EQ(single.next(step_outcome::busy, t0), route::fail);
 }
 
 TEST(StatementRouter, AHeldConnectionTakesEveryStatementEvenAWrite) {

@@ -45,8 +45,10 @@ class operation {
     /// On the operation's executor, exactly once: completes the caller with
     /// the value, or with `failure`. Nothing of the operation may be touched
     /// afterwards: it may live in the awaiting coroutine's frame, which the
-    /// completion ends.
-    virtual void complete(std::exception_ptr failure) noexcept = 0;
+    /// completion ends. What the caller's handler throws (a coroutine
+    /// resumed inline that throws, a callback) propagates, as out of any
+    /// Asio completion.
+    virtual void complete(std::exception_ptr failure) = 0;
     /// Where the caller resumes, and the slot its cancellation comes through.
     virtual asio::any_io_executor executor() const noexcept = 0;
     virtual asio::cancellation_slot cancellation_slot() const noexcept = 0;
@@ -81,6 +83,12 @@ void drive(session& s, operation& op) noexcept;
 /// initiation's arguments there until the handler runs) and costs no
 /// allocation of its own; other completion tokens reach it through
 /// start_operation's coroutine.
+/// Known limit: the steps pending for an operation hold it by plain
+/// pointers, so a completion that is dropped without running (the
+/// io_context destroyed, or no longer run, with the operation in flight)
+/// frees neither the operation nor the coroutine awaiting it. Run the
+/// io_context until the engine's operations have completed (async_close()
+/// waits for that) before destroying it.
 template <class T, class Job, class Finish>
 class operation_of final : public operation {
   public:
@@ -109,23 +117,27 @@ class operation_of final : public operation {
         }
     }
 
-    void complete(std::exception_ptr failure) noexcept override {
+    void complete(std::exception_ptr failure) override {
         // The handler leaves the frame before it ends the frame.
         handler_type h = std::move(*handler_);
         handler_.reset();
         if constexpr (std::is_void_v<T>) {
             std::move(h)(std::move(failure));
         } else {
+            std::optional<T> out;
             if (!failure) {
                 try {
-                    T out = finish();
-                    std::move(h)(nullptr, std::move(out));
-                    return;
+                    out.emplace(finish());  // a row that does not map throws
                 } catch (...) {
                     failure = std::current_exception();
                 }
             }
-            std::move(h)(std::move(failure), T{});
+            // Called once, outside the try: what it throws is the caller's.
+            if (out) {
+                std::move(h)(nullptr, std::move(*out));
+            } else {
+                std::move(h)(std::move(failure), T{});
+            }
         }
     }
 
