@@ -25,8 +25,8 @@
 #include <string_view>
 
 #include "asqlite/detail/operation.hpp"
-#include "sql_text.hpp"
 #include "asqlite/error.hpp"
+#include "sql_text.hpp"
 
 namespace asqlite::detail {
 

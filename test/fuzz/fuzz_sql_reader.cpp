@@ -29,9 +29,9 @@
 #include <string>
 #include <string_view>
 
-#include "sql_text.hpp"
 #include "asqlite/error.hpp"
 #include "asqlite/statement.hpp"
+#include "sql_text.hpp"
 
 namespace {
 
