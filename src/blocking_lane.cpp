@@ -14,11 +14,11 @@ bool same_context(const asio::any_io_executor& ex, const blocking_pool& pool) {
     return context_of(ex) == pool.io_context_id();
 }
 
-/// On the io thread, inside the inbox's batch: completes the step on its
-/// executor (at once when that is the io executor), its cancellation slot
-/// cleared.
-void dispatch_step(step_handler h, std::exception_ptr ep) {
-    asio::dispatch(h.get_executor(), [h, ep = std::move(ep)]() mutable { call_handler(h, ep); });
+/// On the io thread, inside the inbox's batch: completes the step on `ex`,
+/// its executor (at once when that is the io executor), its cancellation
+/// slot cleared.
+void dispatch_step(asio::any_io_executor ex, step_handler h, std::exception_ptr ep) {
+    asio::dispatch(std::move(ex), [h, ep = std::move(ep)]() mutable { call_handler(h, ep); });
 }
 
 /// From a worker: completes the step on `ex` (its executor, work-tracked)
@@ -34,8 +34,7 @@ void finish_step(engine_core& lane, bool ran, asio::any_io_executor ex, step_han
         complete_on(lane.pool().io(), std::move(ex), h, std::move(ep));
     } else {
         lane.pool().deliver([ex = std::move(ex), h, ep = std::move(ep)]() mutable {
-            asio::dispatch(std::move(ex),
-                           [h, ep = std::move(ep)]() mutable { call_handler(h, ep); });
+            dispatch_step(std::move(ex), h, std::move(ep));
         });
     }
 }
@@ -128,8 +127,9 @@ void post_step(engine_core& lane, step& s, Body body, bool urgent, bool shares) 
         }
         // The completion runs in the pool's drain (the pool outlives it; the
         // lane need not).
-        lane->pool().deliver_tracked(
-            [h, ep = std::move(ep)]() mutable { dispatch_step(h, std::move(ep)); });
+        lane->pool().deliver_tracked([h, ep = std::move(ep)]() mutable {
+            dispatch_step(h.get_executor(), h, std::move(ep));
+        });
     };
     if (tracked) {
         lane.pool().post_tracked(std::move(job), urgent, shares);

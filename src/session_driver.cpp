@@ -75,8 +75,9 @@ class driver final : public step {
     /// attempt had no effect (`retryable`).
     step_outcome outcome_of(std::exception_ptr ep, bool retryable) noexcept;
 
-    /// The step on the connection the session holds (`pc`).
-    void run_held(pooled_connection& pc, bool inside_transaction);
+    /// The step on `pc`, a connection of `lane` the session holds, after
+    /// its prelude (held_prelude).
+    void run_held(engine_core& lane, pooled_connection& pc, bool inside_transaction);
 
     asio::cancellation_slot step_slot() const noexcept {
         return caller_slot_.is_connected() ? signal_.slot() : asio::cancellation_slot();
@@ -208,8 +209,7 @@ void driver::perform(route step) {
                 if (!tx_->open) {
                     throw_error(errc::transaction_state, "the transaction has ended");
                 }
-                prelude_ = held_prelude::take(*tx_->pc, true);
-                tx_->core->run_held(*tx_->pc, *this, nullptr);
+                run_held(*tx_->core, *tx_->pc, true);
                 return;
             case route::first_on_writer:
                 if (tx_->connection_gone) {
@@ -262,14 +262,14 @@ void driver::perform(route step) {
     }
 }
 
-void driver::run_held(pooled_connection& pc, bool inside_transaction) {
+void driver::run_held(engine_core& lane, pooled_connection& pc, bool inside_transaction) {
     prelude_ = held_prelude::take(pc, inside_transaction);
-    lane()->run_held(pc, *this, nullptr);
+    lane.run_held(pc, *this, nullptr);
 }
 
 void driver::on_connection() {
     if (s_.pc_ != nullptr) {
-        run_held(*s_.pc_, false);
+        run_held(*lane(), *s_.pc_, false);
         return;
     }
     // Waits in turn for a connection of the session's lane, to hold for
@@ -296,7 +296,7 @@ void driver::connection_acquired(std::exception_ptr ep, session held) {
         return;
     }
     try {
-        run_held(*s_.pc_, false);
+        run_held(*lane(), *s_.pc_, false);
     } catch (...) {
         fail_soon(std::current_exception());  // out of memory: the step never started
     }
