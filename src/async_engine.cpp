@@ -760,6 +760,7 @@ async_engine::async_engine(asio::any_io_executor executor, engine_options option
     detail::blocking_pool_options po;
     po.threads = detail::thread_count(options);
     po.max_hold = options.completion_hold;
+    po.spin = options.spin_wait;
     auto threads = std::make_shared<detail::blocking_pool>(executor, po);
     auto core = detail::make_lanes(std::move(executor), options, threads);
     parts_ = std::make_unique<detail::engine_parts>(
@@ -803,6 +804,10 @@ pool_stats async_engine::stats() const {
     s.handovers = bs.handovers;
     s.thread_sleeps = bs.sleeps;
     s.thread_wakes = bs.wakes;
+    s.worker_spins = bs.worker_spins;
+    s.worker_spin_hits = bs.worker_spin_hits;
+    s.io_spins = bs.io_spins;
+    s.io_spin_hits = bs.io_spin_hits;
     s.shared_reads = bs.shared;
     return s;
 }

@@ -18,14 +18,20 @@ thread_local std::int64_t next_stall_check = 0;      // wake_if_stalled's rate l
 // The pool's lock is held for a few dozen instructions at a time. A thread
 // that finds it taken tries again briefly before it sleeps on it: on a VM a
 // futex sleep and wake-up cost more than the whole critical section.
+void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+}
+
 void lock_spinning(std::unique_lock<std::mutex>& lock) noexcept {
     for (int i = 0; i < 100; ++i) {
         if (lock.try_lock()) {
             return;
         }
-#if defined(__x86_64__) || defined(__i386__)
-        __builtin_ia32_pause();
-#endif
+        cpu_relax();
     }
     lock.lock();
 }
@@ -131,6 +137,65 @@ class blocking_pool::drainer {
     std::shared_ptr<blocking_pool> pool_;
 };
 
+/// Keeps the io thread awake while the job it just submitted runs, so that
+/// the completion finds it running instead of asleep (blocking_pool_options
+/// ::spin). It spins in slices and posts itself again between them, so the
+/// io_context's other handlers run in between; it stops when a batch of
+/// completions was posted since it was (that is what it waited for), or
+/// after `spin`. Each wait has a spinner of its own: one still queued when
+/// the next wait begins finds its own wait over and returns at once.
+class blocking_pool::io_spinner {
+  public:
+    io_spinner(std::shared_ptr<blocking_pool> pool, std::uint64_t handovers, std::int64_t deadline)
+        : pool_(std::move(pool)), handovers_(handovers), deadline_(deadline) {}
+
+    void operator()() {
+        const std::int64_t slice_end = std::min(deadline_, now_ns() + slice_ns);
+        for (unsigned i = 1;; ++i) {
+            if (pool_->handover_hint_.load(std::memory_order_acquire) != handovers_) {
+                pool_->io_spin_hits_.fetch_add(1, std::memory_order_relaxed);
+                return;
+            }
+            cpu_relax();
+            if (i % 32 == 0) {
+                const std::int64_t now = now_ns();
+                if (now >= deadline_) {
+                    return;
+                }
+                if (now >= slice_end) {
+                    break;
+                }
+            }
+        }
+        // Let the io_context run what else is ready, then go on.
+        const auto io = pool_->io_;
+        boost::asio::post(io, std::move(*this));
+    }
+
+  private:
+    static constexpr std::int64_t slice_ns = 10'000;
+    std::shared_ptr<blocking_pool> pool_;
+    std::uint64_t handovers_;  // handover_hint_ when the wait began
+    std::int64_t deadline_;
+};
+
+void blocking_pool::average(std::int64_t& mean, std::int64_t sample) noexcept {
+    mean += (sample - mean) / 4;
+}
+
+bool blocking_pool::io_spin_due() const noexcept {
+    return spin_ns_ != 0 && tracked_jobs_ == 0 && round_trip_ns_ <= spin_ns_;
+}
+
+void blocking_pool::post_io_spinner(std::uint64_t handovers) noexcept {
+    io_spins_.fetch_add(1, std::memory_order_relaxed);
+    try {
+        boost::asio::post(io_, io_spinner(shared_from_this(), handovers, now_ns() + spin_ns_));
+    } catch (...) {
+        // Out of memory: the io thread sleeps this once.
+    }
+}
+
 blocking_pool::blocking_pool(boost::asio::any_io_executor io, const blocking_pool_options& options)
     : io_(std::move(io)),
       context_(&boost::asio::query(io_, boost::asio::execution::context)),
@@ -138,6 +203,7 @@ blocking_pool::blocking_pool(boost::asio::any_io_executor io, const blocking_poo
       max_hold_ns_(std::chrono::duration_cast<std::chrono::nanoseconds>(options.max_hold).count()),
       stall_ns_(std::chrono::duration_cast<std::chrono::nanoseconds>(options.stall).count()),
       active_(options.active != 0 ? options.active : default_active()),
+      spin_ns_(std::chrono::duration_cast<std::chrono::nanoseconds>(options.spin).count()),
       running_since_(options.threads, 0),
       threads_(options.threads) {
     sleepers_.reserve(options.threads);
@@ -166,11 +232,18 @@ worker_hold* blocking_pool::hold() noexcept {
 
 void blocking_pool::submit(blocking_job* job, bool urgent, bool tracked, bool shares) noexcept {
     wake_up wake;
+    bool spin_io = false;
+    std::uint64_t handovers = 0;
     {
         std::unique_lock lock(mutex_, std::defer_lock);
         lock_spinning(lock);
         if (!closed_) {
+            if (queue_dry_since_ != 0) {
+                average(job_gap_ns_, now_ns() - std::exchange(queue_dry_since_, 0));
+            }
             if (tracked) {
+                spin_io = io_spin_due();
+                handovers = handover_hint_.load(std::memory_order_relaxed);
                 track(1);
             }
             job->urgent_ = urgent;
@@ -195,11 +268,15 @@ void blocking_pool::submit(blocking_job* job, bool urgent, bool tracked, bool sh
         job->run(false);
     } else {
         wake.notify();
+        if (spin_io) {
+            post_io_spinner(handovers);
+        }
     }
 }
 
 void blocking_pool::track(std::size_t n) noexcept {
     if (n != 0 && std::exchange(tracked_jobs_, tracked_jobs_ + n) == 0) {
+        tracked_since_ = spin_ns_ != 0 ? now_ns() : 0;
         work_.emplace(boost::asio::prefer(io_, boost::asio::execution::outstanding_work.tracked));
     }
 }
@@ -208,6 +285,9 @@ void blocking_pool::untrack(std::size_t n,
                             std::optional<boost::asio::any_io_executor>& released) noexcept {
     tracked_jobs_ -= n;
     if (n != 0 && tracked_jobs_ == 0) {
+        if (tracked_since_ != 0) {
+            average(round_trip_ns_, now_ns() - tracked_since_);
+        }
         released = std::move(work_);
         work_.reset();
     }
@@ -309,6 +389,8 @@ void blocking_pool::hand_over(blocking_job* job) noexcept {
 void blocking_pool::post_drain() noexcept {
     try {
         boost::asio::post(io_, drainer(shared_from_this()));
+        // Queued: an io_spinner may let the io thread go on to it.
+        handover_hint_.fetch_add(1, std::memory_order_release);
     } catch (...) {
         // Out of memory: nothing sensible is left to do with the results.
         std::terminate();
@@ -432,9 +514,11 @@ void blocking_pool::work(std::size_t slot) {
     finished_ = &finished;
     worker_hold hold;
     current_hold = &hold;
+    bool spun = false;  // since the last job
     std::unique_lock lock(mutex_);
     for (;;) {
         if (blocking_job* job = jobs_.pop()) {
+            spun = false;
             const bool joins = hold.held() && job->shares_ && job->seq_ <= hold.bound;
             counters_.shared += joins ? 1 : 0;
             // A hold begun by this job covers what was submitted until now.
@@ -500,6 +584,12 @@ void blocking_pool::work(std::size_t slot) {
         if (closed_) {
             break;  // closed and drained
         }
+        if (!spun) {
+            spun = true;
+            spin_for_work(lock);
+            continue;
+        }
+        spun = false;
         sleep(slot, lock);
     }
     std::vector<std::function<void()>> stopped;
@@ -513,6 +603,31 @@ void blocking_pool::work(std::size_t slot) {
     current_hold = nullptr;
     finished_ = nullptr;
     current_pool = nullptr;
+}
+
+void blocking_pool::spin_for_work(std::unique_lock<std::mutex>& lock) {
+    const std::int64_t start = now_ns();
+    if (queue_dry_since_ == 0) {
+        queue_dry_since_ = start;
+    }
+    // One thread at a time, and only while jobs have been coming back
+    // within the spin (else the wait would be the sleep's anyway).
+    if (spin_ns_ == 0 || worker_spinning_ || job_gap_ns_ > spin_ns_) {
+        return;
+    }
+    worker_spinning_ = true;
+    ++counters_.worker_spins;
+    lock.unlock();
+    const std::int64_t deadline = start + spin_ns_;
+    for (unsigned i = 1; queued_hint_.load(std::memory_order_relaxed) == 0; ++i) {
+        cpu_relax();
+        if (i % 32 == 0 && now_ns() >= deadline) {
+            break;
+        }
+    }
+    lock_spinning(lock);
+    worker_spinning_ = false;
+    counters_.worker_spin_hits += jobs_.size != 0 ? 1 : 0;
 }
 
 void blocking_pool::sleep(std::size_t slot, std::unique_lock<std::mutex>& lock) {
@@ -566,6 +681,8 @@ blocking_pool::counters blocking_pool::stats() {
     std::lock_guard lock(mutex_);
     counters c = counters_;
     c.tracked = tracked_jobs_;
+    c.io_spins = io_spins_.load(std::memory_order_relaxed);
+    c.io_spin_hits = io_spin_hits_.load(std::memory_order_relaxed);
     return c;
 }
 

@@ -106,6 +106,13 @@ struct blocking_pool_options {
     /// How many threads work the queue at once while none is stalled;
     /// 0: the hardware threads less one for the io thread (at least 1).
     std::size_t active = 0;
+    /// How long a thread that ran out of work stays awake looking for more
+    /// before it sleeps, while work has recently come back within that
+    /// time: a worker waits for the next job (at most one worker at a
+    /// time), and the io thread for the completion of the job it just
+    /// submitted. Zero: threads sleep at once (see "Spinning" in
+    /// docs/architecture.md).
+    std::chrono::microseconds spin{50};
 };
 
 class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
@@ -205,12 +212,16 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     }
 
     struct counters {
-        std::uint64_t jobs = 0;       // jobs run on the pool's threads
-        std::uint64_t handovers = 0;  // inbox batches handed to the io executor
-        std::uint64_t sleeps = 0;     // times a thread went to sleep
-        std::uint64_t wakes = 0;      // sleeping threads woken for work
-        std::uint64_t tracked = 0;    // post_tracked() jobs whose completion has not run
-        std::uint64_t shared = 0;     // jobs run while their thread held a read (worker_hold)
+        std::uint64_t jobs = 0;          // jobs run on the pool's threads
+        std::uint64_t handovers = 0;     // inbox batches handed to the io executor
+        std::uint64_t sleeps = 0;        // times a thread went to sleep
+        std::uint64_t wakes = 0;         // sleeping threads woken for work
+        std::uint64_t tracked = 0;       // post_tracked() jobs whose completion has not run
+        std::uint64_t shared = 0;        // jobs run while their thread held a read (worker_hold)
+        std::uint64_t worker_spins = 0;  // waits for a job spent awake
+        std::uint64_t worker_spin_hits = 0;  // of them, ended by a job
+        std::uint64_t io_spins = 0;          // io-thread waits for a completion spent awake
+        std::uint64_t io_spin_hits = 0;      // of them, ended by the completion
     };
     counters stats();
 
@@ -286,6 +297,17 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     // Under lock: sleeps until claimed or, as the watcher, until the queue
     // is stuck behind running jobs.
     void sleep(std::size_t slot, std::unique_lock<std::mutex>& lock);
+    // Under lock: stays awake (lock released) while the next job may come
+    // soon; returns with the lock held.
+    void spin_for_work(std::unique_lock<std::mutex>& lock);
+    class io_spinner;
+    // Under mutex_, for a tracked job about to go out: whether the io thread
+    // is to wait awake for it (nothing else is out, and round trips have
+    // been shorter than the spin).
+    bool io_spin_due() const noexcept;
+    void post_io_spinner(std::uint64_t handovers) noexcept;
+    // Updates an average of recent waits (ns).
+    static void average(std::int64_t& mean, std::int64_t sample) noexcept;
     bool enough_awake(std::int64_t now) const noexcept;
     void wake_if_stalled() noexcept;
     // Under mutex_: takes the most recently idle thread off the idle list
@@ -309,6 +331,7 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     const std::int64_t max_hold_ns_;
     const std::int64_t stall_ns_;
     const std::size_t active_;
+    const std::int64_t spin_ns_;
     std::mutex mutex_;
     // One wake-up per thread, so that a wake reaches the thread it was
     // meant for: the most recently idle one (its caches are warm), and
@@ -339,8 +362,23 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     std::size_t stopped_threads_ = 0;                // under mutex_: threads that left work()
     std::vector<std::function<void()>> on_stopped_;  // under mutex_: see close_then()
     std::atomic<std::int64_t> held_since_{0};        // oldest inbox entry (ns), 0: none
-    std::atomic<std::size_t> queued_hint_{0};        // jobs_.size, for the progress hook
-    std::atomic<std::size_t> sleeping_hint_{0};      // idle_.size(), likewise
+    // jobs_.size, for the progress hook and a spinning worker: on a cache
+    // line of its own, like handover_hint_, so that spinning on it does not
+    // slow down the lock and the fields around it.
+    alignas(64) std::atomic<std::size_t> queued_hint_{0};
+    alignas(64) std::atomic<std::size_t> sleeping_hint_{0};  // idle_.size(), likewise
+    // Spinning (see blocking_pool_options::spin), all under mutex_ but the
+    // atomics: the mean gap between the queue running dry and the next job,
+    // and the mean time from a tracked job going out (none were) until its
+    // completion was handed over.
+    bool worker_spinning_ = false;
+    std::int64_t queue_dry_since_ = 0;
+    std::int64_t job_gap_ns_ = 0;
+    std::int64_t tracked_since_ = 0;
+    std::int64_t round_trip_ns_ = 0;
+    std::atomic<std::uint64_t> io_spins_{0};
+    alignas(64) std::atomic<std::uint64_t> handover_hint_{0};  // drains posted so far
+    alignas(64) std::atomic<std::uint64_t> io_spin_hits_{0};
     std::atomic<std::uint64_t> progress_flushes_{0};
     std::atomic<std::uint64_t> progress_wakes_{0};
     std::atomic<std::uint64_t> watch_wakes_{0};

@@ -161,6 +161,9 @@ engine_options engine_options::from_env() {
     if (const char* v = env("ASQLITE_COMPLETION_HOLD")) {
         o.completion_hold = parse_seconds<std::chrono::microseconds>("ASQLITE_COMPLETION_HOLD", v);
     }
+    if (const char* v = env("ASQLITE_SPIN_WAIT")) {
+        o.spin_wait = parse_seconds<std::chrono::microseconds>("ASQLITE_SPIN_WAIT", v);
+    }
     return o;
 }
 
@@ -173,12 +176,14 @@ void engine_options::validate() const {
         fail("pool_size must be at least 1");
     }
     if (pool_timeout.count() < 0 || pool_recycle.count() < 0 || busy_timeout.count() < 0 ||
-        completion_hold.count() < 0) {
+        completion_hold.count() < 0 || spin_wait.count() < 0) {
         fail("durations must not be negative");
     }
-    if (completion_hold > std::chrono::seconds{1}) {
-        fail(fmt::format("completion_hold is {} us: at most one second (1000000 us)",
-                         completion_hold.count()));
+    for (const auto& [name, value] :
+         {std::pair{"completion_hold", completion_hold}, std::pair{"spin_wait", spin_wait}}) {
+        if (value > std::chrono::seconds{1}) {
+            fail(fmt::format("{} is {} us: at most one second (1000000 us)", name, value.count()));
+        }
     }
     if (busy_timeout.count() > std::numeric_limits<int>::max()) {
         fail("busy_timeout is too large");

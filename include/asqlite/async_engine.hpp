@@ -56,6 +56,14 @@ struct pool_stats {
     std::uint64_t handovers = 0;
     std::uint64_t thread_sleeps = 0;
     std::uint64_t thread_wakes = 0;
+    /// Waits spent awake instead of asleep (engine_options::spin_wait): by a
+    /// worker for the next job and by the io thread for a completion, and
+    /// how many of them the awaited work ended (the rest ran out of time
+    /// and slept).
+    std::uint64_t worker_spins = 0;
+    std::uint64_t worker_spin_hits = 0;
+    std::uint64_t io_spins = 0;
+    std::uint64_t io_spin_hits = 0;
     /// Queries that ran inside a read transaction their worker had begun
     /// for an earlier query (shared snapshots: see docs/architecture.md).
     std::uint64_t shared_reads = 0;

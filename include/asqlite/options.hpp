@@ -57,6 +57,16 @@ struct engine_options {
     /// thread, more CPU per statement). At most one second.
     std::chrono::microseconds completion_hold{200};
 
+    /// How long a thread of the async engine that ran out of work stays
+    /// awake looking for more before it sleeps, while work has recently
+    /// come back within that time: a blocking-pool thread waits for the
+    /// next job (one at a time), and the io thread for the completion of
+    /// the statement it just sent when nothing else was out. A query then
+    /// costs no sleeping hand-off at concurrency 1; an idle engine uses no
+    /// CPU (the spinning stops after this long). Zero: threads sleep at
+    /// once. At most one second.
+    std::chrono::microseconds spin_wait{50};
+
     /// Called on every new connection (on a blocking-pool thread for the
     /// async engine) before it is used: register functions, extra pragmas.
     std::function<void(connection&)> on_connect;

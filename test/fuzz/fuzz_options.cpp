@@ -69,6 +69,7 @@ constexpr variable variables[] = {
     {"ASQLITE_STATEMENT_CACHE_SIZE", kind::count0},
     {"ASQLITE_THREADS", kind::count0},
     {"ASQLITE_COMPLETION_HOLD", kind::micros},
+    {"ASQLITE_SPIN_WAIT", kind::micros},
 };
 
 void check_url(std::string_view url) {
@@ -241,7 +242,8 @@ bool valid_and_read(const variable& v, const std::string& text, const asqlite::e
                 return s.has_value();
             }
             if (v.type == kind::micros) {
-                return o.completion_hold == std::chrono::round<microseconds>(duration<double>(*s));
+                const microseconds want = std::chrono::round<microseconds>(duration<double>(*s));
+                return (name == "ASQLITE_SPIN_WAIT" ? o.spin_wait : o.completion_hold) == want;
             }
             const milliseconds want = std::chrono::round<milliseconds>(duration<double>(*s));
             const milliseconds got = name == "ASQLITE_POOL_TIMEOUT"   ? o.pool_timeout

@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+#include <time.h>
+
 #include "asqlite/asqlite.hpp"
 #include "blocking_pool.hpp"
 #include "support/temp_dir.hpp"
@@ -916,6 +918,156 @@ TEST(BlockingPool, AJobAloneInTheQueueIsNotWorthAHold) {
     EXPECT_EQ(f.get(), std::make_pair(false, false));
     EXPECT_EQ(blocking_pool::hold(), nullptr);  // not on a worker
     pool->join();
+}
+
+// ---------------------------------------------------------------------------
+// Spinning (blocking_pool_options::spin): a thread that ran out of work
+// waits awake while work comes back quickly, and sleeps otherwise.
+// ---------------------------------------------------------------------------
+
+std::shared_ptr<blocking_pool> make_spinning_pool(asio::io_context& io,
+                                                  std::chrono::microseconds spin) {
+    blocking_pool_options o;
+    o.threads = 2;
+    o.spin = spin;
+    return std::make_shared<blocking_pool>(io.get_executor(), o);
+}
+
+/// Runs `rounds` tracked jobs one after the other, each submitted by the
+/// completion of the one before on the io thread (a coroutine's queries in
+/// sequence); `job` runs on the worker. Returns how many completed.
+int run_in_sequence(asio::io_context& io, blocking_pool& pool, int rounds,
+                    const std::function<void()>& job) {
+    int done = 0;
+    std::function<void()> next = [&] {
+        if (done == rounds) {
+            return;
+        }
+        pool.post_tracked([&](bool live) {
+            if (live) {
+                job();
+            }
+            pool.deliver_tracked([&] {
+                ++done;
+                next();
+            });
+        });
+    };
+    asio::post(io, next);
+    io.restart();
+    io.run_for(60s);
+    return done;
+}
+
+double process_cpu_seconds() {
+    timespec ts{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+TEST(BlockingPool, ThreadsWaitAwakeWhileWorkComesBackQuickly) {
+    // A spin far longer than any round trip here (sanitizers included):
+    // every wait of the io thread for a completion, and every wait of the
+    // worker for the next job but the last, ends with the work awaited.
+    asio::io_context io;
+    auto pool = make_spinning_pool(io, 1s);
+    constexpr int rounds = 100;
+    std::atomic<int> ran{0};
+    EXPECT_EQ(run_in_sequence(io, *pool, rounds, [&] { ran.fetch_add(1); }), rounds);
+    EXPECT_EQ(ran.load(), rounds);
+    const auto c = pool->stats();
+    EXPECT_EQ(c.io_spins, static_cast<std::uint64_t>(rounds));
+    EXPECT_EQ(c.io_spin_hits, c.io_spins);
+    EXPECT_GE(c.worker_spins, static_cast<std::uint64_t>(rounds) - 1);
+    EXPECT_GE(c.worker_spin_hits, c.worker_spins - 1);  // the last runs out of time
+    EXPECT_LE(c.sleeps, 4u) << "threads slept although work came back within the spin";
+    pool->join();
+}
+
+TEST(BlockingPool, NoThreadSpinsWhenSpinningIsOff) {
+    asio::io_context io;
+    auto pool = make_spinning_pool(io, 0us);
+    EXPECT_EQ(run_in_sequence(io, *pool, 50, [] {}), 50);
+    const auto c = pool->stats();
+    EXPECT_EQ(c.io_spins + c.worker_spins, 0u);
+    EXPECT_GE(c.sleeps, 25u) << "most jobs should have found the worker asleep";
+    pool->join();
+}
+
+TEST(BlockingPool, TheIoThreadStopsSpinningForSlowJobs) {
+    // Jobs of 20 ms against a spin of 1 ms: after the first round trip the
+    // io thread sleeps through the rest instead of spinning out each wait.
+    asio::io_context io;
+    auto pool = make_spinning_pool(io, 1ms);
+    EXPECT_EQ(run_in_sequence(io, *pool, 10, [] { std::this_thread::sleep_for(20ms); }), 10);
+    const auto c = pool->stats();
+    EXPECT_LE(c.io_spins, 2u);
+    EXPECT_EQ(c.io_spin_hits, 0u);
+    pool->join();
+}
+
+TEST(BlockingPool, AWorkerStopsSpinningWhenJobsComeSeldom) {
+    // A job every 20 ms against a spin of 1 ms: the worker sleeps between
+    // them after the first gaps.
+    asio::io_context io;
+    auto pool = make_spinning_pool(io, 1ms);
+    std::atomic<int> ran{0};
+    for (int i = 0; i < 10; ++i) {
+        pool->post([&](bool) { ran.fetch_add(1); });
+        std::this_thread::sleep_for(20ms);
+    }
+    pool->join();
+    EXPECT_EQ(ran.load(), 10);
+    EXPECT_LE(pool->stats().worker_spins, 3u);
+}
+
+TEST(BlockingPool, AnIdlePoolStopsSpinningAndUsesNoCpu) {
+    // After a burst of work the threads spin for at most `spin` (50 ms
+    // here), then sleep: over the next half second the process uses next
+    // to no CPU (spinning threads would use about a second of it).
+    asio::io_context io;
+    auto pool = make_spinning_pool(io, 50ms);
+    EXPECT_EQ(run_in_sequence(io, *pool, 200, [] {}), 200);
+    EXPECT_TRUE(io.stopped()) << "the io_context's run() did not return after the work";
+    std::this_thread::sleep_for(200ms);
+    const double start = process_cpu_seconds();
+    std::this_thread::sleep_for(500ms);
+    const double used = process_cpu_seconds() - start;
+    EXPECT_LT(used, 0.1) << "an idle pool used " << used << " s of CPU in 0.5 s";
+    pool->join();
+}
+
+TEST(BlockingPool, TheEngineSpinsAsConfigured) {
+    // engine_options::spin_wait reaches the pool: queries one after the
+    // other wait awake with a long spin, and never with none.
+    for (const auto spin : {std::chrono::microseconds(1s), std::chrono::microseconds(0)}) {
+        test::temp_dir dir;
+        engine_options o = small_engine(dir, 2);
+        o.spin_wait = spin;
+        asio::io_context io;
+        auto db = create_async_engine(io.get_executor(), o);
+        int sum = 0;
+        asio::co_spawn(
+            io,
+            [&]() -> asio::awaitable<void> {
+                auto s = co_await db.session();
+                for (int i = 1; i <= 30; ++i) {
+                    sum += co_await s.scalar<int>("SELECT ?", i);
+                }
+            },
+            asio::detached);
+        io.run_for(60s);
+        EXPECT_EQ(sum, 30 * 31 / 2);
+        const auto st = db.stats();
+        if (spin.count() != 0) {
+            EXPECT_GE(st.io_spins, 20u);
+            EXPECT_GE(st.io_spin_hits, 20u);
+            EXPECT_GE(st.worker_spin_hits, 20u);
+        } else {
+            EXPECT_EQ(st.io_spins + st.worker_spins, 0u);
+        }
+        db.close();
+    }
 }
 
 }  // namespace

@@ -45,6 +45,7 @@ TEST_F(Options, DefaultsMatchTheSeed) {
     EXPECT_EQ(o.statement_cache_size, 100u);
     EXPECT_EQ(o.threads, 0u);
     EXPECT_EQ(o.completion_hold, 200us);
+    EXPECT_EQ(o.spin_wait, 50us);
     EXPECT_NO_THROW(o.validate());
 }
 
@@ -101,6 +102,7 @@ TEST_F(Options, FromEnvReadsEveryVariable) {
     env.set("ASQLITE_STATEMENT_CACHE_SIZE", "0");
     env.set("ASQLITE_THREADS", "3");
     env.set("ASQLITE_COMPLETION_HOLD", "0.00005");
+    env.set("ASQLITE_SPIN_WAIT", "0");
     const auto o = engine_options::from_env();
     EXPECT_EQ(o.path, "/data/x.db");
     EXPECT_EQ(o.pool_size, 4u);
@@ -116,6 +118,7 @@ TEST_F(Options, FromEnvReadsEveryVariable) {
     EXPECT_EQ(o.statement_cache_size, 0u);
     EXPECT_EQ(o.threads, 3u);
     EXPECT_EQ(o.completion_hold, 50us);
+    EXPECT_EQ(o.spin_wait, 0us);
     EXPECT_NO_THROW(o.validate());
 }
 
@@ -183,7 +186,8 @@ INSTANTIATE_TEST_SUITE_P(
         bad_env_case{"ASQLITE_BUSY_TIMEOUT", "forever"},
         bad_env_case{"ASQLITE_STATEMENT_CACHE_SIZE", "-5"}, bad_env_case{"ASQLITE_THREADS", "-1"},
         bad_env_case{"ASQLITE_COMPLETION_HOLD", "-0.1"},
-        bad_env_case{"ASQLITE_COMPLETION_HOLD", "200us"}),
+        bad_env_case{"ASQLITE_COMPLETION_HOLD", "200us"},
+        bad_env_case{"ASQLITE_SPIN_WAIT", "-0.00001"}, bad_env_case{"ASQLITE_SPIN_WAIT", "50us"}),
     [](const ::testing::TestParamInfo<bad_env_case>& info) {
         std::string name = std::string(info.param.name) + "_" + std::to_string(info.index);
         for (char& ch : name) {
@@ -218,6 +222,14 @@ TEST_F(Options, ValidateRejectsUnusableValues) {
     EXPECT_TRUE(fails_with([&] { o.validate(); }, errc::invalid_option,
                            {"completion_hold", "1001000 us", "at most one second"}));
     o.completion_hold = 1s;
+    EXPECT_NO_THROW(o.validate());
+    o = {};
+    o.spin_wait = -1us;
+    EXPECT_TRUE(fails_with([&] { o.validate(); }, errc::invalid_option, {"negative"}));
+    o.spin_wait = 1s + 1us;
+    EXPECT_TRUE(fails_with([&] { o.validate(); }, errc::invalid_option,
+                           {"spin_wait", "1000001 us", "at most one second"}));
+    o.spin_wait = 0us;
     EXPECT_NO_THROW(o.validate());
 }
 

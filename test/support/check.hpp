@@ -109,11 +109,11 @@ class scoped_env {
 /// Every variable engine_options::from_env() reads.
 inline const std::vector<std::string>& engine_env_names() {
     static const std::vector<std::string> names = {
-        "SQLITE_DB_PATH",       "ASQLITE_POOL_SIZE",      "ASQLITE_MAX_OVERFLOW",
-        "ASQLITE_POOL_TIMEOUT", "ASQLITE_POOL_RECYCLE",   "ASQLITE_PRE_PING",
-        "ASQLITE_ECHO",         "ASQLITE_JOURNAL_MODE",   "ASQLITE_SYNCHRONOUS",
-        "ASQLITE_FOREIGN_KEYS", "ASQLITE_BUSY_TIMEOUT",   "ASQLITE_STATEMENT_CACHE_SIZE",
-        "ASQLITE_THREADS",      "ASQLITE_COMPLETION_HOLD"};
+        "SQLITE_DB_PATH",       "ASQLITE_POOL_SIZE",       "ASQLITE_MAX_OVERFLOW",
+        "ASQLITE_POOL_TIMEOUT", "ASQLITE_POOL_RECYCLE",    "ASQLITE_PRE_PING",
+        "ASQLITE_ECHO",         "ASQLITE_JOURNAL_MODE",    "ASQLITE_SYNCHRONOUS",
+        "ASQLITE_FOREIGN_KEYS", "ASQLITE_BUSY_TIMEOUT",    "ASQLITE_STATEMENT_CACHE_SIZE",
+        "ASQLITE_THREADS",      "ASQLITE_COMPLETION_HOLD", "ASQLITE_SPIN_WAIT"};
     return names;
 }
 
