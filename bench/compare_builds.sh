@@ -21,10 +21,12 @@ for ((i = 1; i <= n; i++)); do
     bin=$old
     [[ $side == new ]] && bin=$new
     out=$("$bin" "$@" 2>/dev/null) || { echo "compare_builds: $side run $i failed" >&2; exit 1; }
-    # Rows: "<workload> asqlite <ops/s> ... <CPU us/op> <sys>" and "<workload> raw ...".
+    # Rows: "<workload> [<conc>] asqlite <ops/s> ... <CPU us/op> <sys>" and
+    # "<workload> [<conc>] raw ..." (builds before the conc column lack it).
     awk -v s="$side" -v i="$i" '
-      $2 == "asqlite" { w = $1; a = $3; c = $7; y = $8 }
-      $2 == "raw"     { printf "%s run %d %-6s asqlite %8d ops/s  raw %8d ops/s  ratio %.2f  CPU us/op %6.2f (sys %5.2f) vs raw %5.2f\n", s, i, w, a, $3, a / $3, c, y, $7 }
+      { o = ($2 ~ /^[0-9]+$/) ? 1 : 0 }
+      $(2 + o) == "asqlite" { w = $1 (o ? "@" $2 : ""); a = $(3 + o); c = $(7 + o); y = $(8 + o) }
+      $(2 + o) == "raw"     { printf "%s run %d %-9s asqlite %8d ops/s  raw %8d ops/s  ratio %.2f  CPU us/op %6.2f (sys %5.2f) vs raw %5.2f\n", s, i, w, a, $(3 + o), a / $(3 + o), c, y, $(7 + o) }
     ' <<<"$out"
   done
 done

@@ -139,37 +139,64 @@ class blocking_pool::drainer {
 
 /// Keeps the io thread awake while the job it just submitted runs, so that
 /// the completion finds it running instead of asleep (blocking_pool_options
-/// ::spin). It spins in slices and posts itself again between them, so the
-/// io_context's other handlers run in between; it stops when a batch of
-/// completions was posted since it was (that is what it waited for), or
-/// after `spin`. Each wait has a spinner of its own: one still queued when
-/// the next wait begins finds its own wait over and returns at once.
+/// ::spin). While it spins it is the io thread's waiter (io_wait_ is
+/// `waiting`): a worker hands a batch of completions to it directly
+/// (`handed`), and it runs the batch itself, with no post through the
+/// io_context's queue. It spins in slices of 10 us and posts itself again
+/// between them, not waiting in between, so the io_context's other
+/// handlers run; it stops when the batch came (handed, or posted while it
+/// was not waiting), or after `spin`. Each wait has a spinner of its own: one
+/// still queued when the next wait begins finds its own wait over and
+/// returns at once.
 class blocking_pool::io_spinner {
   public:
     io_spinner(std::shared_ptr<blocking_pool> pool, std::uint64_t handovers, std::int64_t deadline)
         : pool_(std::move(pool)), handovers_(handovers), deadline_(deadline) {}
 
     void operator()() {
+        blocking_pool& p = *pool_;
+        if (p.handover_hint_.load(std::memory_order_acquire) != handovers_) {
+            p.io_spin_hits_.fetch_add(1, std::memory_order_relaxed);
+            return;
+        }
+        // Another io thread's spinner may be the waiter: then this one only
+        // watches handover_hint_.
+        int state = io_idle;
+        const bool waiter =
+            p.io_wait_.compare_exchange_strong(state, io_waiting, std::memory_order_acq_rel);
         const std::int64_t slice_end = std::min(deadline_, now_ns() + slice_ns);
+        bool again = false;
         for (unsigned i = 1;; ++i) {
-            if (pool_->handover_hint_.load(std::memory_order_acquire) != handovers_) {
-                pool_->io_spin_hits_.fetch_add(1, std::memory_order_relaxed);
-                return;
+            if (waiter ? p.io_wait_.load(std::memory_order_acquire) == io_handed
+                       : p.handover_hint_.load(std::memory_order_acquire) != handovers_) {
+                break;
             }
             cpu_relax();
             if (i % 32 == 0) {
                 const std::int64_t now = now_ns();
-                if (now >= deadline_) {
-                    return;
-                }
                 if (now >= slice_end) {
+                    again = now < deadline_;
                     break;
                 }
             }
         }
-        // Let the io_context run what else is ready, then go on.
-        const auto io = pool_->io_;
-        boost::asio::post(io, std::move(*this));
+        if (waiter) {
+            state = io_waiting;
+            if (!p.io_wait_.compare_exchange_strong(state, io_idle, std::memory_order_acq_rel)) {
+                // Handed: the batch is this handler's to run.
+                p.io_wait_.store(io_idle, std::memory_order_relaxed);
+                p.io_spin_hits_.fetch_add(1, std::memory_order_relaxed);
+                p.drain();
+                return;
+            }
+        }
+        if (p.handover_hint_.load(std::memory_order_acquire) != handovers_) {
+            p.io_spin_hits_.fetch_add(1, std::memory_order_relaxed);
+        } else if (again) {
+            // Let the io_context run what else is ready, then go on.
+            const auto io = p.io_;
+            boost::asio::post(io, std::move(*this));
+        }
     }
 
   private:
@@ -387,6 +414,12 @@ void blocking_pool::hand_over(blocking_job* job) noexcept {
 }
 
 void blocking_pool::post_drain() noexcept {
+    int waiting = io_waiting;
+    if (io_wait_.compare_exchange_strong(waiting, io_handed, std::memory_order_acq_rel)) {
+        // An io_spinner waits on the io thread: it runs the batch.
+        handover_hint_.fetch_add(1, std::memory_order_release);
+        return;
+    }
     try {
         boost::asio::post(io_, drainer(shared_from_this()));
         // Queued: an io_spinner may let the io thread go on to it.
@@ -403,7 +436,11 @@ void blocking_pool::drain() {
     // the io executor's work for them can go now.
     std::optional<boost::asio::any_io_executor> released;
     {
-        std::lock_guard lock(mutex_);
+        // The worker that handed the batch over takes the lock right after:
+        // wait for it awake (a futex sleep here would cost the io thread
+        // more than the worker holds the lock).
+        std::unique_lock lock(mutex_, std::defer_lock);
+        lock_spinning(lock);
         batch = std::exchange(inbox_, list{});
         ++counters_.handovers;
         drain_pending_ = false;
@@ -578,7 +615,7 @@ void blocking_pool::work(std::size_t slot) {
         if (flush_due(now_ns())) {
             lock.unlock();
             post_drain();
-            lock.lock();
+            lock_spinning(lock);
             continue;
         }
         if (closed_) {
