@@ -990,7 +990,6 @@ TEST(BlockingPool, NoThreadSpinsWhenSpinningIsOff) {
     EXPECT_EQ(run_in_sequence(io, *pool, 50, [] {}), 50);
     const auto c = pool->stats();
     EXPECT_EQ(c.io_spins + c.worker_spins, 0u);
-    EXPECT_GE(c.sleeps, 25u) << "most jobs should have found the worker asleep";
     pool->join();
 }
 
