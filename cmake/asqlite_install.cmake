@@ -1,6 +1,6 @@
 include(CMakePackageConfigHelpers)
 
-install(TARGETS asqlite asqlite-init-db
+install(TARGETS asqlite asqlite-init-db asqlite-migrate
   EXPORT asqliteTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}

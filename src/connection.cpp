@@ -5,8 +5,10 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <list>
+#include <thread>
 #include <unordered_map>
 
 #include "operation_control.hpp"
@@ -124,6 +126,26 @@ struct connection::impl {
         return static_cast<impl*>(self)->cancelled() ? 1 : 0;
     }
 
+    /// pragma(), tried again while it meets SQLITE_BUSY, up to `timeout`:
+    /// two connections turning a new database to WAL at once both hold a
+    /// shared lock and want an exclusive one, and SQLite fails one of them
+    /// at once instead of calling the busy handler (which would deadlock).
+    void pragma_waiting(std::string_view sql, std::chrono::milliseconds timeout) {
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        for (;;) {
+            try {
+                pragma(sql);
+                return;
+            } catch (const error& e) {
+                if (primary_code(e.code()) != errc::busy ||
+                    std::chrono::steady_clock::now() >= deadline) {
+                    throw;
+                }
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+    }
+
     void pragma(std::string_view sql) {
         char* message = nullptr;
         const int rc = sqlite3_exec(db, std::string(sql).c_str(), nullptr, nullptr, &message);
@@ -170,7 +192,8 @@ connection::connection(std::string_view path, const connection_options& options)
     // The first statement reads the header: a file that is not a database
     // fails here, at open, with SQLITE_NOTADB.
     if (!read_only) {
-        s.pragma(fmt::format("PRAGMA journal_mode={}", options.journal_mode));
+        s.pragma_waiting(fmt::format("PRAGMA journal_mode={}", options.journal_mode),
+                         options.busy_timeout);
     } else {
         s.pragma("PRAGMA schema_version");
     }
@@ -185,6 +208,29 @@ connection::~connection() = default;
 connection::connection(connection&&) noexcept = default;
 connection& connection::operator=(connection&&) noexcept = default;
 
+namespace {
+/// `text` without the whitespace before its first statement.
+std::string_view trim_front(std::string_view text) {
+    const auto first = text.find_first_not_of(" \t\r\n\f\v");
+    return first == std::string_view::npos ? std::string_view{} : text.substr(first);
+}
+
+/// The first complete statement of `rest` (up to its ';'), for the message
+/// of a statement that did not prepare: SQLite says where the statement it
+/// prepared ends only when it succeeds. The whole of `rest` when no prefix
+/// is a complete statement.
+std::string_view first_statement(std::string_view rest) {
+    for (auto semi = rest.find(';'); semi != std::string_view::npos;
+         semi = rest.find(';', semi + 1)) {
+        const std::string prefix(rest.substr(0, semi + 1));
+        if (sqlite3_complete(prefix.c_str()) != 0) {
+            return rest.substr(0, semi + 1);
+        }
+    }
+    return rest;
+}
+}  // namespace
+
 void connection::exec(std::string_view script) {
     const char* cursor = script.data();
     const char* end = script.data() + script.size();
@@ -194,12 +240,14 @@ void connection::exec(std::string_view script) {
         const int rc =
             sqlite3_prepare_v2(impl_->db, cursor, static_cast<int>(end - cursor), &raw, &tail);
         if (rc != SQLITE_OK) {
-            detail::throw_sqlite(impl_->db, rc, std::string_view(cursor, end));
+            detail::throw_sqlite(impl_->db, rc,
+                                 first_statement(trim_front(std::string_view(cursor, end))));
         }
         if (raw == nullptr) {
             break;  // only whitespace or comments left
         }
-        const std::string_view one(cursor, static_cast<std::size_t>(tail - cursor));
+        const std::string_view one =
+            trim_front(std::string_view(cursor, static_cast<std::size_t>(tail - cursor)));
         cursor = tail;
         statement stmt;
         // Adopt the raw handle so it is finalized on every path.

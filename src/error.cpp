@@ -44,6 +44,8 @@ const char* library_message(errc e) {
             return "database directory does not exist";
         case errc::transaction_state:
             return "invalid transaction state";
+        case errc::migration_refused:
+            return "migrations do not fit the database";
         case errc::needs_writer:
             return "statement writes; asqlite runs it on the writer connection";
         default:

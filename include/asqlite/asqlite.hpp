@@ -7,6 +7,7 @@
 #include "asqlite/error.hpp"
 #include "asqlite/file_info.hpp"
 #include "asqlite/logger.hpp"
+#include "asqlite/migrate.hpp"
 #include "asqlite/options.hpp"
 #include "asqlite/result.hpp"
 #include "asqlite/row.hpp"

@@ -64,6 +64,7 @@ enum class errc : int {
     invalid_url,        // a database URL asqlite does not understand
     directory_missing,  // the database file's directory does not exist
     transaction_state,  // begin() inside a transaction, commit() without one, ...
+    migration_refused,  // migrations that do not fit the database (see migrate.hpp)
     // Internal: a write met on a read connection, which the session routes
     // to the writer lane. Never reaches a caller.
     needs_writer,

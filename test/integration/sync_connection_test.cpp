@@ -1,8 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "asqlite/connection.hpp"
 #include "support/check.hpp"
@@ -62,6 +65,43 @@ TEST_F(Connection, WalModePersistsInTheFile) {
     o.read_only = true;  // does not set journal_mode itself
     connection c(db_path, o);
     EXPECT_EQ(c.journal_mode(), "wal");
+}
+
+TEST_F(Connection, ConnectionsOpeningANewDatabaseAtOnceAllSucceed) {
+    // Each turns the new file to WAL, which takes an exclusive lock; SQLite
+    // fails all but one at once with SQLITE_BUSY (its busy handler would
+    // deadlock there), and the open waits and tries again.
+    for (int round = 0; round < 20; ++round) {
+        const std::string path = dir.file("race" + std::to_string(round) + ".db");
+        constexpr int openers = 4;
+        std::atomic<int> ready{0};
+        std::atomic<int> opened{0};
+        std::vector<std::string> failures(openers);
+        std::vector<std::thread> threads;
+        for (int i = 0; i < openers; ++i) {
+            threads.emplace_back([&, i] {
+                ready.fetch_add(1);
+                while (ready.load() < openers) {
+                    std::this_thread::yield();
+                }
+                try {
+                    connection c(path);
+                    if (c.journal_mode() == "wal") {
+                        opened.fetch_add(1);
+                    }
+                } catch (const std::exception& e) {
+                    failures[static_cast<std::size_t>(i)] = e.what();
+                }
+            });
+        }
+        for (auto& t : threads) {
+            t.join();
+        }
+        for (const auto& f : failures) {
+            EXPECT_EQ(f, "");
+        }
+        EXPECT_EQ(opened.load(), openers);
+    }
 }
 
 TEST(ConnectionMemory, MemoryDatabase) {
@@ -168,7 +208,7 @@ TEST(ConnectionMemory, ExecStopsAtTheFailingStatement) {
     ASSERT_TRUE(e);
     EXPECT_EQ(e->code(), errc::error);
     EXPECT_TRUE(contains(e->message(), "no such table: nosuch"));
-    EXPECT_TRUE(contains(e->sql(), "INSERT INTO nosuch"));
+    EXPECT_EQ(e->sql(), "INSERT INTO nosuch VALUES (1);") << "not just the failing statement";
     // Statements before the failure ran (no implicit transaction), later ones did not.
     EXPECT_EQ(c.scalar<int>("SELECT count(*) FROM sqlite_schema WHERE name = 'a'"), 1);
     EXPECT_EQ(c.scalar<int>("SELECT count(*) FROM sqlite_schema WHERE name = 'b'"), 0);
@@ -181,7 +221,7 @@ TEST(ConnectionMemory, ExecReportsStepErrors) {
     ASSERT_TRUE(e);
     EXPECT_EQ(e->code(), errc::constraint_unique);
     EXPECT_TRUE(contains(e->message(), "UNIQUE constraint failed: t.x"));
-    EXPECT_TRUE(contains(e->sql(), "INSERT INTO t VALUES (1)"));
+    EXPECT_EQ(e->sql(), "INSERT INTO t VALUES (1);");
     EXPECT_EQ(c.scalar<int>("SELECT count(*) FROM t"), 2);
 }
 
