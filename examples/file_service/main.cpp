@@ -1,8 +1,9 @@
 // asqlite-file-service: the seed's FastAPI file-tool service as a Beast
 // HTTP/1.1 server on asqlite's async engine. See docs/file-service.md.
 //
-// Startup mirrors the original's deployment: init_db through the synchronous
-// engine, then the async engine for the request handlers. The process default
+// Startup mirrors the original's deployment: the schema through the
+// synchronous engine (migrations, schema.hpp), then the async engine for the
+// request handlers. The process default
 // engine is created here, explicitly, rather than lazily on the first
 // get_async_session(): a bad ASQLITE_* variable then stops the server before
 // it listens instead of failing every request, and the engine is bound to
@@ -31,10 +32,10 @@
 
 #include "asqlite/async_engine.hpp"
 #include "asqlite/engine.hpp"
-#include "asqlite/file_info.hpp"
 #include "asqlite/logger.hpp"
 #include "asqlite/sqlite_config.hpp"
 #include "routes.hpp"
+#include "schema.hpp"
 #include "server.hpp"
 
 namespace {
@@ -142,9 +143,11 @@ int run(const config& cfg) {
     if (cfg.db) {
         options.path = asqlite::path_from_url(*cfg.db);
     }
-    // The seed's `python -m genie_tool.db.db_engine`: create the schema with
-    // the synchronous engine (echo on unless ASQLITE_ECHO says otherwise).
-    asqlite::init_db(asqlite::create_engine(options), asqlite::file_info_metadata());
+    // The seed's `python -m genie_tool.db.db_engine`, as versioned
+    // migrations: the synchronous engine (echo on unless ASQLITE_ECHO says
+    // otherwise) brings the schema up to date, a database from before the
+    // migrations included (schema.hpp).
+    file_service::prepare_database(asqlite::create_engine(options));
 
     boost::system::error_code address_ec;
     const auto address = asio::ip::make_address(cfg.bind, address_ec);
@@ -162,12 +165,8 @@ int run(const config& cfg) {
                                 {.endpoint = {address, static_cast<unsigned short>(cfg.port)},
                                  .io_threads = cfg.io_threads,
                                  .max_body = cfg.max_body});
-    const auto endpoint = server.local_endpoint();
-    fmt::print("listening on {}:{}\n", endpoint.address().to_string(), endpoint.port());
-    std::fflush(stdout);
-    log.log(asqlite::log_level::info, "file service: database {}, data under {}, {} io thread(s)",
-            options.path, cfg.data_dir, threads);
-
+    // The signals are caught before the port is announced: a SIGTERM sent
+    // as soon as "listening" is read shuts down cleanly, never kills.
     asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](const boost::system::error_code& ec, int signal) {
         if (ec) {
@@ -193,6 +192,11 @@ int run(const config& cfg) {
                 }
             });
     });
+    const auto endpoint = server.local_endpoint();
+    fmt::print("listening on {}:{}\n", endpoint.address().to_string(), endpoint.port());
+    std::fflush(stdout);
+    log.log(asqlite::log_level::info, "file service: database {}, data under {}, {} io thread(s)",
+            options.path, cfg.data_dir, threads);
     server.start();
 
     std::vector<std::thread> extra;

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <cctype>
 #include <cstdint>
 #include <fstream>
 #include <iterator>
@@ -23,6 +24,7 @@
 #include "asqlite/async_engine.hpp"
 #include "asqlite/file_info.hpp"
 #include "asqlite/logger.hpp"
+#include "schema.hpp"
 
 namespace file_service {
 namespace {
@@ -64,6 +66,66 @@ std::string md5_hex(std::string_view request_id, std::string_view file_name) {
 
 // request_id and file_name become a directory and a file under the data
 // directory: anything that could name another place is refused.
+/// A media type as "type/subtype" with token characters (RFC 9110),
+/// optionally "; name=value" parameters of token characters: what can go
+/// into a Content-Type header as it is.
+bool valid_media_type(std::string_view t) {
+    const auto token = [](char ch) {
+        return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+               std::string_view("!#$%&'*+-.^_`|~").find(ch) != std::string_view::npos;
+    };
+    // States: in the type, in the subtype, in a parameter's name or value.
+    enum { type, subtype, name, value } at = type;
+    std::size_t run = 0;  // token characters since the last separator
+    for (std::size_t i = 0; i < t.size(); ++i) {
+        const char ch = t[i];
+        if (token(ch)) {
+            ++run;
+            continue;
+        }
+        const bool after_token = run != 0;
+        run = 0;
+        if (ch == '/' && at == type && after_token) {
+            at = subtype;
+        } else if (ch == ';' && (at == subtype || at == value) && after_token) {
+            at = name;
+            if (i + 1 < t.size() && t[i + 1] == ' ') {
+                ++i;
+            }
+        } else if (ch == '=' && at == name && after_token) {
+            at = value;
+        } else {
+            return false;
+        }
+    }
+    return run != 0 && (at == subtype || at == value) && t.size() <= 127;
+}
+
+/// The media type of a file name's extension; application/octet-stream
+/// when unknown.
+std::string_view guess_media_type(std::string_view file_name) {
+    static constexpr std::pair<std::string_view, std::string_view> known[] = {
+        {"txt", "text/plain"},        {"md", "text/markdown"},    {"csv", "text/csv"},
+        {"json", "application/json"}, {"html", "text/html"},      {"htm", "text/html"},
+        {"xml", "application/xml"},   {"pdf", "application/pdf"}, {"png", "image/png"},
+        {"jpg", "image/jpeg"},        {"jpeg", "image/jpeg"},     {"gif", "image/gif"},
+        {"svg", "image/svg+xml"},     {"zip", "application/zip"}, {"py", "text/x-python"},
+    };
+    const auto dot = file_name.rfind('.');
+    if (dot != std::string_view::npos) {
+        std::string ext(file_name.substr(dot + 1));
+        for (char& ch : ext) {
+            ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        }
+        for (const auto& [e, type] : known) {
+            if (ext == e) {
+                return type;
+            }
+        }
+    }
+    return "application/octet-stream";
+}
+
 void check_name(std::string_view field, std::string_view name) {
     if (name.empty()) {
         bad_request(fmt::format("'{}' must not be empty", field));
@@ -163,7 +225,7 @@ json::value or_null(const std::optional<std::string>& v) {
     return v ? json::value(*v) : json::value(nullptr);
 }
 
-json::object to_json(const asqlite::file_info& f) {
+json::object to_json(const stored_file& f) {
     json::object o;
     o["id"] = f.id ? json::value(*f.id) : json::value(nullptr);
     o["file_id"] = or_null(f.file_id);
@@ -174,6 +236,7 @@ json::object to_json(const asqlite::file_info& f) {
     o["status"] = f.status;
     o["request_id"] = or_null(f.request_id);
     o["create_time"] = asqlite::format_timestamp(f.create_time);
+    o["content_type"] = or_null(f.content_type);
     return o;
 }
 
@@ -188,14 +251,14 @@ const std::string& select_sql(std::string_view where) {
     // Built once per WHERE clause: the same text hits each connection's
     // statement cache.
     static const std::string by_file_id =
-        fmt::format("SELECT {} FROM fileinfo WHERE file_id = ?", asqlite::file_info_columns);
+        fmt::format("SELECT {} FROM fileinfo WHERE file_id = ?", stored_file_columns());
     static const std::string by_request_id = fmt::format(
-        "SELECT {} FROM fileinfo WHERE request_id = ? ORDER BY id", asqlite::file_info_columns);
+        "SELECT {} FROM fileinfo WHERE request_id = ? ORDER BY id", stored_file_columns());
     // One statement for any number of ids: the list travels as one JSON
     // parameter, so there is no variable-count SQL and no bind limit.
     static const std::string by_file_ids = fmt::format(
         "SELECT {} FROM fileinfo WHERE file_id IN (SELECT value FROM json_each(?)) ORDER BY id",
-        asqlite::file_info_columns);
+        stored_file_columns());
     return where == "file_id" ? by_file_id : where == "request_id" ? by_request_id : by_file_ids;
 }
 
@@ -207,12 +270,12 @@ const std::string& select_sql(std::string_view where) {
 const std::string& upsert_sql() {
     static const std::string sql = fmt::format(
         "INSERT INTO fileinfo (file_id, filename, file_path, description, file_size, status, "
-        "request_id) VALUES (?, ?, ?, ?, ?, 1, ?) "
+        "request_id, content_type) VALUES (?, ?, ?, ?, ?, 1, ?, ?) "
         "ON CONFLICT(file_id) DO UPDATE SET file_path = excluded.file_path, "
         "description = coalesce(excluded.description, description), "
-        "file_size = excluded.file_size, status = 1 "
+        "file_size = excluded.file_size, status = 1, content_type = excluded.content_type "
         "RETURNING {}",
-        asqlite::file_info_columns);
+        stored_file_columns());
     return sql;
 }
 
@@ -346,8 +409,16 @@ asio::awaitable<response> routes::upload_file(const request& req) const {
     const std::string file_name = required_string(body, "file_name");
     const std::optional<std::string> description = optional_string(body, "description");
     const std::string content = required_string(body, "content");
+    const std::optional<std::string> given_type = optional_string(body, "content_type");
     check_name("request_id", request_id);
     check_name("file_name", file_name);
+    if (given_type && !valid_media_type(*given_type)) {
+        bad_request(
+            "'content_type' must be a media type such as \"text/plain\" or "
+            "\"text/csv; charset=utf-8\"");
+    }
+    const std::string content_type =
+        given_type ? *given_type : std::string(guess_media_type(file_name));
 
     const std::string file_id = md5_hex(request_id, file_name);
     const fs::path dir = data_dir_ / "files" / request_id;
@@ -360,7 +431,7 @@ asio::awaitable<response> routes::upload_file(const request& req) const {
         return 0;
     });
 
-    std::optional<asqlite::file_info> stored;
+    std::optional<stored_file> stored;
     try {
         auto session = co_await asqlite::get_async_session();
         // Row and content change together on the writer lane: the content is
@@ -368,9 +439,9 @@ asio::awaitable<response> routes::upload_file(const request& req) const {
         // one file serialise and the row's file_size always matches the file
         // on disk. A failed rename rolls the row back.
         stored = co_await session.write([&](asqlite::connection& c) {
-            auto row = c.one<asqlite::file_info>(
-                upsert_sql(), file_id, file_name, final_path.string(), description,
-                static_cast<std::int64_t>(content.size()), request_id);
+            auto row = c.one<stored_file>(upsert_sql(), file_id, file_name, final_path.string(),
+                                          description, static_cast<std::int64_t>(content.size()),
+                                          request_id, content_type);
             fs::rename(staged, final_path);
             return row;
         });
@@ -393,8 +464,8 @@ asio::awaitable<response> routes::get_file(const request& req) const {
     check_name("file_name", file_name);
 
     auto session = co_await asqlite::get_async_session();
-    auto file = co_await session.one_or_none<asqlite::file_info>(select_sql("file_id"),
-                                                                 md5_hex(request_id, file_name));
+    auto file = co_await session.one_or_none<stored_file>(select_sql("file_id"),
+                                                          md5_hex(request_id, file_name));
     if (!file) {
         throw http_error(http::status::not_found, "file not found");
     }
@@ -408,11 +479,11 @@ asio::awaitable<response> routes::get_file_list(const request& req) const {
     if ((ids != nullptr) == by_request) {
         bad_request("give exactly one of 'request_id' or 'file_ids'");
     }
-    std::vector<asqlite::file_info> files;
+    std::vector<stored_file> files;
     if (by_request) {
         const std::string request_id = required_string(body, "request_id");
         auto session = co_await asqlite::get_async_session();
-        files = co_await session.all<asqlite::file_info>(select_sql("request_id"), request_id);
+        files = co_await session.all<stored_file>(select_sql("request_id"), request_id);
     } else {
         if (!ids->is_array()) {
             bad_request("'file_ids' must be an array of strings");
@@ -423,8 +494,7 @@ asio::awaitable<response> routes::get_file_list(const request& req) const {
             }
         }
         auto session = co_await asqlite::get_async_session();
-        files =
-            co_await session.all<asqlite::file_info>(select_sql("file_ids"), json::serialize(*ids));
+        files = co_await session.all<stored_file>(select_sql("file_ids"), json::serialize(*ids));
     }
     json::array list;
     list.reserve(files.size());
@@ -446,8 +516,8 @@ asio::awaitable<response> routes::send_file(const request& req, std::string_view
     check_name("file_name", file_name);
 
     auto session = co_await asqlite::get_async_session();
-    auto file = co_await session.one_or_none<asqlite::file_info>(select_sql("file_id"),
-                                                                 md5_hex(request_id, file_name));
+    auto file = co_await session.one_or_none<stored_file>(select_sql("file_id"),
+                                                          md5_hex(request_id, file_name));
     session = asqlite::session();  // back to the pool before the file is read
     if (!file) {
         throw http_error(http::status::not_found, "file not found");
@@ -461,7 +531,9 @@ asio::awaitable<response> routes::send_file(const request& req, std::string_view
 
     response res(http::status::ok, req.version());
     if (attachment) {
-        res.set(http::field::content_type, "application/octet-stream");
+        // The type it was uploaded with; saved as a file, never shown.
+        res.set(http::field::content_type, file->content_type.value_or("application/octet-stream"));
+        res.set("X-Content-Type-Options", "nosniff");
         res.set(http::field::content_disposition,
                 fmt::format("attachment; filename*=UTF-8''{}", percent_encode(file_name)));
     } else {

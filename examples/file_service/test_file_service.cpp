@@ -41,6 +41,8 @@
 #include "asqlite/connection.hpp"
 #include "asqlite/engine.hpp"
 #include "asqlite/file_info.hpp"
+#include "asqlite/migrate.hpp"
+#include "schema.hpp"
 
 extern char** environ;
 
@@ -284,10 +286,14 @@ json::value body_json(const response& res) {
 }
 
 std::string upload_body(std::string_view request_id, std::string_view file_name,
-                        std::string_view content, std::optional<std::string> description = {}) {
+                        std::string_view content, std::optional<std::string> description = {},
+                        std::optional<std::string> content_type = {}) {
     json::object o{{"request_id", request_id}, {"file_name", file_name}, {"content", content}};
     if (description) {
         o["description"] = *description;
+    }
+    if (content_type) {
+        o["content_type"] = *content_type;
     }
     return json::serialize(o);
 }
@@ -401,7 +407,8 @@ TEST_F(FileService, EveryRouteRoundTrips) {
     auto download = get("/download/req-1/report.md");
     ASSERT_EQ(download.result(), http::status::ok);
     EXPECT_EQ(download.body(), "# Report\nbody");
-    EXPECT_EQ(download[http::field::content_type], "application/octet-stream");
+    EXPECT_EQ(download[http::field::content_type], "text/markdown")
+        << "the type it was stored with";
     EXPECT_EQ(download[http::field::content_disposition], "attachment; filename*=UTF-8''report.md");
 
     auto preview = get("/preview/req-1/data.csv");
@@ -659,6 +666,106 @@ TEST_F(FileService, ConcurrentUploadsOfOneFileAllSucceed) {
     EXPECT_TRUE(fs::is_empty(data_dir() / "staging"));
 }
 
+TEST_F(FileService, AnUploadRecordsItsContentType) {
+    start();
+    auto up = post("/upload_file", upload_body("r", "table.csv", "a,b\n"));
+    ASSERT_EQ(up.result(), http::status::ok) << up.body();
+    EXPECT_EQ(body_json(up).at("content_type").as_string(), "text/csv") << "guessed from the name";
+    up = post("/upload_file",
+              upload_body("r", "notes", "n", std::nullopt, "text/plain; charset=utf-8"));
+    ASSERT_EQ(up.result(), http::status::ok) << up.body();
+    EXPECT_EQ(body_json(up).at("content_type").as_string(), "text/plain; charset=utf-8");
+    up = post("/upload_file", upload_body("r", "blob.bin2", "b"));
+    EXPECT_EQ(body_json(up).at("content_type").as_string(), "application/octet-stream");
+    for (const std::string& bad : std::vector<std::string>{
+             "text", "text/", "/plain", "text/plain\r\nX-Evil: 1", "text/plain; charset",
+             "text/pl ain", std::string(130, 'a') + "/b"}) {
+        expect_error(post("/upload_file", upload_body("r", "x.txt", "x", std::nullopt, bad)),
+                     http::status::bad_request, bad);
+    }
+    EXPECT_EQ(count_rows("x.txt"), 0);
+
+    const auto got = body_json(post("/get_file", R"({"request_id": "r", "file_name": "notes"})"));
+    EXPECT_EQ(got.at("content_type").as_string(), "text/plain; charset=utf-8");
+    const auto list = body_json(post("/get_file_list", R"({"request_id": "r"})"));
+    EXPECT_EQ(list.at("count").as_int64(), 3);
+    EXPECT_EQ(list.at("files").as_array()[0].at("content_type").as_string(), "text/csv");
+    auto download = get("/download/r/notes");
+    EXPECT_EQ(download[http::field::content_type], "text/plain; charset=utf-8");
+    EXPECT_EQ(download["X-Content-Type-Options"], "nosniff");
+    // A re-upload replaces the type.
+    up = post("/upload_file", upload_body("r", "notes", "m", std::nullopt, "text/markdown"));
+    EXPECT_EQ(get("/download/r/notes")[http::field::content_type], "text/markdown");
+}
+
+TEST_F(FileService, UpgradesADatabaseMadeByInitDbInPlace) {
+    // The database of the service before it used migrations: init_db's
+    // fileinfo with rows in it, no migration records.
+    auto options = asqlite::engine_options::from_url(db_path().string());
+    options.echo = false;
+    const auto engine = asqlite::create_engine(options);
+    asqlite::init_db(engine, asqlite::file_info_metadata());
+    {
+        auto c = engine.connect();
+        for (int i = 0; i < 3; ++i) {
+            c.execute(
+                "INSERT INTO fileinfo (file_id, filename, file_path, description, file_size, "
+                "status, request_id, create_time) VALUES (?, ?, ?, 'old', ?, 1, 'old-req', "
+                "'2026-01-02 03:04:05')",
+                fmt::format("id{}", i), fmt::format("f{}.txt", i), fmt::format("/old/f{}.txt", i),
+                i + 10);
+        }
+    }
+    start();
+    server_->signal(SIGTERM);
+    ASSERT_EQ(server_->wait(), 0);
+    const std::string log = read_text(log_path());
+    EXPECT_NE(log.find("recorded at migration 1"), std::string::npos) << log;
+    EXPECT_NE(log.find("applied migration 2 (fileinfo_content_type)"), std::string::npos) << log;
+    EXPECT_EQ(log.find("applied migration 1"), std::string::npos) << "version 1 ran again";
+    {
+        auto c = engine.connect();
+        EXPECT_EQ(asqlite::migration_state(c, file_service::migrations()).current(), 2);
+    }
+
+    // Started again, it has nothing to do; every old row is there, whole.
+    start();
+    const auto list = body_json(post("/get_file_list", R"({"request_id": "old-req"})"));
+    ASSERT_EQ(list.at("count").as_int64(), 3);
+    for (int i = 0; i < 3; ++i) {
+        const auto& f = list.at("files").as_array()[static_cast<std::size_t>(i)].as_object();
+        EXPECT_EQ(f.at("file_id").as_string(), fmt::format("id{}", i));
+        EXPECT_EQ(f.at("filename").as_string(), fmt::format("f{}.txt", i));
+        EXPECT_EQ(f.at("file_size").as_int64(), i + 10);
+        EXPECT_EQ(f.at("description").as_string(), "old");
+        EXPECT_EQ(f.at("create_time").as_string(), "2026-01-02 03:04:05");
+        EXPECT_TRUE(f.at("content_type").is_null());
+    }
+    auto up = post("/upload_file", upload_body("new-req", "page.html", "<p>"));
+    ASSERT_EQ(up.result(), http::status::ok) << up.body();
+    EXPECT_EQ(body_json(up).at("content_type").as_string(), "text/html");
+    server_->signal(SIGTERM);
+    ASSERT_EQ(server_->wait(), 0);
+    EXPECT_EQ(read_text(log_path()).find("applied migration"), std::string::npos)
+        << "the second start applied something";
+}
+
+TEST_F(FileService, RefusesADatabaseNewerThanItself) {
+    start();
+    server_->signal(SIGTERM);
+    ASSERT_EQ(server_->wait(), 0);
+    {
+        asqlite::connection c(db_path().string());
+        c.execute(
+            "INSERT INTO asqlite_migrations (version, name, checksum) VALUES (3, 'future', 'x')");
+    }
+    server_process p({"--db", db_path().string(), "--data-dir", data_dir().string(), "--port", "0"},
+                     log_path());
+    EXPECT_EQ(p.wait(), 1);
+    const std::string log = read_text(log_path());
+    EXPECT_NE(log.find("newer than this program's latest (2)"), std::string::npos) << log;
+}
+
 TEST_F(FileService, DatabaseErrorIs500AndLogged) {
     start();
     ASSERT_EQ(post("/upload_file", upload_body("r", "f.txt", "x")).result(), http::status::ok);
@@ -683,10 +790,12 @@ TEST_F(FileService, DatabaseErrorIs500AndLogged) {
     EXPECT_NE(log.find("database error"), std::string::npos) << log;
     EXPECT_NE(log.find("no such table: fileinfo"), std::string::npos) << log;
 
-    // Once the table is back the same server works again.
-    auto options = asqlite::engine_options::from_url(db_path().string());
-    options.echo = false;
-    asqlite::init_db(asqlite::create_engine(options), asqlite::file_info_metadata());
+    // Once the table is back (as the service's migrations made it) the same
+    // server works again.
+    asqlite::connection c(db_path().string());
+    for (const auto& m : file_service::migrations()) {
+        c.exec(m.sql);
+    }
     EXPECT_EQ(post("/upload_file", upload_body("r", "g.txt", "y")).result(), http::status::ok);
     EXPECT_EQ(get("/download/r/g.txt").body(), "y");
 }

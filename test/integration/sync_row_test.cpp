@@ -22,6 +22,12 @@ struct person {
 };
 BOOST_DESCRIBE_STRUCT(person, (), (id, name, email, score))
 
+// A row type that extends a described one with a column of its own.
+struct ranked_person : person {
+    std::int64_t rank = 0;
+};
+BOOST_DESCRIBE_STRUCT(ranked_person, (person), (rank))
+
 }  // namespace test_model
 
 namespace {
@@ -62,6 +68,28 @@ TEST_F(Row, GetByIndexAndName) {
     EXPECT_EQ(ann.index_of("score"), 3);
     EXPECT_EQ(ann[1], asqlite::value{std::string("ann")});
     EXPECT_EQ(ann.column_name(2), "email");
+}
+
+TEST_F(Row, AStructReadsItsDescribedBasesColumnsThenItsOwn) {
+    using test_model::ranked_person;
+    const auto rows = c.query<ranked_person>(
+        "SELECT id, name, email, score, rank() OVER (ORDER BY score DESC) AS rank FROM people "
+        "ORDER BY id");
+    ASSERT_EQ(rows.size(), 2u);
+    EXPECT_EQ(rows[0].name, "ann");
+    EXPECT_EQ(rows[0].email, "ann@x.org");
+    EXPECT_EQ(rows[0].rank, 2);
+    EXPECT_EQ(rows[1].name, "bob");
+    EXPECT_EQ(rows[1].score, 2);
+    EXPECT_EQ(rows[1].rank, 1);
+    // By name, in any order; a missing base column is refused like any other.
+    EXPECT_EQ(c.one<ranked_person>("SELECT 7 AS rank, score, email, name, id FROM people "
+                                   "WHERE id = 2")
+                  .rank,
+              7);
+    EXPECT_TRUE(
+        fails_with([&] { c.query<ranked_person>("SELECT id, name, 1 AS rank FROM people"); },
+                   errc::column_not_found, {"email"}));
 }
 
 TEST_F(Row, IndexOutOfRangeIsAnAsqliteError) {

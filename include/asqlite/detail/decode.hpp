@@ -51,6 +51,13 @@ struct is_tuple<std::tuple<Ts...>> : std::true_type {};
 template <class T>
 concept described_struct = std::is_class_v<T> && boost::describe::has_describe_members<T>::value;
 
+/// The public members a described struct's rows fill: those of its
+/// described bases first, then its own (BOOST_DESCRIBE_STRUCT(D, (Base),
+/// (extra)) reads Base's columns and `extra`).
+template <class T>
+using described_members = boost::describe::describe_members<T, boost::describe::mod_public |
+                                                                   boost::describe::mod_inherited>;
+
 template <class T>
 constexpr std::string_view type_label() {
     if constexpr (std::same_as<T, bool>) {
@@ -186,7 +193,7 @@ class row_reader {
     explicit row_reader(const S& s) {
         const int n = s.column_count();
         if constexpr (described_struct<T>) {
-            using members = boost::describe::describe_members<T, boost::describe::mod_public>;
+            using members = described_members<T>;
             std::size_t k = 0;
             bool in_order = n == static_cast<int>(width);
             boost::mp11::mp_for_each<members>([&](auto member) {
@@ -252,7 +259,7 @@ class row_reader {
   private:
     template <column_source S>
     void fill(T& out, const S& s) const {
-        using members = boost::describe::describe_members<T, boost::describe::mod_public>;
+        using members = described_members<T>;
         std::size_t k = 0;
         boost::mp11::mp_for_each<members>([&](auto member) {
             using field = std::remove_cvref_t<decltype(out.*member.pointer)>;
@@ -262,8 +269,7 @@ class row_reader {
 
     static constexpr std::size_t count_width() {
         if constexpr (described_struct<T>) {
-            return boost::mp11::mp_size<
-                boost::describe::describe_members<T, boost::describe::mod_public>>::value;
+            return boost::mp11::mp_size<described_members<T>>::value;
         } else if constexpr (is_tuple<T>::value) {
             return std::tuple_size_v<T>;
         } else {
