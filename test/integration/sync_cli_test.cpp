@@ -9,6 +9,7 @@
 
 #include "asqlite/connection.hpp"
 #include "support/check.hpp"
+#include "support/shell.hpp"
 #include "support/temp_dir.hpp"
 
 #ifndef ASQLITE_INIT_DB_EXE
@@ -19,27 +20,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using asqlite::test::contains;
-
-std::string shell_quote(const std::string& s) {
-    std::string out = "'";
-    for (char ch : s) {
-        out += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
-    }
-    return out + "'";
-}
-
-std::string slurp(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-struct run_result {
-    int exit_code = -1;
-    std::string out;
-    std::string err;
-};
+using asqlite::test::run_result;
+using asqlite::test::shell_quote;
+using asqlite::test::slurp;
 
 class Cli : public asqlite::test::temp_dir_test {
   protected:

@@ -23,6 +23,7 @@
 #include "asqlite/file_info.hpp"
 #include "asqlite/migrate.hpp"
 #include "support/check.hpp"
+#include "support/shell.hpp"
 #include "support/temp_dir.hpp"
 
 #ifndef ASQLITE_MIGRATE_EXE
@@ -35,6 +36,9 @@ namespace {
 namespace fs = std::filesystem;
 using test::contains;
 using test::fails_with;
+using test::run_result;
+using test::shell_quote;
+using test::slurp;
 
 const std::vector<migration> three = {
     {1, "create_items", "CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT NOT NULL);"},
@@ -280,27 +284,6 @@ TEST_F(Migrate, ADirectoryWithABadNameADuplicateOrAGapIsRefused) {
 // ---------------------------------------------------------------------------
 // The CLI
 // ---------------------------------------------------------------------------
-
-std::string shell_quote(const std::string& s) {
-    std::string out = "'";
-    for (char ch : s) {
-        out += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
-    }
-    return out + "'";
-}
-
-std::string slurp(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-struct run_result {
-    int exit_code = -1;
-    std::string out;
-    std::string err;
-};
 
 class MigrateCli : public Migrate {
   protected:
