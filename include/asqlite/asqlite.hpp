@@ -15,4 +15,5 @@
 #include "asqlite/session.hpp"
 #include "asqlite/sqlite_config.hpp"
 #include "asqlite/statement.hpp"
+#include "asqlite/stream.hpp"
 #include "asqlite/value.hpp"

@@ -65,6 +65,8 @@ namespace asqlite {
 namespace asio = boost::asio;
 
 class session;
+template <class T>
+class row_stream;
 class transaction;
 
 namespace detail {
@@ -188,6 +190,14 @@ class session {
         return start<transaction>(std::forward<Token>(token), [this] { return begin_op(); });
     }
 
+    /// The rows of one statement as a stream, stepped in batches while the
+    /// consumer takes them (include "asqlite/stream.hpp"): see row_stream.
+    /// The stream reads on a session of its own (a read connection, one
+    /// snapshot) and completes with row_stream<T>. Outside a transaction
+    /// only.
+    template <class T, class... A>
+    auto stream(std::string_view sql, A&&... args);
+
     /// The session belongs to an engine (not moved from or default-made).
     bool valid() const noexcept { return core_ != nullptr; }
     /// A transaction of this session is open: begin()'s, or one begun with
@@ -197,6 +207,8 @@ class session {
   private:
     friend class transaction;
     friend class detail::driver;
+    template <class>
+    friend class row_stream;
 
     /// A statement giving a T: make_job(params) is its job on the blocking
     /// pool, finish(job's value) makes the T. args: parameters, then perhaps
