@@ -54,6 +54,7 @@
 #include "asqlite/file_info.hpp"
 #include "asqlite/logger.hpp"
 #include "routes.hpp"
+#include "schema.hpp"
 
 namespace {
 
@@ -137,7 +138,7 @@ struct service {
         options.pool_size = 3;
         options.threads = 1;
         sync.emplace(asqlite::create_engine(options));
-        asqlite::init_db(*sync, asqlite::file_info_metadata());
+        file_service::prepare_database(*sync);  // the service's schema, as it starts
         asqlite::set_default_engine(asqlite::create_async_engine(io.get_executor(), options));
         routes.emplace(root / "data", file_io.get_executor());
     }
