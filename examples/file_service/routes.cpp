@@ -24,6 +24,7 @@
 #include "asqlite/async_engine.hpp"
 #include "asqlite/file_info.hpp"
 #include "asqlite/logger.hpp"
+#include "asqlite/stream.hpp"
 #include "schema.hpp"
 
 namespace file_service {
@@ -240,6 +241,38 @@ json::object to_json(const stored_file& f) {
     return o;
 }
 
+/// The files of get_file_list after its opening `{"files": [`: the rows
+/// as they are stepped, then `], "count": N}`.
+class file_list_source final : public body_source {
+  public:
+    explicit file_list_source(asqlite::row_stream<stored_file> rows) : rows_(std::move(rows)) {}
+
+    asio::awaitable<std::optional<std::string>> next() override {
+        if (finished_) {
+            co_return std::nullopt;
+        }
+        std::string piece;
+        for (std::size_t i = 0; i < asqlite::stream_batch_rows; ++i) {
+            auto file = co_await rows_.next();
+            if (!file) {
+                piece += fmt::format(R"(], "count": {}}})", count_);
+                finished_ = true;
+                break;
+            }
+            if (count_++ != 0) {
+                piece += ',';
+            }
+            piece += json::serialize(to_json(*file));
+        }
+        co_return piece;
+    }
+
+  private:
+    asqlite::row_stream<stored_file> rows_;
+    std::size_t count_ = 0;
+    bool finished_ = false;
+};
+
 response json_response(const request& req, const json::value& body) {
     response res(http::status::ok, req.version());
     res.set(http::field::content_type, "application/json");
@@ -365,17 +398,19 @@ routes::routes(std::filesystem::path data_dir, asio::any_io_executor file_io)
     staging_dir_ = data_dir_ / "staging";
 }
 
-asio::awaitable<response> routes::handle(const request& req) const {
+asio::awaitable<reply> routes::handle(const request& req) const {
     std::exception_ptr failure;
     try {
         co_return co_await dispatch(req);
     } catch (...) {
         failure = std::current_exception();
     }
-    co_return failure_response(failure, req);
+    reply answer{failure_response(failure, req), nullptr};
+    co_return answer;
 }
 
-asio::awaitable<response> routes::dispatch(const request& req) const {
+asio::awaitable<reply> routes::dispatch(const request& req) const {
+    reply answer;
     std::string_view path = req.target();
     path = path.substr(0, path.find('?'));
     if (!path.starts_with(route_prefix) || !path.substr(route_prefix.size()).starts_with('/')) {
@@ -384,11 +419,13 @@ asio::awaitable<response> routes::dispatch(const request& req) const {
     const std::string_view route = path.substr(route_prefix.size() + 1);
     if (route == "upload_file") {
         require_method(req, http::verb::post);
-        co_return co_await upload_file(req);
+        answer.res = co_await upload_file(req);
+        co_return answer;
     }
     if (route == "get_file") {
         require_method(req, http::verb::post);
-        co_return co_await get_file(req);
+        answer.res = co_await get_file(req);
+        co_return answer;
     }
     if (route == "get_file_list") {
         require_method(req, http::verb::post);
@@ -397,7 +434,8 @@ asio::awaitable<response> routes::dispatch(const request& req) const {
     for (const std::string_view kind : {"download", "preview"}) {
         if (route.starts_with(kind) && route.substr(kind.size()).starts_with('/')) {
             require_method(req, http::verb::get);
-            co_return co_await send_file(req, route.substr(kind.size() + 1), kind == "download");
+            answer.res = co_await send_file(req, route.substr(kind.size() + 1), kind == "download");
+            co_return answer;
         }
     }
     throw http_error(http::status::not_found, "no such route");
@@ -472,19 +510,28 @@ asio::awaitable<response> routes::get_file(const request& req) const {
     co_return json_response(req, to_json(*file));
 }
 
-asio::awaitable<response> routes::get_file_list(const request& req) const {
+asio::awaitable<reply> routes::get_file_list(const request& req) const {
     const json::object body = parse_object(req.body());
     const json::value* ids = body.if_contains("file_ids");
     const bool by_request = body.contains("request_id");
     if ((ids != nullptr) == by_request) {
         bad_request("give exactly one of 'request_id' or 'file_ids'");
     }
-    std::vector<stored_file> files;
+    reply answer;
     if (by_request) {
+        // A request id may have any number of files: streamed, a batch of
+        // rows at a time, so the service's memory does not grow with them.
         const std::string request_id = required_string(body, "request_id");
         auto session = co_await asqlite::get_async_session();
-        files = co_await session.all<stored_file>(select_sql("request_id"), request_id);
-    } else {
+        auto rows = co_await session.stream<stored_file>(select_sql("request_id"), request_id);
+        answer.res = response(http::status::ok, req.version());
+        answer.res.set(http::field::content_type, "application/json");
+        answer.res.body() = R"({"files": [)";
+        answer.rest = std::make_unique<file_list_source>(std::move(rows));
+        co_return answer;
+    }
+    std::vector<stored_file> files;
+    {
         if (!ids->is_array()) {
             bad_request("'file_ids' must be an array of strings");
         }
@@ -501,7 +548,9 @@ asio::awaitable<response> routes::get_file_list(const request& req) const {
     for (const auto& f : files) {
         list.emplace_back(to_json(f));
     }
-    co_return json_response(req, json::object{{"count", files.size()}, {"files", std::move(list)}});
+    answer.res =
+        json_response(req, json::object{{"count", files.size()}, {"files", std::move(list)}});
+    co_return answer;
 }
 
 asio::awaitable<response> routes::send_file(const request& req, std::string_view rest,

@@ -17,6 +17,9 @@
 
 #include <atomic>
 #include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
 #include <string_view>
 
 namespace file_service {
@@ -32,19 +35,37 @@ inline constexpr std::string_view route_prefix = "/v1/file_tool";
 /// A JSON error body {"status": 400, "error": "Bad Request", "detail": ...}.
 response error_response(http::status status, std::string_view detail, unsigned version);
 
+/// The rest of a response's body, made while it is sent: the server sends
+/// the response chunked (Transfer-Encoding: chunked), its own body first,
+/// then each piece next() gives until std::nullopt. A next() that throws
+/// leaves the response unfinished: the server closes the connection
+/// without the last chunk, so the client sees the failure.
+class body_source {
+  public:
+    virtual ~body_source() = default;
+    virtual asio::awaitable<std::optional<std::string>> next() = 0;
+};
+
+/// A handler's answer: the response, and the source of the rest of its
+/// body when it is streamed (null: the response holds all of it).
+struct reply {
+    response res;
+    std::unique_ptr<body_source> rest;
+};
+
 class routes {
   public:
     /// Uploaded content goes under `data_dir` (created if missing);
     /// file-system work runs on `file_io`, never on the HTTP threads.
     routes(std::filesystem::path data_dir, asio::any_io_executor file_io);
 
-    asio::awaitable<response> handle(const request& req) const;
+    asio::awaitable<reply> handle(const request& req) const;
 
   private:
-    asio::awaitable<response> dispatch(const request& req) const;
+    asio::awaitable<reply> dispatch(const request& req) const;
     asio::awaitable<response> upload_file(const request& req) const;
     asio::awaitable<response> get_file(const request& req) const;
-    asio::awaitable<response> get_file_list(const request& req) const;
+    asio::awaitable<reply> get_file_list(const request& req) const;
     asio::awaitable<response> send_file(const request& req, std::string_view rest,
                                         bool attachment) const;
 

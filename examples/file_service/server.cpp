@@ -5,14 +5,19 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/chunk_encode.hpp>
+#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 
 #include <array>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "asqlite/logger.hpp"
@@ -147,15 +152,25 @@ asio::awaitable<void> server::serve(std::shared_ptr<connection> conn) {
             }
 
             request req = parser.release();
-            response res = co_await routes_.handle(req);
+            reply answer = co_await routes_.handle(req);
+            response& res = answer.res;
             const bool keep_alive = req.keep_alive() && !stopping_;
             res.keep_alive(keep_alive);
             res.set(http::field::server, "asqlite-file-service");
-            res.prepare_payload();
-            conn->stream.expires_after(options_.io_timeout);
-            auto [write_ec, written] =
-                co_await http::async_write(conn->stream, res, tuple_awaitable);
-            if (write_ec || !keep_alive) {
+            if (answer.rest) {
+                if (!co_await write_streamed(*conn, answer)) {
+                    break;
+                }
+            } else {
+                res.prepare_payload();
+                conn->stream.expires_after(options_.io_timeout);
+                auto [write_ec, written] =
+                    co_await http::async_write(conn->stream, res, tuple_awaitable);
+                if (write_ec) {
+                    break;
+                }
+            }
+            if (!keep_alive) {
                 break;
             }
         }
@@ -167,6 +182,42 @@ asio::awaitable<void> server::serve(std::shared_ptr<connection> conn) {
     conn->stream.close();
     std::lock_guard lock(mutex_);
     connections_.erase(conn);
+}
+
+asio::awaitable<bool> server::write_streamed(connection& conn, reply& answer) {
+    http::response<http::empty_body> head(answer.res.result(), answer.res.version());
+    for (const auto& field : answer.res) {
+        head.set(field.name_string(), field.value());
+    }
+    head.keep_alive(answer.res.keep_alive());
+    head.chunked(true);
+    http::response_serializer<http::empty_body> header(head);
+    conn.stream.expires_after(options_.io_timeout);
+    if (auto [ec, n] = co_await http::async_write_header(conn.stream, header, tuple_awaitable);
+        ec) {
+        co_return false;
+    }
+    std::optional<std::string> piece = std::move(answer.res.body());
+    while (piece) {
+        if (!piece->empty()) {
+            conn.stream.expires_after(options_.io_timeout);
+            auto [ec, n] = co_await asio::async_write(
+                conn.stream, http::make_chunk(asio::buffer(*piece)), tuple_awaitable);
+            if (ec) {
+                co_return false;
+            }
+        }
+        try {
+            piece = co_await answer.rest->next();
+        } catch (...) {
+            log_exception("streamed response", std::current_exception());
+            co_return false;  // no last chunk: the client sees it unfinished
+        }
+    }
+    conn.stream.expires_after(options_.io_timeout);
+    auto [ec, n] =
+        co_await asio::async_write(conn.stream, http::make_chunk_last(), tuple_awaitable);
+    co_return !ec;
 }
 
 asio::awaitable<void> server::reject(connection& conn, http::status status, std::string_view detail,

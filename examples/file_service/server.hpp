@@ -60,6 +60,10 @@ class server {
     asio::awaitable<void> serve(std::shared_ptr<connection> conn);
     asio::awaitable<void> reject(connection& conn, http::status status, std::string_view detail,
                                  unsigned version);
+    /// Sends a reply whose body is streamed, chunked; false when the
+    /// connection is to close (a write failed, or the body's source did,
+    /// leaving the response unfinished).
+    asio::awaitable<bool> write_streamed(connection& conn, reply& answer);
     void for_each_connection(void (*action)(connection&));
 
     asio::io_context& io_;

@@ -155,6 +155,18 @@ class server_process {
 
     void signal(int sig) const { ::kill(pid_, sig); }
 
+    /// The server's peak resident memory so far (VmHWM), in bytes.
+    std::int64_t peak_resident() const {
+        std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
+        std::string line;
+        while (std::getline(status, line)) {
+            if (line.starts_with("VmHWM:")) {
+                return std::stoll(line.substr(6)) * 1024;
+            }
+        }
+        return -1;
+    }
+
     /// The exit code, or nullopt if it did not exit in time (or was killed
     /// by a signal: then -signal).
     std::optional<int> wait(std::chrono::milliseconds timeout = 15s) {
@@ -235,6 +247,26 @@ class client {
         return res;
     }
 
+    /// read_response() for a body of any size, with a deadline of its own.
+    response read_large_response(std::chrono::seconds timeout) {
+        http::response_parser<http::string_body> parser;
+        parser.body_limit(boost::none);
+        boost::system::error_code ec;
+        run(
+            [&](auto done) {
+                http::async_read(stream_, buffer_, parser,
+                                 [&ec, done](boost::system::error_code e, std::size_t) {
+                                     ec = e;
+                                     done();
+                                 });
+            },
+            timeout);
+        if (ec) {
+            throw boost::system::system_error(ec, "read");
+        }
+        return parser.release();
+    }
+
     /// True when the server closed the connection (EOF or reset) in time.
     bool closed_by_server() {
         std::array<char, 64> sink{};
@@ -251,8 +283,8 @@ class client {
 
   private:
     template <class Start>
-    void run(Start start) {
-        stream_.expires_after(20s);
+    void run(Start start, std::chrono::seconds timeout = 20s) {
+        stream_.expires_after(timeout);
         bool finished = false;
         start([&finished] { finished = true; });
         io_.restart();
@@ -278,11 +310,15 @@ http::request<http::string_body> make_request(http::verb verb, std::string targe
     return req;
 }
 
-json::value body_json(const response& res) {
+json::value body_json_text(std::string_view text) {
     std::error_code ec;
-    auto v = json::parse(res.body(), ec);
-    EXPECT_FALSE(ec) << "not JSON: " << res.body();
+    auto v = json::parse(text, ec);
+    EXPECT_FALSE(ec) << "not JSON: " << text;
     return v;
+}
+
+json::value body_json(const response& res) {
+    return body_json_text(res.body());
 }
 
 std::string upload_body(std::string_view request_id, std::string_view file_name,
@@ -696,6 +732,62 @@ TEST_F(FileService, AnUploadRecordsItsContentType) {
     // A re-upload replaces the type.
     up = post("/upload_file", upload_body("r", "notes", "m", std::nullopt, "text/markdown"));
     EXPECT_EQ(get("/download/r/notes")[http::field::content_type], "text/markdown");
+}
+
+TEST_F(FileService, AHugeFileListIsStreamedInBoundedMemory) {
+    // 1,000,000 files of one request id (fewer under the sanitizers, whose
+    // shadow memory and quarantine make resident size meaningless).
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    constexpr std::int64_t files = 50'000;
+    constexpr bool measure = false;
+#else
+    constexpr std::int64_t files = 1'000'000;
+    constexpr bool measure = true;
+#endif
+    {
+        auto options = asqlite::engine_options::from_url(db_path().string());
+        options.echo = false;
+        const auto engine = asqlite::create_engine(options);
+        file_service::prepare_database(engine);
+        engine.connect().execute(
+            "INSERT INTO fileinfo (file_id, filename, file_path, file_size, status, request_id, "
+            "content_type) WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE "
+            "i < ?) SELECT printf('%032d', i), printf('f%d.txt', i), printf('/d/f%d.txt', i), i, "
+            "1, 'huge', 'text/plain' FROM n",
+            files);
+    }
+    start();
+    const std::int64_t before = server_->peak_resident();
+    client c(port_);
+    auto req = make_request(http::verb::post, api + "/get_file_list", R"({"request_id": "huge"})");
+    req.prepare_payload();
+    std::ostringstream raw;
+    raw << req;
+    c.send_raw(raw.str());
+    const response res = c.read_large_response(300s);
+    const std::int64_t after = server_->peak_resident();
+    ASSERT_EQ(res.result(), http::status::ok);
+    EXPECT_TRUE(res.chunked()) << "not streamed";
+    const std::string& body = res.body();
+    EXPECT_TRUE(body.starts_with(R"({"files": [{"id":1,)")) << body.substr(0, 100);
+    EXPECT_TRUE(body.ends_with(fmt::format(R"(], "count": {}}})", files)))
+        << body.substr(body.size() - 100);
+    std::int64_t listed = 0;
+    for (auto at = body.find(R"("file_id":)"); at != std::string::npos;
+         at = body.find(R"("file_id":)", at + 1)) {
+        ++listed;
+    }
+    EXPECT_EQ(listed, files);
+    // The pieces join into one JSON document (its tail: the last files).
+    const auto tail = body_json_text("{\"files\": [" + body.substr(body.rfind("{\"id\":")));
+    EXPECT_EQ(tail.at("count").as_int64(), files);
+    EXPECT_EQ(tail.at("files").as_array().back().at("filename").as_string(),
+              fmt::format("f{}.txt", files));
+    if (measure) {
+        EXPECT_LT(after - before, 64 << 20)
+            << "the server's peak memory grew by " << (after - before) << " bytes for a "
+            << body.size() << "-byte list";
+    }
 }
 
 TEST_F(FileService, UpgradesADatabaseMadeByInitDbInPlace) {

@@ -159,21 +159,34 @@ struct service {
         }
     }
 
+    /// The reply, with a streamed body read to its end into the response
+    /// (as a client that de-chunks it sees it).
     file_service::response handle(const file_service::request& req) {
         std::optional<file_service::response> res;
-        asio::co_spawn(io, routes->handle(req),
-                       [&res](std::exception_ptr e, file_service::response r) {
-                           if (e) {
-                               fail("routes::handle() threw", "");
-                           }
-                           res = std::move(r);
-                       });
+        asio::co_spawn(io, whole(req), [&res](std::exception_ptr e, file_service::response r) {
+            if (e) {
+                fail("routes::handle() threw, or a streamed body failed", "");
+            }
+            res = std::move(r);
+        });
         while (!res) {
             if (io.run_one() == 0) {
                 io.restart();
             }
         }
         return std::move(*res);
+    }
+
+    asio::awaitable<file_service::response> whole(file_service::request req) {
+        file_service::reply answer = co_await routes->handle(req);
+        while (answer.rest) {
+            auto piece = co_await answer.rest->next();
+            if (!piece) {
+                break;
+            }
+            answer.res.body() += *piece;
+        }
+        co_return std::move(answer.res);
     }
 };
 
