@@ -222,6 +222,31 @@ TEST_F(Stream, CancellingANextStopsTheStatementAndTheStreamLetsGo) {
     EXPECT_TRUE(checkpoint_completes());
 }
 
+TEST_F(Stream, CancellingTheOpeningStopsItsFirstBatchAndHoldsNothing) {
+    seed(10);
+    auto db = create_async_engine(io.get_executor(), options());
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        const auto started = std::chrono::steady_clock::now();
+        auto outcome = co_await (
+            s.stream<std::int64_t>("SELECT * FROM (WITH RECURSIVE c(v) AS (SELECT 1 UNION ALL "
+                                   "SELECT v + 1 FROM c WHERE v < 200000000) SELECT v FROM c "
+                                   "WHERE v = 200000000)") ||
+            test::sleep_for(100ms));
+        EXPECT_EQ(outcome.index(), 1u) << "the first batch should still be stepping";
+        EXPECT_LT(std::chrono::steady_clock::now() - started, 10s) << "the cancel did not stop it";
+        // The session is usable, and a new stream works.
+        auto rows = co_await s.stream<std::int64_t>("SELECT x FROM n");
+        std::int64_t n = 0;
+        while (co_await rows.next()) {
+            ++n;
+        }
+        EXPECT_EQ(n, 10);
+    }());
+    EXPECT_EQ(db.stats().in_use, 0u);
+    EXPECT_TRUE(checkpoint_completes());
+}
+
 TEST_F(Stream, ManyStreamsOnASmallPoolBesideAWriter) {
     seed(5'000);
     auto db = create_async_engine(io.get_executor(), options());
