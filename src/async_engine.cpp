@@ -617,6 +617,7 @@ void async_core::release(pooled_connection* pc) noexcept {
     auto work = asio::prefer(io_, asio::execution::outstanding_work.tracked);
     post_blocking(
         [self = shared_from_this(), pc, work = std::move(work)](bool run) {
+            pc->orphans.clear();
             if (!run) {
                 pc->healthy = false;  // engine closed: the connection is closed anyway
             } else {

@@ -45,6 +45,7 @@ void finish_step(engine_core& lane, bool ran, asio::any_io_executor ex, step_han
 /// connection's reason when it may not run at all. An error that poisons
 /// the connection marks it unhealthy; pc.in_transaction is updated.
 std::exception_ptr run_operation(pooled_connection& pc, std::uint64_t op, step& s) noexcept {
+    pc.orphans.clear();
     backend_connection& c = *pc.conn;
     c.begin_operation(op);
     auto cancelled = [&c] { return c.refusing() ? interrupted_by_close_error() : aborted_error(); };

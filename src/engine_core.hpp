@@ -33,6 +33,7 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "asqlite/detail/completion.hpp"
 #include "asqlite/error.hpp"
@@ -67,6 +68,12 @@ struct pooled_connection {
     bool in_transaction = false;  // (worker) state after the last operation
     bool healthy = true;          // (worker) false: close instead of reusing
     bool urgent = false;          // the writer lane's: its jobs go first (see post_held)
+    // What must be destroyed on this connection's thread before its next
+    // use: the statements of streams dropped inside a transaction that
+    // holds it (added on the io side while no job runs, destroyed by the
+    // next job, the rollback of a dropped transaction, or with the
+    // connection).
+    std::vector<std::shared_ptr<void>> orphans;
 };
 
 struct op_state;

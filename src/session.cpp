@@ -106,6 +106,25 @@ void session::release() noexcept {
     core_.reset();
 }
 
+void session::hand_over_orphan(std::shared_ptr<void> what) noexcept {
+    // The connection of the open transaction: no job runs on it now (the
+    // session runs one operation at a time), and its next job, or the
+    // rollback when the transaction is dropped, destroys `what` there.
+    detail::pooled_connection* pc = nullptr;
+    if (auto* tx = open_tx()) {
+        pc = tx->pc;
+    } else {
+        pc = pc_;
+    }
+    if (pc != nullptr) {
+        try {
+            pc->orphans.push_back(std::move(what));
+        } catch (...) {
+            // Out of memory: destroyed here, while the connection is idle.
+        }
+    }
+}
+
 bool session::in_transaction() const noexcept {
     return open_tx() != nullptr || holds_sql_transaction();
 }

@@ -192,9 +192,10 @@ class session {
 
     /// The rows of one statement as a stream, stepped in batches while the
     /// consumer takes them (include "asqlite/stream.hpp"): see row_stream.
-    /// The stream reads on a session of its own (a read connection, one
-    /// snapshot) and completes with row_stream<T>. Outside a transaction
-    /// only.
+    /// Outside a transaction the stream reads on a session of its own (a
+    /// read connection, one snapshot); inside one, on the transaction's
+    /// connection through this session, which must then outlive it.
+    /// Completes with row_stream<T>.
     template <class T, class... A>
     auto stream(std::string_view sql, A&&... args);
 
@@ -243,6 +244,9 @@ class session {
 
     void check_usable() const;
     void release() noexcept;
+    /// Keeps `what` (a dropped stream's statement) until the next job on
+    /// the connection of this session's transaction destroys it there.
+    void hand_over_orphan(std::shared_ptr<void> what) noexcept;
     asio::any_io_executor io_executor() const;
     asio::awaitable<transaction> begin_op();
     detail::tx_link* open_tx() const noexcept;

@@ -6,18 +6,25 @@
 // however large the result, the first row arrives before the last is
 // stepped, and a consumer that stops early stops the stepping.
 //
-// A stream reads on a session of its own, which holds one read connection
-// in a read transaction (a consistent snapshot) from the first batch to the
-// end. The connection goes back when next() has returned std::nullopt, or
-// when the stream is destroyed (an early break, an exception, a
-// cancellation): the statement is finalized and the read transaction rolled
-// back on the blocking pool, so nothing is leaked and a checkpoint can
-// complete once that is done. See docs/async.md, "Streaming rows".
+// Outside a transaction, a stream reads on a session of its own, which
+// holds one read connection in a read transaction (a consistent snapshot)
+// from the first batch to the end. The connection goes back when next() has
+// returned std::nullopt, or when the stream is destroyed (an early break, an
+// exception, a cancellation): the statement is finalized and the read
+// transaction rolled back on the blocking pool, so nothing is leaked and a
+// checkpoint can complete once that is done.
+//
+// Inside a transaction (begin(), or one begun with SQL) the stream reads on
+// the transaction's connection through the session that made it, and sees
+// the transaction's own writes. The session must outlive the stream, and
+// runs no other operation while a next() is in flight. A stream dropped
+// early leaves its statement to the transaction's connection, which
+// finalizes it before its next operation or when the transaction ends.
+// See docs/async.md, "Streaming rows".
 //
 // Thread safety and lifetimes as for a session: one coroutine uses a
 // stream, one next() at a time; the stream must not outlive its engine's
-// io_context running. A stream is not part of the session's transaction:
-// stream() inside one throws errc::transaction_state (use all() there).
+// io_context running.
 
 #include <boost/asio/use_awaitable.hpp>
 
@@ -49,8 +56,11 @@ namespace detail {
 template <class T>
 struct stream_state {
     explicit stream_state(session s) : own(std::move(s)) {}
+    explicit stream_state(session* in_transaction) : user(in_transaction) {}
 
-    session own;
+    session own;              // outside a transaction: the stream's own session
+    session* user = nullptr;  // inside one: the session whose transaction it is
+    session& runner() noexcept { return user != nullptr ? *user : own; }
     std::optional<statement> stmt;
     std::optional<row_reader<T>> reader;
     std::vector<T> rows;  // the batch being consumed
@@ -147,18 +157,18 @@ class row_stream {
     explicit row_stream(std::shared_ptr<detail::stream_state<T>> st) : st_(std::move(st)) {}
 
     template <class Params>
-    static asio::awaitable<row_stream> open(session own, std::string sql, Params params,
-                                            bool in_transaction) {
-        if (in_transaction) {
-            throw_error(errc::transaction_state,
-                        "stream() runs outside a transaction; inside one, use all()");
+    static asio::awaitable<row_stream> open(session& from, std::string sql, Params params) {
+        row_stream out;
+        if (from.in_transaction()) {
+            out.st_ = std::make_shared<detail::stream_state<T>>(&from);
+        } else {
+            out.st_ = std::make_shared<detail::stream_state<T>>(session(from.core_, nullptr));
+            co_await out.st_->own.execute("BEGIN");
+            out.st_->in_read_tx = true;
         }
-        row_stream out(std::make_shared<detail::stream_state<T>>(std::move(own)));
         detail::stream_state<T>& st = *out.st_;
-        co_await st.own.execute("BEGIN");
-        st.in_read_tx = true;
         const detail::stream_first_batch<T, Params> first{&st, &sql, &params};
-        co_await st.own.run(first);
+        co_await st.runner().run(first);
         co_return out;
     }
 
@@ -172,7 +182,7 @@ class row_stream {
         if (st->next == st->rows.size() && !st->done) {
             const detail::stream_next_batch<T> more{st.get()};
             try {
-                co_await st->own.run(more);
+                co_await st->runner().run(more);
             } catch (...) {
                 st->failed = std::current_exception();
                 throw;
@@ -194,7 +204,7 @@ class row_stream {
         }
     }
     asio::any_io_executor executor() const {
-        return st_ ? st_->own.io_executor() : asio::any_io_executor{};
+        return st_ ? st_->runner().io_executor() : asio::any_io_executor{};
     }
 
     /// Destroyed before its end: the statement is finalized on the worker
@@ -202,6 +212,14 @@ class row_stream {
     /// owner) rolls the read transaction back and gives the connection back.
     void close_soon() noexcept {
         auto st = std::move(st_);
+        if (st && st->user != nullptr) {
+            if (st->stmt) {
+                // Inside a transaction: its connection finalizes it.
+                st->user->hand_over_orphan(std::make_shared<statement>(std::move(*st->stmt)));
+                st->stmt.reset();
+            }
+            return;
+        }
         if (!st || !st->in_read_tx) {
             return;  // nothing held, or the session's own end suffices
         }
@@ -224,8 +242,7 @@ auto session::stream(std::string_view sql, A&&... args) {
         [&](auto params, auto&& token) {
             return start<row_stream<T>>(
                 token, [this, sql = std::string(sql), params = std::move(params)]() mutable {
-                    return row_stream<T>::open(session(core_, nullptr), std::move(sql),
-                                               std::move(params), in_transaction());
+                    return row_stream<T>::open(*this, std::move(sql), std::move(params));
                 });
         },
         std::forward<A>(args)...);

@@ -188,10 +188,62 @@ TEST_F(Stream, ErrorsAreTheOperationsErrorsAndHoldNothing) {
         EXPECT_TRUE(test::error_matches(bad_sql, errc::error, {"no such column: nope"}));
         auto bad_map = co_await test::error_of(s.stream<numbered>("SELECT x FROM n"));
         EXPECT_TRUE(test::error_matches(bad_map, errc::column_not_found, {"label"}));
+    }());
+    EXPECT_EQ(db.stats().in_use, 0u);
+    EXPECT_TRUE(checkpoint_completes());
+}
+
+TEST_F(Stream, InsideATransactionItReadsTheTransactionsOwnWrites) {
+    seed(1'000);
+    auto db = create_async_engine(io.get_executor(), options());
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto s = co_await db.session();
         auto tx = co_await s.begin();
-        auto inside = co_await test::error_of(s.stream<numbered>(all_rows));
-        EXPECT_TRUE(test::error_matches(inside, errc::transaction_state, {"use all()"}));
-        co_await tx.rollback();
+        co_await s.execute("DELETE FROM n WHERE x > 500");
+        {
+            auto rows = co_await s.stream<numbered>(all_rows);
+            std::int64_t n = 0;
+            while (auto r = co_await rows.next()) {
+                ++n;
+            }
+            EXPECT_EQ(n, 500) << "the stream did not see the transaction's delete";
+            EXPECT_EQ(db.stats().in_use, 1u) << "only the transaction's connection";
+        }
+        {
+            // Dropped half way: its statement stays on the writer until the
+            // transaction's next operation finalizes it.
+            auto rows = co_await s.stream<numbered>(all_rows);
+            for (std::size_t i = 0; i < stream_batch_rows + 3; ++i) {
+                ASQLITE_CO_ASSERT(co_await rows.next());
+            }
+        }
+        co_await s.execute("INSERT INTO n (x, label) VALUES (5000, 'new')");
+        co_await tx.commit();
+        EXPECT_EQ(co_await s.scalar<std::int64_t>("SELECT count(*) FROM n"), 501);
+    }());
+    EXPECT_EQ(db.stats().in_use, 0u);
+    EXPECT_TRUE(checkpoint_completes()) << "a dropped stream's statement outlived its transaction";
+}
+
+TEST_F(Stream, ADroppedTransactionFinalizesItsStreamsStatement) {
+    seed(1'000);
+    auto db = create_async_engine(io.get_executor(), options());
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto s = co_await db.session();
+        {
+            auto tx = co_await s.begin();
+            auto rows = co_await s.stream<numbered>(all_rows);
+            ASQLITE_CO_ASSERT(co_await rows.next());
+            // rows, then tx, dropped: the rollback finalizes the statement
+        }
+        // In a read transaction begun with SQL, too.
+        co_await s.execute("BEGIN");
+        {
+            auto rows = co_await s.stream<std::int64_t>("SELECT x FROM n");
+            ASQLITE_CO_ASSERT(co_await rows.next());
+        }
+        EXPECT_EQ(co_await s.scalar<std::int64_t>("SELECT count(*) FROM n"), 1000);
+        co_await s.execute("COMMIT");
     }());
     EXPECT_EQ(db.stats().in_use, 0u);
     EXPECT_TRUE(checkpoint_completes());
