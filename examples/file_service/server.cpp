@@ -18,6 +18,7 @@
 #include <array>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "asqlite/logger.hpp"
@@ -189,8 +190,10 @@ asio::awaitable<bool> server::write_streamed(connection& conn, reply& answer) {
     for (const auto& field : answer.res) {
         head.set(field.name_string(), field.value());
     }
-    head.keep_alive(answer.res.keep_alive());
-    head.chunked(true);
+    // HTTP/1.0 has no chunks: there the body ends with the connection.
+    const bool chunked = answer.res.version() >= 11;
+    head.keep_alive(chunked && answer.res.keep_alive());
+    head.chunked(chunked);
     http::response_serializer<http::empty_body> header(head);
     conn.stream.expires_after(options_.io_timeout);
     if (auto [ec, n] = co_await http::async_write_header(conn.stream, header, tuple_awaitable);
@@ -201,8 +204,14 @@ asio::awaitable<bool> server::write_streamed(connection& conn, reply& answer) {
     while (piece) {
         if (!piece->empty()) {
             conn.stream.expires_after(options_.io_timeout);
-            auto [ec, n] = co_await asio::async_write(
-                conn.stream, http::make_chunk(asio::buffer(*piece)), tuple_awaitable);
+            boost::system::error_code ec;
+            if (chunked) {
+                std::tie(ec, std::ignore) = co_await asio::async_write(
+                    conn.stream, http::make_chunk(asio::buffer(*piece)), tuple_awaitable);
+            } else {
+                std::tie(ec, std::ignore) =
+                    co_await asio::async_write(conn.stream, asio::buffer(*piece), tuple_awaitable);
+            }
             if (ec) {
                 co_return false;
             }
@@ -213,6 +222,9 @@ asio::awaitable<bool> server::write_streamed(connection& conn, reply& answer) {
             log_exception("streamed response", std::current_exception());
             co_return false;  // no last chunk: the client sees it unfinished
         }
+    }
+    if (!chunked) {
+        co_return false;  // the close ends the body
     }
     conn.stream.expires_after(options_.io_timeout);
     auto [ec, n] =

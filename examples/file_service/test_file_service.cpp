@@ -790,6 +790,22 @@ TEST_F(FileService, AHugeFileListIsStreamedInBoundedMemory) {
     }
 }
 
+TEST_F(FileService, AnHttp10ClientGetsTheStreamedListUnchunked) {
+    start();
+    ASSERT_EQ(post("/upload_file", upload_body("r", "a.txt", "x")).result(), http::status::ok);
+    ASSERT_EQ(post("/upload_file", upload_body("r", "b.txt", "y")).result(), http::status::ok);
+    client c(port_);
+    auto req = make_request(http::verb::post, api + "/get_file_list", R"({"request_id": "r"})");
+    req.version(10);
+    const auto res = c.exchange(std::move(req));
+    ASSERT_EQ(res.result(), http::status::ok);
+    EXPECT_FALSE(res.chunked()) << "HTTP/1.0 has no chunked encoding";
+    EXPECT_FALSE(res.keep_alive());
+    const auto list = body_json(res);
+    EXPECT_EQ(list.at("count").as_int64(), 2);
+    EXPECT_EQ(list.at("files").as_array()[1].at("filename").as_string(), "b.txt");
+}
+
 TEST_F(FileService, UpgradesADatabaseMadeByInitDbInPlace) {
     // The database of the service before it used migrations: init_db's
     // fileinfo with rows in it, no migration records.
