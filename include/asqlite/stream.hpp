@@ -214,8 +214,12 @@ class row_stream {
         auto st = std::move(st_);
         if (st && st->user != nullptr) {
             if (st->stmt) {
-                // Inside a transaction: its connection finalizes it.
-                st->user->hand_over_orphan(std::make_shared<statement>(std::move(*st->stmt)));
+                // Inside a transaction: its connection finalizes it. (Out of
+                // memory, it is finalized here: no job runs on it now.)
+                try {
+                    st->user->hand_over_orphan(std::make_shared<statement>(std::move(*st->stmt)));
+                } catch (...) {
+                }
                 st->stmt.reset();
             }
             return;
