@@ -371,6 +371,13 @@ struct phase_result {
     std::vector<std::int64_t> latency_ns;
 };
 
+/// A clock_gettime() clock (process or thread CPU time) in seconds.
+double clock_seconds(clockid_t clock) {
+    timespec ts{};
+    clock_gettime(clock, &ts);
+    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
 /// What a phase costs, read when it starts and when it ends: wall time, the
 /// process's CPU and kernel time, the calling thread's CPU time (the io
 /// thread on the asqlite side) and the voluntary context switches of all
@@ -392,27 +399,16 @@ class phase_meter {
         steady::time_point wall;
         double cpu, sys, thread_cpu, sleeps;
     };
-    static double seconds(clockid_t clock) {
-        timespec ts{};
-        clock_gettime(clock, &ts);
-        return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-    }
     static reading now() {
         rusage ru{};
         getrusage(RUSAGE_SELF, &ru);
-        return {steady::now(), seconds(CLOCK_PROCESS_CPUTIME_ID),
+        return {steady::now(), clock_seconds(CLOCK_PROCESS_CPUTIME_ID),
                 static_cast<double>(ru.ru_stime.tv_sec) +
                     static_cast<double>(ru.ru_stime.tv_usec) * 1e-6,
-                seconds(CLOCK_THREAD_CPUTIME_ID), static_cast<double>(ru.ru_nvcsw)};
+                clock_seconds(CLOCK_THREAD_CPUTIME_ID), static_cast<double>(ru.ru_nvcsw)};
     }
     reading start_;
 };
-
-double process_cpu_seconds() {
-    timespec ts{};
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
-}
 
 std::int64_t spin_wait_of(const bench_options& o) {
     return o.spin_wait_us ? *o.spin_wait_us : asqlite::engine_options{}.spin_wait.count();
@@ -591,11 +587,11 @@ class async_side {
             [&]() -> asio::awaitable<void> {
                 asio::steady_timer t(io_, std::chrono::seconds(1));
                 co_await t.async_wait(asio::use_awaitable);
-                const double start = process_cpu_seconds();
+                const double start = clock_seconds(CLOCK_PROCESS_CPUTIME_ID);
                 t.expires_after(std::chrono::duration_cast<steady::duration>(
                     std::chrono::duration<double>(seconds)));
                 co_await t.async_wait(asio::use_awaitable);
-                cpu = process_cpu_seconds() - start;
+                cpu = clock_seconds(CLOCK_PROCESS_CPUTIME_ID) - start;
             },
             asio::detached);
         io_.run();

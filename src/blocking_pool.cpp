@@ -15,9 +15,7 @@ thread_local blocking_pool* current_pool = nullptr;  // the pool this worker ser
 thread_local worker_hold* current_hold = nullptr;    // and what it holds
 thread_local std::int64_t next_stall_check = 0;      // wake_if_stalled's rate limit
 
-// The pool's lock is held for a few dozen instructions at a time. A thread
-// that finds it taken tries again briefly before it sleeps on it: on a VM a
-// futex sleep and wake-up cost more than the whole critical section.
+// One round of a spin-wait loop: tells the core this thread is waiting.
 void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
@@ -26,6 +24,9 @@ void cpu_relax() noexcept {
 #endif
 }
 
+// The pool's lock is held for a few dozen instructions at a time. A thread
+// that finds it taken tries again briefly before it sleeps on it: on a VM a
+// futex sleep and wake-up cost more than the whole critical section.
 void lock_spinning(std::unique_lock<std::mutex>& lock) noexcept {
     for (int i = 0; i < 100; ++i) {
         if (lock.try_lock()) {
@@ -215,7 +216,6 @@ bool blocking_pool::io_spin_due() const noexcept {
 }
 
 void blocking_pool::post_io_spinner(std::uint64_t handovers) noexcept {
-    io_spins_.fetch_add(1, std::memory_order_relaxed);
     try {
         boost::asio::post(io_, io_spinner(shared_from_this(), handovers, now_ns() + spin_ns_));
     } catch (...) {
@@ -270,6 +270,7 @@ void blocking_pool::submit(blocking_job* job, bool urgent, bool tracked, bool sh
             }
             if (tracked) {
                 spin_io = io_spin_due();
+                counters_.io_spins += spin_io ? 1 : 0;
                 handovers = handover_hint_.load(std::memory_order_relaxed);
                 track(1);
             }
@@ -718,7 +719,6 @@ blocking_pool::counters blocking_pool::stats() {
     std::lock_guard lock(mutex_);
     counters c = counters_;
     c.tracked = tracked_jobs_;
-    c.io_spins = io_spins_.load(std::memory_order_relaxed);
     c.io_spin_hits = io_spin_hits_.load(std::memory_order_relaxed);
     return c;
 }

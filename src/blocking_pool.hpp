@@ -376,7 +376,6 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     std::int64_t job_gap_ns_ = 0;
     std::int64_t tracked_since_ = 0;
     std::int64_t round_trip_ns_ = 0;
-    std::atomic<std::uint64_t> io_spins_{0};
     alignas(64) std::atomic<std::uint64_t> handover_hint_{0};  // drains posted so far
     // Whether an io_spinner is running and waiting for the next batch, and
     // whether a worker has handed it one (see io_spinner).
@@ -384,7 +383,7 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     static constexpr int io_waiting = 1;
     static constexpr int io_handed = 2;
     std::atomic<int> io_wait_{io_idle};
-    alignas(64) std::atomic<std::uint64_t> io_spin_hits_{0};
+    alignas(64) std::atomic<std::uint64_t> io_spin_hits_{0};  // counters::io_spin_hits
     std::atomic<std::uint64_t> progress_flushes_{0};
     std::atomic<std::uint64_t> progress_wakes_{0};
     std::atomic<std::uint64_t> watch_wakes_{0};

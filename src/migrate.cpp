@@ -11,6 +11,7 @@
 #include <tuple>
 
 #include "asqlite/error.hpp"
+#include "asqlite/schema.hpp"
 
 namespace asqlite {
 
@@ -27,14 +28,8 @@ const std::string create_table_sql = fmt::format(
     "checksum TEXT NOT NULL, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP)",
     migrations_table);
 
-bool table_exists(connection& c) {
-    return c.scalar<std::int64_t>(
-               "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?",
-               migrations_table) != 0;
-}
-
 std::vector<applied_migration> read_applied(connection& c) {
-    if (!table_exists(c)) {
+    if (!has_table(c, migrations_table)) {
         return {};
     }
     std::vector<applied_migration> out;

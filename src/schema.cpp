@@ -184,11 +184,12 @@ const table* metadata::find(std::string_view name) const noexcept {
     return nullptr;
 }
 
-namespace {
-bool table_exists(connection& c, const std::string& name) {
+bool has_table(connection& c, std::string_view name) {
     return c.scalar<std::int64_t>(
                "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?", name) > 0;
 }
+
+namespace {
 
 /// fn() all or nothing: in a write transaction of its own (BEGIN
 /// IMMEDIATE), or, inside a transaction the caller has open (session::
@@ -221,14 +222,14 @@ std::vector<table_report> metadata::create_all(connection& c, create_options opt
     std::vector<table_report> report;
     if (options.dry_run) {
         for (const auto& t : tables_) {
-            report.push_back({t.name(), table_exists(c, t.name()) ? table_status::already_present
-                                                                  : table_status::created});
+            report.push_back({t.name(), has_table(c, t.name()) ? table_status::already_present
+                                                               : table_status::created});
         }
         return report;
     }
     return atomically(c, [&] {
         for (const auto& t : tables_) {
-            const bool existed = table_exists(c, t.name());
+            const bool existed = has_table(c, t.name());
             if (!existed) {
                 c.exec(t.create_sql());
             }
@@ -246,7 +247,7 @@ std::vector<table_report> metadata::drop_all(connection& c) const {
     std::vector<table_report> report;
     return atomically(c, [&] {
         for (auto it = tables_.rbegin(); it != tables_.rend(); ++it) {
-            const bool existed = table_exists(c, it->name());
+            const bool existed = has_table(c, it->name());
             c.exec(it->drop_sql());
             report.push_back({it->name(), existed ? table_status::dropped : table_status::absent});
         }

@@ -65,8 +65,6 @@ std::string md5_hex(std::string_view request_id, std::string_view file_name) {
     return hex;
 }
 
-// request_id and file_name become a directory and a file under the data
-// directory: anything that could name another place is refused.
 /// A media type as "type/subtype" with token characters (RFC 9110),
 /// optionally "; name=value" parameters of token characters: what can go
 /// into a Content-Type header as it is.
@@ -127,6 +125,8 @@ std::string_view guess_media_type(std::string_view file_name) {
     return "application/octet-stream";
 }
 
+// request_id and file_name become a directory and a file under the data
+// directory: anything that could name another place is refused.
 void check_name(std::string_view field, std::string_view name) {
     if (name.empty()) {
         bad_request(fmt::format("'{}' must not be empty", field));
@@ -530,19 +530,17 @@ asio::awaitable<reply> routes::get_file_list(const request& req) const {
         answer.rest = std::make_unique<file_list_source>(std::move(rows));
         co_return answer;
     }
-    std::vector<stored_file> files;
-    {
-        if (!ids->is_array()) {
+    if (!ids->is_array()) {
+        bad_request("'file_ids' must be an array of strings");
+    }
+    for (const auto& id : ids->get_array()) {
+        if (!id.is_string()) {
             bad_request("'file_ids' must be an array of strings");
         }
-        for (const auto& id : ids->get_array()) {
-            if (!id.is_string()) {
-                bad_request("'file_ids' must be an array of strings");
-            }
-        }
-        auto session = co_await asqlite::get_async_session();
-        files = co_await session.all<stored_file>(select_sql("file_ids"), json::serialize(*ids));
     }
+    auto session = co_await asqlite::get_async_session();
+    const auto files =
+        co_await session.all<stored_file>(select_sql("file_ids"), json::serialize(*ids));
     json::array list;
     list.reserve(files.size());
     for (const auto& f : files) {

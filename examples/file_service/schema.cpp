@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "asqlite/logger.hpp"
+#include "asqlite/schema.hpp"
 
 namespace file_service {
 
@@ -36,12 +37,8 @@ CREATE INDEX IF NOT EXISTS "ix_fileinfo_request_id" ON "fileinfo" ("request_id")
 std::vector<std::int64_t> prepare_database(const asqlite::engine& e) {
     {
         auto c = e.connect();
-        const auto has = [&](std::string_view table) {
-            return c.scalar<std::int64_t>(
-                       "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?",
-                       table) != 0;
-        };
-        if (has("fileinfo") && !has(asqlite::migrations_table)) {
+        if (asqlite::has_table(c, "fileinfo") &&
+            !asqlite::has_table(c, asqlite::migrations_table)) {
             asqlite::baseline(e, migrations(), 1);
             asqlite::logger::global().log(asqlite::log_level::info,
                                           "file service: database made by init_db recorded at "

@@ -61,6 +61,9 @@ enum class table_status { created, already_present, dropped, absent };
 
 std::string_view to_string(table_status status) noexcept;
 
+/// Whether `c`'s database has a table named `name` (sqlite_schema).
+bool has_table(connection& c, std::string_view name);
+
 struct table_report {
     std::string table;
     table_status status;

@@ -66,7 +66,7 @@ class Migrate : public test::temp_dir_test {
     }
     bool has_table(std::string_view name) const {
         auto c = quiet_engine().connect();
-        return c.scalar<int>("SELECT count(*) FROM sqlite_schema WHERE name = ?", name) == 1;
+        return asqlite::has_table(c, name);
     }
     void write(const std::string& file, const std::string& text) const {
         std::ofstream(dir.path() / "migrations" / file) << text;
