@@ -57,8 +57,9 @@ using steady = std::chrono::steady_clock;
 // Options
 // ---------------------------------------------------------------------------
 
-enum class workload { read, write, upsert, mixed, seq5 };
-constexpr std::string_view workload_names[] = {"read", "write", "upsert", "mixed", "seq5"};
+enum class workload { read, write, upsert, mixed, seq5, write_tx };
+constexpr std::string_view workload_names[] = {"read",  "write", "upsert",
+                                               "mixed", "seq5",  "write-tx"};
 // The reads one seq5 operation makes, one after the other in one session.
 constexpr std::uint64_t seq_reads = 5;
 
@@ -67,8 +68,8 @@ std::string_view name_of(workload w) {
 }
 
 struct bench_options {
-    std::vector<workload> workloads{workload::read, workload::write, workload::upsert,
-                                    workload::mixed, workload::seq5};
+    std::vector<workload> workloads{workload::read,  workload::write, workload::upsert,
+                                    workload::mixed, workload::seq5,  workload::write_tx};
     std::vector<std::size_t> concurrency{64};  // each workload runs at each
     std::size_t pool_size = 10;
     std::size_t threads = 0;  // 0: the engine's default
@@ -83,6 +84,7 @@ struct bench_options {
     std::uint64_t mmap_size = 0;               // > 0: PRAGMA mmap_size on every connection
     bool memory_statistics = false;            // SQLite's, for the whole process (both sides)
     std::optional<std::int64_t> spin_wait_us;  // the engine's default when unset
+    bool group_commit = true;
     double idle_seconds = 0;                   // > 0: the idle-CPU check (see usage)
     bool json = false;
 };
@@ -97,8 +99,12 @@ Seeds the fileinfo table, then runs each workload through asqlite (async
 engine, sessions, coroutines) and through raw sqlite3 (one thread, prepared
 statements) on the same database, and prints both side by side.
 
-  --workload W      read | write | upsert | mixed | seq5 | all (default
-                    all); a comma-separated list is accepted. seq5: one
+  --workload W      read | write | upsert | mixed | seq5 | write-tx | all
+                    (default all); a comma-separated list is accepted.
+                    write: the seed's add flow, its insert committed
+                    through write(fn); write-tx: the same flow with the
+                    insert inside begin() ... commit(), an interactive
+                    transaction (never in a group commit); seq5: one
                     operation is five reads one after the other in one
                     session, as a request handler makes them
   --concurrency N   coroutines issuing operations (default 64); a
@@ -124,6 +130,8 @@ statements) on the same database, and prints both side by side.
   --spin-wait US    engine_options::spin_wait in microseconds (default the
                     engine's, 50; 0: threads sleep as soon as they run out
                     of work)
+  --group-commit on|off
+                    engine_options::group_commit (default on, the engine's)
   --idle S          after the workloads, leave the engine idle for a second,
                     then report the process's CPU time over S more seconds
                     (spinning must stop: it should be about 0)
@@ -157,13 +165,13 @@ std::vector<workload> parse_workloads(std::string_view text) {
         const auto comma = text.find(',');
         const auto item = text.substr(0, comma);
         if (item == "all") {
-            out = {workload::read, workload::write, workload::upsert, workload::mixed,
-                   workload::seq5};
+            out = {workload::read, workload::write, workload::upsert,
+                   workload::mixed, workload::seq5, workload::write_tx};
         } else {
             const auto it = std::find(std::begin(workload_names), std::end(workload_names), item);
             if (it == std::end(workload_names)) {
                 bad_option(fmt::format(
-                    "--workload wants read, write, upsert, mixed, seq5 or all, got '{}'", item));
+                    "--workload wants read, write, upsert, mixed, seq5, write-tx or all, got '{}'", item));
             }
             const auto w = static_cast<workload>(it - std::begin(workload_names));
             if (std::find(out.begin(), out.end(), w) == out.end()) {
@@ -247,6 +255,8 @@ bench_options parse_options(int argc, char** argv) {
         } else if (arg == "--journal") {
             o.journal =
                 one_of(arg, value, {"delete", "truncate", "persist", "memory", "wal", "off"});
+        } else if (arg == "--group-commit") {
+            o.group_commit = one_of(arg, value, {"on", "off"}) == "on";
         } else if (arg == "--synchronous") {
             o.synchronous = one_of(arg, value, {"off", "normal", "full", "extra"});
         } else if (arg == "--mmap") {
@@ -367,6 +377,8 @@ struct phase_result {
     double wakes = 0;
     double shared = 0;     // queries run in a read transaction begun for another
     double spins = 0;      // waits spent awake (workers and io thread)
+    double groups = 0;     // group commits, and the writes in them
+    double grouped = 0;
     double spin_hits = 0;  // of them, ended by the work awaited
     std::vector<std::int64_t> latency_ns;
 };
@@ -566,6 +578,8 @@ class async_side {
                                           before.worker_spins - before.io_spins);
             r.spin_hits = static_cast<double>(after.worker_spin_hits + after.io_spin_hits -
                                               before.worker_spin_hits - before.io_spin_hits);
+            r.groups = static_cast<double>(after.group_commits - before.group_commits);
+            r.grouped = static_cast<double>(after.grouped_writes - before.grouped_writes);
         });
         state.fill(r);
         for (auto& l : latencies) {
@@ -607,6 +621,7 @@ class async_side {
         e.journal_mode = o.journal;
         e.synchronous = o.synchronous;
         e.echo = false;
+        e.group_commit = o.group_commit;
         if (o.spin_wait_us) {
             e.spin_wait = std::chrono::microseconds(*o.spin_wait_us);
         }
@@ -629,7 +644,7 @@ class async_side {
                 } else if (spec.kind == workload::upsert) {
                     co_await upsert(spec, *k, state);
                 } else {
-                    co_await add_flow(spec, *k, state);
+                    co_await add_flow(spec, *k, state, spec.kind == workload::write_tx);
                 }
             } catch (const std::exception& e) {
                 state.fail(
@@ -669,10 +684,25 @@ class async_side {
     }
 
     // The seed's add(): select; insert or update, committed; select again.
-    asio::awaitable<void> add_flow(const phase_spec& spec, std::uint64_t k, phase_state& state) {
+    // The write is one write(fn), or with `interactive` statements inside
+    // begin() ... commit().
+    asio::awaitable<void> add_flow(const phase_spec& spec, std::uint64_t k, phase_state& state,
+                                   bool interactive) {
         const new_file nf = make_new_file(spec.write_base + k);
         const auto before = co_await get_by_file_id(nf.file_id);
-        {
+        if (!interactive) {
+            auto s = co_await engine_.session();
+            auto store = [&](asqlite::connection& c) {
+                if (before) {
+                    c.execute(update_sql, nf.size, *before->id);
+                } else {
+                    c.execute(insert_sql, std::string_view(nf.file_id),
+                              std::string_view(nf.filename), std::string_view(nf.file_path),
+                              description, nf.size, std::string_view(nf.request_id));
+                }
+            };
+            co_await s.write(store);
+        } else {
             auto s = co_await engine_.session();
             auto tx = co_await s.begin();
             if (before) {
@@ -1002,6 +1032,7 @@ struct side_summary {
     double shared_per_op = 0;  // queries that shared a read transaction (asqlite)
     double spins_per_op = 0;   // waits spent awake (asqlite)
     double spin_hit = 0;       // the share of them that the awaited work ended
+    double group = 0;          // writes per commit on the writer (asqlite; 1: none shared)
     std::uint64_t ops = 0;
 };
 
@@ -1018,6 +1049,11 @@ side_summary summarise(phase_result& r) {
     s.shared_per_op = r.ops > 0 ? r.shared / static_cast<double>(r.ops) : 0;
     s.spins_per_op = r.ops > 0 ? r.spins / static_cast<double>(r.ops) : 0;
     s.spin_hit = r.spins > 0 ? r.spin_hits / r.spins : 0;
+    // Writes alone count one commit each; a group, one for all of its own.
+    if (r.writes > 0) {
+        const double commits = static_cast<double>(r.writes) - r.grouped + r.groups;
+        s.group = commits > 0 ? static_cast<double>(r.writes) / commits : 0;
+    }
     auto& v = r.latency_ns;
     if (!v.empty()) {
         std::sort(v.begin(), v.end());
@@ -1087,6 +1123,7 @@ side_summary median_side(const std::vector<repetition>& reps, Side repetition::*
     s.shared_per_op = median_of(reps, [&](const repetition& r) { return side(r).shared_per_op; });
     s.spins_per_op = median_of(reps, [&](const repetition& r) { return side(r).spins_per_op; });
     s.spin_hit = median_of(reps, [&](const repetition& r) { return side(r).spin_hit; });
+    s.group = median_of(reps, [&](const repetition& r) { return side(r).group; });
     for (const auto& r : reps) {
         s.max_us = std::max(s.max_us, side(r).max_us);
         s.ops += side(r).ops;
@@ -1157,9 +1194,9 @@ void print_table(const bench_options& o, const std::string& path, std::size_t th
                o.repeat);
     fmt::print(
         "{:<8} {:>4} {:<9} {:>10} {:>9} {:>9} {:>10} {:>11} {:>9} {:>11} {:>9} {:>6} {:>7} "
-        "{:>9}\n",
+        "{:>9} {:>5}\n",
         "workload", "conc", "side", "ops/s", "p50 us", "p99 us", "max us", "CPU us/op", "of it sys",
-        "io thread", "sleeps/op", "batch", "shared", "spins/op");
+        "io thread", "sleeps/op", "batch", "shared", "spins/op", "group");
     for (const auto& w : results) {
         std::vector<std::pair<const char*, side_summary>> sides{{"asqlite", w.async},
                                                                 {"raw", w.raw}};
@@ -1170,13 +1207,14 @@ void print_table(const bench_options& o, const std::string& path, std::size_t th
             const bool async_side = s.batch > 0;
             fmt::print(
                 "{:<8} {:>4} {:<9} {:>10.0f} {:>9.1f} {:>9.1f} {:>10.1f} {:>11.2f} {:>9.2f} "
-                "{:>11.2f} {:>9.2f} {:>6} {:>7} {:>9}\n",
+                "{:>11.2f} {:>9.2f} {:>6} {:>7} {:>9} {:>5}\n",
                 name_of(w.kind), w.concurrency, label, s.ops_per_s, s.p50_us, s.p99_us, s.max_us,
                 s.cpu_us_per_op, s.sys_us_per_op, s.main_us_per_op, s.sleeps_per_op,
                 async_side ? fmt::format("{:.1f}", s.batch) : std::string("-"),
                 async_side ? fmt::format("{:.2f}", s.shared_per_op) : std::string("-"),
                 async_side ? fmt::format("{:.2f}/{:.0f}%", s.spins_per_op, 100 * s.spin_hit)
-                           : std::string("-"));
+                           : std::string("-"),
+                async_side && s.group > 0 ? fmt::format("{:.1f}", s.group) : std::string("-"));
         }
         const auto met = [](bool yes) { return yes ? "met" : "MISSED"; };
         std::string verdict;
@@ -1211,10 +1249,10 @@ void print_table(const bench_options& o, const std::string& path, std::size_t th
 
 std::string json_side(const side_summary& s) {
     return fmt::format(
-        R"({{"ops": {}, "ops_per_s": {:.1f}, "p50_us": {:.2f}, "p99_us": {:.2f}, "max_us": {:.2f}, "cpu_us_per_op": {:.3f}, "sys_us_per_op": {:.3f}, "io_thread_cpu_us_per_op": {:.3f}, "sleeps_per_op": {:.3f}, "jobs_per_handover": {:.2f}, "wakes_per_op": {:.3f}, "shared_reads_per_op": {:.3f}, "spins_per_op": {:.3f}, "spin_hit_share": {:.3f}}})",
+        R"({{"ops": {}, "ops_per_s": {:.1f}, "p50_us": {:.2f}, "p99_us": {:.2f}, "max_us": {:.2f}, "cpu_us_per_op": {:.3f}, "sys_us_per_op": {:.3f}, "io_thread_cpu_us_per_op": {:.3f}, "sleeps_per_op": {:.3f}, "jobs_per_handover": {:.2f}, "wakes_per_op": {:.3f}, "shared_reads_per_op": {:.3f}, "spins_per_op": {:.3f}, "spin_hit_share": {:.3f}, "writes_per_commit": {:.2f}}})",
         s.ops, s.ops_per_s, s.p50_us, s.p99_us, s.max_us, s.cpu_us_per_op, s.sys_us_per_op,
         s.main_us_per_op, s.sleeps_per_op, s.batch, s.wakes_per_op, s.shared_per_op, s.spins_per_op,
-        s.spin_hit);
+        s.spin_hit, s.group);
 }
 
 std::string json_escape(std::string_view text) {

@@ -69,6 +69,13 @@ void throw_transaction_ended() {
                 "it is kept. Roll it back or drop it, then begin again");
 }
 
+void throw_ended_by_job() {
+    throw_error(errc::transaction_state,
+                "write(fn): fn ended the transaction asqlite made around it (COMMIT, END or "
+                "ROLLBACK); nothing of it is kept. Leave committing to write(fn), or use begin() "
+                "to control the transaction");
+}
+
 namespace {
 
 using clock = pool_clock;
@@ -100,6 +107,9 @@ class async_core final : public engine_core, public std::enable_shared_from_this
           strand_(asio::make_strand(io_)),
           timer_(strand_) {
         busy_budget_ = options_.connection_settings(false).busy_timeout;
+        if (role == lane::writer && options_.group_commit) {
+            grouping_ = {options_.group_commit_max_jobs, options_.group_commit_max_time};
+        }
         pool_ = std::move(threads);
     }
 
@@ -107,6 +117,7 @@ class async_core final : public engine_core, public std::enable_shared_from_this
     std::shared_ptr<engine_core> writer_lane_ptr() noexcept override { return writer_; }
     void acquire_for(std::unique_ptr<lane_job> job, op_state& state) override;
     bool cancel_waiting(std::uint64_t w) noexcept override;
+    std::unique_ptr<lane_job> take_groupable() noexcept override;
     bool pre_ping() const noexcept override { return options_.pre_ping; }
     const detail::backend& database() const noexcept override { return *backend_; }
     void run_held(pooled_connection& pc, step& s, op_state* gives_back) override {
@@ -447,6 +458,26 @@ bool async_core::cancel_waiting(std::uint64_t w) noexcept {
     return true;
 }
 
+std::unique_ptr<lane_job> async_core::take_groupable() noexcept {
+    return apply([&](pool_effects&, clock::time_point now) -> std::unique_ptr<lane_job> {
+        const auto w = state_.first_waiter();
+        if (closed_ || !w) {
+            return nullptr;
+        }
+        auto it = waiters_.find(*w);
+        if (it == waiters_.end() || !it->second.job || !it->second.job->groupable()) {
+            return nullptr;
+        }
+        state_.remove_waiter(*w);
+        const auto waited = now - it->second.since;
+        total_wait_ += waited;
+        max_wait_ = std::max(max_wait_, waited);
+        std::unique_ptr<lane_job> job = std::move(it->second.job);
+        waiters_.erase(it);
+        return job;
+    });
+}
+
 std::unique_ptr<pooled_connection> async_core::make_connection() {
     auto pc = std::make_unique<pooled_connection>(backend_->open(role_), 0, clock::now());
     pc->urgent = role_ == lane::writer;
@@ -691,6 +722,8 @@ pool_stats async_core::stats() {
     s.total_wait = std::chrono::duration_cast<std::chrono::nanoseconds>(total_wait_);
     s.max_wait = std::chrono::duration_cast<std::chrono::nanoseconds>(max_wait_);
     s.busy_retries = busy_retries();
+    s.group_commits = groups_.load(std::memory_order_relaxed);
+    s.grouped_writes = grouped_.load(std::memory_order_relaxed);
     return s;
 }
 
@@ -799,6 +832,8 @@ pool_stats async_engine::stats() const {
         s.writer_waiters = ws.waiters;
         s.writer_in_use = ws.in_use;
         s.busy_retries += w->busy_retries();
+        s.group_commits += ws.group_commits;
+        s.grouped_writes += ws.grouped_writes;
     }
     const auto bs = parts_->core->pool().stats();
     s.blocking_jobs = bs.jobs;

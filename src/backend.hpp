@@ -36,6 +36,12 @@ enum class transaction_verb : std::uint8_t {
     begin_read,   // a read transaction (a snapshot shared by reads; a ROLLBACK's target)
     commit,
     rollback,
+    // Group commit (see run_group in blocking_lane.cpp): one member's job
+    // runs between `savepoint` and `release`, or `rollback_to` then
+    // `release` when it failed, inside the group's write transaction.
+    savepoint,
+    release,
+    rollback_to,
 };
 
 /// Where a connection serves in an engine (see backend::lanes()).
@@ -60,6 +66,18 @@ class backend_connection {
     /// Inside a transaction after the last statement. (blocking, or after
     /// the step's completion has ordered it)
     virtual bool in_transaction() const noexcept = 0;
+    /// (blocking) Around a job that runs inside a transaction the engine
+    /// ends (write(fn)'s own, a group commit's): while guarded, a COMMIT
+    /// (or END) the job runs fails, and the database rolls the transaction
+    /// back, rather than end the engine's transaction early. end_guard()
+    /// says whether the job tried.
+    virtual void guard_transaction() noexcept = 0;
+    virtual bool end_guard() noexcept = 0;
+    /// (blocking) Inside a transaction: throws the error COMMIT would give
+    /// now for constraints checked only at commit (SQLite: deferred foreign
+    /// keys), so that a group commit fails the member that broke them, not
+    /// the group.
+    virtual void check_deferred_constraints() = 0;
 
     /// (blocking) Why nothing may run here now (SQLite: the database file
     /// was deleted or replaced while open, and a write would go to the old

@@ -2,7 +2,10 @@
 
 #include <boost/asio/dispatch.hpp>
 
+#include <algorithm>
+#include <chrono>
 #include <memory>
+#include <vector>
 #include <utility>
 
 namespace asqlite::detail {
@@ -44,7 +47,10 @@ void finish_step(engine_core& lane, bool ran, asio::any_io_executor ex, step_han
 /// or while it ran), errc::pool_closed when close() interrupted it, the
 /// connection's reason when it may not run at all. An error that poisons
 /// the connection marks it unhealthy; pc.in_transaction is updated.
-std::exception_ptr run_operation(pooled_connection& pc, std::uint64_t op, step& s) noexcept {
+/// In a group commit (`grouped`), the step's work_in_group() runs instead of
+/// work(), guarded (run_guarded): it must not end the group's transaction.
+std::exception_ptr run_operation(pooled_connection& pc, std::uint64_t op, step& s,
+                                 bool grouped = false) noexcept {
     pc.orphans.clear();
     backend_connection& c = *pc.conn;
     c.begin_operation(op);
@@ -56,7 +62,14 @@ std::exception_ptr run_operation(pooled_connection& pc, std::uint64_t op, step& 
         pc.healthy = false;
     } else {
         try {
-            s.work(c);
+            if (grouped) {
+                run_guarded(c, [&] {
+                    s.work_in_group(c);
+                    c.check_deferred_constraints();
+                });
+            } else {
+                s.work(c);
+            }
         } catch (const error& e) {
             if (c.cancelled() && primary_code(e.code()) == errc::interrupt) {
                 ep = cancelled();
@@ -77,11 +90,12 @@ std::exception_ptr run_operation(pooled_connection& pc, std::uint64_t op, step& 
 
 /// run_operation() with `state` watching for the operation's cancellation;
 /// operation_aborted when it was cancelled already.
-std::exception_ptr run_attached(op_state& state, pooled_connection& pc, step& s) noexcept {
+std::exception_ptr run_attached(op_state& state, pooled_connection& pc, step& s,
+                                bool grouped = false) noexcept {
     if (!state.attach(*pc.conn)) {
         return aborted_error();
     }
-    std::exception_ptr ep = run_operation(pc, state.op, s);
+    std::exception_ptr ep = run_operation(pc, state.op, s, grouped);
     state.detach();
     return ep;
 }
@@ -176,6 +190,8 @@ std::exception_ptr run_on_idle(engine_core& lane, op_state& state, step& s) noex
     return ep;
 }
 
+class group_commit;
+
 /// A step waiting in its lane's line: started on the granted connection,
 /// it runs the job there and then, on the worker, gives the connection
 /// back, so that the next waiter's job starts right after it; or, when the
@@ -185,6 +201,10 @@ class in_line final : public lane_job {
   public:
     in_line(engine_core& lane, op_state& state, asio::any_io_executor ex, step& s)
         : lane_(&lane), state_(&state), ex_(std::move(ex)), step_(&s) {}
+
+    bool groupable() const noexcept override {
+        return lane_->grouping().max_jobs > 1 && step_->groupable();
+    }
 
     void start(pooled_connection* pc) noexcept override {
         std::unique_ptr<in_line> self(this);
@@ -200,31 +220,239 @@ class in_line final : public lane_job {
     }
 
   private:
-    static void run(std::unique_ptr<in_line> self, pooled_connection* pc, bool live) {
-        engine_core& lane = *self->lane_;
-        op_state& state = *self->state_;
-        if (live && lane.pre_ping() && !state.cancelled() && !ping(*pc)) {
-            lane.release(pc);  // closes it; wait in line for another
-            lane.acquire_for(std::move(self), state);
-            return;
-        }
-        std::exception_ptr ep;
-        if (live) {
-            ep = run_attached(state, *pc, *self->step_);
-        }
-        if (live && state.may_pin && pc->healthy && (pc->in_transaction || state.hold)) {
-            state.pinned = pc;
-        } else {
-            lane.release(pc);
-        }
-        finish_step(lane, live, std::move(self->ex_), step_handler{self->step_}, std::move(ep));
-    }
+    static void run(std::unique_ptr<in_line> self, pooled_connection* pc, bool live);
+
+    friend class group_commit;
 
     engine_core* lane_;
     op_state* state_;
     asio::any_io_executor ex_;
     step* step_;
 };
+
+/// A group commit (engine_options::group_commit; docs/concurrency.md,
+/// "Group commit"), on the worker holding the writer: the groupable jobs
+/// first in line run in one write transaction, each between a savepoint and
+/// its release, and one COMMIT ends it; each completes after that COMMIT,
+/// with its own outcome.
+/// - A job that fails (an error, fn's exception, a cancellation) is rolled
+///   back to its savepoint; the others go on.
+/// - A job whose failure ends the whole transaction (SQLite rolls it back
+///   when a write is interrupted, on OR ROLLBACK or RAISE(ROLLBACK), on a
+///   full disk; fn running ROLLBACK or COMMIT, see run_guarded) takes the
+///   work of the jobs before it along: those run again, in a new
+///   transaction, without it (their work was never visible, nor
+///   acknowledged). Every pass drops a job, so this ends.
+/// - A job whose error leaves the connection untrustworthy fails; the
+///   others wait in line again, for a new connection.
+/// - When BEGIN, a savepoint's statement or COMMIT fails, every job not
+///   yet ended gets that error: nothing of the group is acknowledged that
+///   is not in the database.
+/// More jobs join from the line while the group runs, up to
+/// group_limits::max_jobs, until it has run for max_time.
+class group_commit {
+  public:
+    group_commit(engine_core& lane, pooled_connection& pc) noexcept
+        : lane_(lane),
+          pc_(pc),
+          c_(*pc.conn),
+          deadline_(std::chrono::steady_clock::now() + lane.grouping().max_time) {}
+
+    /// Room for `n` members; false when out of memory.
+    bool reserve(std::size_t n) noexcept {
+        try {
+            members_.reserve(n);
+            return true;
+        } catch (...) {
+            return false;
+        }
+    }
+    /// A member, in room reserved for it. Only in_line jobs say they are
+    /// groupable.
+    void add(std::unique_ptr<lane_job> job) noexcept {
+        members_.emplace_back();
+        members_.back().job.reset(static_cast<in_line*>(job.release()));
+    }
+
+    /// Runs the group, gives the connection back and completes every
+    /// member.
+    void run() noexcept {
+        while (pass()) {
+        }
+        const std::size_t size = members_.size();
+        // Back to the lane first, so that the next writer starts while the
+        // completions travel.
+        std::vector<std::unique_ptr<in_line>> again;
+        for (member& m : members_) {
+            if (!m.ended) {
+                again.push_back(std::move(m.job));  // the connection went bad under them
+            }
+        }
+        pc_.in_transaction = c_.in_transaction();
+        lane_.release(&pc_);
+        if (committed_) {
+            lane_.count_group(size);
+        }
+        for (auto& job : again) {
+            op_state& state = *job->state_;
+            lane_.acquire_for(std::move(job), state);
+        }
+        for (member& m : members_) {
+            if (m.ended) {
+                finish_step(lane_, true, std::move(m.job->ex_), step_handler{m.job->step_},
+                            std::move(m.outcome));
+            }
+        }
+    }
+
+  private:
+    struct member {
+        std::unique_ptr<in_line> job;
+        std::exception_ptr outcome;
+        bool ran = false;    // in the open transaction, waiting for COMMIT
+        bool ended = false;  // outcome is final
+    };
+
+    /// One transaction: false once the group is over.
+    bool pass() noexcept {
+        try {
+            c_.exec(transaction_verb::begin_write);
+        } catch (...) {
+            end_all(std::current_exception());
+            return false;
+        }
+        for (std::size_t i = 0; i < members_.size(); ++i) {
+            if (members_[i].ended) {
+                continue;
+            }
+            if (i + 1 == members_.size() && members_.size() < lane_.grouping().max_jobs &&
+                std::chrono::steady_clock::now() < deadline_ &&
+                (members_.size() < members_.capacity() ||
+                 reserve(std::min(lane_.grouping().max_jobs, 2 * members_.size())))) {
+                if (std::unique_ptr<lane_job> next = lane_.take_groupable()) {
+                    add(std::move(next));
+                }
+            }
+            member& m = members_[i];
+            std::exception_ptr ep;
+            try {
+                c_.exec(transaction_verb::savepoint);
+                ep = run_attached(*m.job->state_, pc_, *m.job->step_, true);
+                if (!pc_.healthy) {
+                    end(m, std::move(ep));
+                    return false;  // the others wait in line for a new connection
+                }
+                if (!c_.in_transaction()) {
+                    // It took the transaction with it: the members before it
+                    // run again in a new one.
+                    end(m, std::move(ep));
+                    for (member& before : members_) {
+                        before.ran = false;
+                    }
+                    return true;
+                }
+                if (ep) {
+                    c_.exec(transaction_verb::rollback_to);
+                    c_.exec(transaction_verb::release);
+                    end(m, std::move(ep));
+                } else {
+                    c_.exec(transaction_verb::release);
+                    m.ran = true;
+                }
+            } catch (...) {
+                fail_transaction(std::current_exception());
+                return false;
+            }
+        }
+        try {
+            c_.exec(transaction_verb::commit);
+        } catch (...) {
+            fail_transaction(std::current_exception());
+            return false;
+        }
+        committed_ = true;
+        for (member& m : members_) {
+            if (m.ran) {
+                end(m, nullptr);
+            }
+        }
+        return false;
+    }
+
+    static void end(member& m, std::exception_ptr outcome) noexcept {
+        m.outcome = std::move(outcome);
+        m.ran = false;
+        m.ended = true;
+    }
+    void end_all(const std::exception_ptr& ep) noexcept {
+        for (member& m : members_) {
+            if (!m.ended) {
+                end(m, ep);
+            }
+        }
+    }
+    /// One of the group's own statements failed: nothing of the open
+    /// transaction is kept, and every member not yet ended gets the error.
+    void fail_transaction(const std::exception_ptr& ep) noexcept {
+        try {
+            std::rethrow_exception(ep);
+        } catch (const error& e) {
+            if (c_.poisoned_by(e.code())) {
+                pc_.healthy = false;
+            }
+        } catch (...) {
+        }
+        if (pc_.healthy && c_.in_transaction()) {
+            try {
+                c_.exec(transaction_verb::rollback);
+            } catch (...) {
+                pc_.healthy = false;  // its state is unknown: closed on release
+            }
+        }
+        end_all(ep);
+    }
+
+    engine_core& lane_;
+    pooled_connection& pc_;
+    backend_connection& c_;
+    std::chrono::steady_clock::time_point deadline_;
+    std::vector<member> members_;
+    bool committed_ = false;
+};
+
+void in_line::run(std::unique_ptr<in_line> self, pooled_connection* pc, bool live) {
+    engine_core& lane = *self->lane_;
+    op_state& state = *self->state_;
+    if (live && lane.pre_ping() && !state.cancelled() && !ping(*pc)) {
+        lane.release(pc);  // closes it; wait in line for another
+        lane.acquire_for(std::move(self), state);
+        return;
+    }
+    if (live && self->groupable()) {
+        if (std::unique_ptr<lane_job> next = lane.take_groupable()) {
+            group_commit group(lane, *pc);
+            if (group.reserve(8)) {
+                group.add(std::move(self));
+                group.add(std::move(next));
+                group.run();
+                return;
+            }
+            // Out of memory: the one taken goes back in line, this runs alone.
+            op_state& waiting = *static_cast<in_line&>(*next).state_;
+            lane.acquire_for(std::move(next), waiting);
+        }
+    }
+    std::exception_ptr ep;
+    if (live) {
+        ep = run_attached(state, *pc, *self->step_);
+    }
+    if (live && state.may_pin && pc->healthy && (pc->in_transaction || state.hold)) {
+        state.pinned = pc;
+    } else {
+        lane.release(pc);
+    }
+    finish_step(lane, live, std::move(self->ex_), step_handler{self->step_}, std::move(ep));
+}
 
 }  // namespace
 

@@ -86,6 +86,13 @@ class step {
     /// Where the lane runs jobs (a worker, for a blocking backend): the
     /// step's work on `c`. Exceptions are the step's error.
     virtual void work(backend_connection& c) = 0;
+    /// Whether the step may share its write transaction with others' (group
+    /// commit): it waits for the writer and makes no transaction of its own
+    /// beyond the one work() wraps around it.
+    virtual bool groupable() const noexcept { return false; }
+    /// work() inside a group's transaction, without a transaction of its
+    /// own (the group puts a savepoint around it).
+    virtual void work_in_group(backend_connection& c) { work(c); }
     /// On executor(): the step ended (null: the job ran), and its connection
     /// is back with the lane or with the session.
     virtual void done(std::exception_ptr ep) = 0;
@@ -140,6 +147,17 @@ class lane_job {
     virtual void start(pooled_connection* pc) noexcept = 0;
     /// Timed out (pool_timeout), cancelled, or the engine closed.
     virtual void fail(std::exception_ptr ep) noexcept = 0;
+    /// Whether the job may join a group commit (engine_core::
+    /// take_groupable), which then runs it and ends it itself.
+    virtual bool groupable() const noexcept { return false; }
+};
+
+/// The bounds of a group commit: at most `max_jobs` writes share one
+/// transaction, and none joins it once it has run for `max_time`.
+/// max_jobs 1: off.
+struct group_limits {
+    std::size_t max_jobs = 1;
+    std::chrono::microseconds max_time{0};
 };
 
 class engine_core {
@@ -182,6 +200,11 @@ class engine_core {
     /// Takes waiter `w` out of the line and fails its job with
     /// operation_aborted; false when it was granted (or ended) already.
     virtual bool cancel_waiting(std::uint64_t w) noexcept = 0;
+    /// For a group commit, on the worker holding this lane's connection:
+    /// the job first in line when it is groupable (lane_job::groupable),
+    /// out of the line; null otherwise (nobody waits, the first waiter is
+    /// not a groupable job, or the engine is closed).
+    virtual std::unique_ptr<lane_job> take_groupable() noexcept = 0;
     /// The engine's pre_ping option: a granted connection is tried first.
     virtual bool pre_ping() const noexcept = 0;
     /// The database behind this lane's connections.
@@ -217,6 +240,12 @@ class engine_core {
     std::uint64_t busy_retries() const noexcept {
         return busy_retries_.load(std::memory_order_relaxed);
     }
+    const group_limits& grouping() const noexcept { return grouping_; }
+    /// A group commit of `members` jobs (two or more) ran to its COMMIT.
+    void count_group(std::size_t members) noexcept {
+        groups_.fetch_add(1, std::memory_order_relaxed);
+        grouped_.fetch_add(members, std::memory_order_relaxed);
+    }
 
     /// Runs job(true) on the blocking pool, or job(false) right here when
     /// the engine is closed (the job then only reports that).
@@ -229,6 +258,9 @@ class engine_core {
   protected:
     std::chrono::milliseconds busy_budget_{0};
     std::atomic<std::uint64_t> busy_retries_{0};
+    group_limits grouping_;
+    std::atomic<std::uint64_t> groups_{0};
+    std::atomic<std::uint64_t> grouped_{0};
     std::shared_ptr<blocking_pool> pool_;  // shared by the lanes of an engine
 };
 
@@ -333,6 +365,29 @@ std::uint64_t new_op_id() noexcept;
 /// errc::transaction_state: SQLite ended an open transaction by itself (a
 /// write interrupted by a cancellation, or an error that rolls back).
 [[noreturn]] void throw_transaction_ended();
+/// errc::transaction_state: write(fn)'s fn ended the transaction the
+/// engine made around it.
+[[noreturn]] void throw_ended_by_job();
+
+/// On a worker: job() on `c` inside a transaction the engine ends
+/// (write(fn)'s own, or a group commit's), which job must not end: a
+/// COMMIT it runs fails (and rolls the transaction back), and then, as
+/// after its ROLLBACK, this throws throw_ended_by_job().
+template <class Job>
+void run_guarded(backend_connection& c, Job&& job) {
+    c.guard_transaction();
+    try {
+        std::forward<Job>(job)();
+    } catch (...) {
+        if (c.end_guard()) {
+            throw_ended_by_job();
+        }
+        throw;
+    }
+    if (c.end_guard() || !c.in_transaction()) {
+        throw_ended_by_job();
+    }
+}
 
 /// A step's state where a lane and other threads meet (the driver's, or
 /// commit's), living until the step completes. For a step whose connection

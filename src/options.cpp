@@ -164,6 +164,16 @@ engine_options engine_options::from_env() {
     if (const char* v = env("ASQLITE_SPIN_WAIT")) {
         o.spin_wait = parse_seconds<std::chrono::microseconds>("ASQLITE_SPIN_WAIT", v);
     }
+    if (const char* v = env("ASQLITE_GROUP_COMMIT")) {
+        o.group_commit = parse_bool("ASQLITE_GROUP_COMMIT", v);
+    }
+    if (const char* v = env("ASQLITE_GROUP_COMMIT_MAX_JOBS")) {
+        o.group_commit_max_jobs = parse_count("ASQLITE_GROUP_COMMIT_MAX_JOBS", v, false);
+    }
+    if (const char* v = env("ASQLITE_GROUP_COMMIT_MAX_TIME")) {
+        o.group_commit_max_time =
+            parse_seconds<std::chrono::microseconds>("ASQLITE_GROUP_COMMIT_MAX_TIME", v);
+    }
     return o;
 }
 
@@ -176,14 +186,18 @@ void engine_options::validate() const {
         fail("pool_size must be at least 1");
     }
     if (pool_timeout.count() < 0 || pool_recycle.count() < 0 || busy_timeout.count() < 0 ||
-        completion_hold.count() < 0 || spin_wait.count() < 0) {
+        completion_hold.count() < 0 || spin_wait.count() < 0 || group_commit_max_time.count() < 0) {
         fail("durations must not be negative");
     }
     for (const auto& [name, value] :
-         {std::pair{"completion_hold", completion_hold}, std::pair{"spin_wait", spin_wait}}) {
+         {std::pair{"completion_hold", completion_hold}, std::pair{"spin_wait", spin_wait},
+          std::pair{"group_commit_max_time", group_commit_max_time}}) {
         if (value > std::chrono::seconds{1}) {
             fail(fmt::format("{} is {} us: at most one second (1000000 us)", name, value.count()));
         }
+    }
+    if (group_commit_max_jobs == 0) {
+        fail("group_commit_max_jobs must be at least 1 (1: every write commits alone)");
     }
     if (busy_timeout.count() > std::numeric_limits<int>::max()) {
         fail("busy_timeout is too large");

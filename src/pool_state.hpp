@@ -89,6 +89,14 @@ class pool_state {
     /// already granted, timed out or failed (the cancel came too late).
     bool remove_waiter(waiter_id w);
 
+    /// The oldest waiter, if anyone waits.
+    std::optional<waiter_id> first_waiter() const noexcept {
+        if (waiters_.empty()) {
+            return std::nullopt;
+        }
+        return waiters_.front().id;
+    }
+
     /// Fails every waiter whose deadline has passed.
     void expire(pool_clock::time_point now, pool_effects& fx);
     /// Earliest waiter deadline, if anyone waits.

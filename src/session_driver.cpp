@@ -32,6 +32,10 @@ class driver final : public step {
     // step: what the lane runs, and where it completes (the caller's
     // executor; cancellation from the driver's own signal, see on_cancel).
     void work(backend_connection& c) override;
+    bool groupable() const noexcept override {
+        return step_ == route::writer && router_.groups_writes();
+    }
+    void work_in_group(backend_connection& c) override { c.run(op_); }
     void done(std::exception_ptr ep) override { step_ended(std::move(ep)); }
     asio::any_io_executor executor() const override { return ex_; }
     asio::cancellation_slot cancellation_slot() const override { return step_slot(); }
@@ -169,6 +173,7 @@ void driver::start() noexcept {
     f.in_sql_read_transaction = s_.holds_sql_transaction();
     f.writer_lane = s_.core_->writer_lane() != nullptr;
     f.kind = s_.core_->database().classify(op_.sql());
+    f.begins_transaction = f.kind == sql_kind::write && sql_begins(op_.sql());
     router_ = statement_router(f, s_.core_->busy_budget());
     if (caller_slot_.is_connected()) {
         caller_slot_.assign([this](asio::cancellation_type type) { on_cancel(type); });
@@ -328,7 +333,7 @@ void driver::work(backend_connection& c) {
         }
         c.exec(transaction_verb::begin_write);
         try {
-            c.run(op_);
+            run_guarded(c, [&] { c.run(op_); });
             c.exec(transaction_verb::commit);
         } catch (...) {
             if (c.in_transaction()) {

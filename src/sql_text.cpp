@@ -116,6 +116,11 @@ sql_kind sql_kind_of(std::string_view sql) noexcept {
     return sql_kind::other;
 }
 
+bool sql_begins(std::string_view sql) noexcept {
+    sql_words words(sql);
+    return is(words.first(), "BEGIN");
+}
+
 sql_end sql_end_of(std::string_view sql) noexcept {
     sql_words words(sql);
     const std::string_view first = words.first();

@@ -27,5 +27,7 @@ sql_end sql_end_of(std::string_view sql) noexcept;
 ///   (connection::writes).
 enum class sql_kind { query, write, other };
 sql_kind sql_kind_of(std::string_view sql) noexcept;
+/// Whether the statement's first word is BEGIN.
+bool sql_begins(std::string_view sql) noexcept;
 
 }  // namespace asqlite::detail

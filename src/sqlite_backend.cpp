@@ -1,6 +1,7 @@
 #include "sqlite_backend.hpp"
 
 #include <fmt/format.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -46,17 +47,43 @@ const char* sql_of(transaction_verb verb) noexcept {
             return "COMMIT";
         case transaction_verb::rollback:
             return "ROLLBACK";
+        case transaction_verb::savepoint:
+            return "SAVEPOINT asqlite_group_member";
+        case transaction_verb::release:
+            return "RELEASE asqlite_group_member";
+        case transaction_verb::rollback_to:
+            return "ROLLBACK TO asqlite_group_member";
     }
     return "ROLLBACK";
+}
+
+/// Whether `verb` runs once per group member: a cached statement, where
+/// the others (once per transaction at most) go through exec.
+bool per_member(transaction_verb verb) noexcept {
+    return verb == transaction_verb::savepoint || verb == transaction_verb::release ||
+           verb == transaction_verb::rollback_to;
 }
 
 class sqlite_connection final : public backend_connection {
   public:
     sqlite_connection(connection c, bool guard_moved)
-        : conn_(std::move(c)), guard_moved_(guard_moved) {}
+        : conn_(std::move(c)), guard_moved_(guard_moved) {
+        sqlite3_commit_hook(conn_.native_handle(), &sqlite_connection::on_commit, this);
+    }
+    ~sqlite_connection() override {
+        sqlite3_commit_hook(conn_.native_handle(), nullptr, nullptr);
+    }
+    sqlite_connection(const sqlite_connection&) = delete;
+    sqlite_connection& operator=(const sqlite_connection&) = delete;
 
     void run(operation& op) override { op.run(conn_); }
-    void exec(transaction_verb verb) override { conn_.exec(sql_of(verb)); }
+    void exec(transaction_verb verb) override {
+        if (per_member(verb)) {
+            conn_.prepare_cached(sql_of(verb))->step();
+        } else {
+            conn_.exec(sql_of(verb));
+        }
+    }
     bool ping() noexcept override {
         try {
             conn_.exec("SELECT 1");
@@ -67,6 +94,25 @@ class sqlite_connection final : public backend_connection {
     }
     bool writes(std::string_view sql) override { return conn_.writes(sql); }
     bool in_transaction() const noexcept override { return conn_.in_transaction(); }
+    void guard_transaction() noexcept override {
+        guarded_ = true;
+        refused_commit_ = false;
+    }
+    void check_deferred_constraints() override {
+        int now = 0;
+        int highest = 0;
+        if (sqlite3_db_status(conn_.native_handle(), SQLITE_DBSTATUS_DEFERRED_FKS, &now, &highest,
+                              0) == SQLITE_OK &&
+            now > 0) {
+            throw_error(errc::constraint_foreignkey,
+                        "FOREIGN KEY constraint failed (a deferred constraint, checked where this "
+                        "write's own COMMIT would have checked it)");
+        }
+    }
+    bool end_guard() noexcept override {
+        guarded_ = false;
+        return std::exchange(refused_commit_, false);
+    }
 
     std::exception_ptr unusable() noexcept override {
         // A writer whose file is gone: SQLite would write into the unlinked
@@ -123,8 +169,22 @@ class sqlite_connection final : public backend_connection {
     void refuse_all() noexcept override { operation_control::refuse_all(conn_); }
 
   private:
+    /// SQLite's commit hook: a non-zero return turns the COMMIT into a
+    /// ROLLBACK (SQLITE_CONSTRAINT_COMMITHOOK). Called on the connection's
+    /// own thread, inside sqlite3_step.
+    static int on_commit(void* self) noexcept {
+        auto* me = static_cast<sqlite_connection*>(self);
+        if (!me->guarded_) {
+            return 0;
+        }
+        me->refused_commit_ = true;
+        return 1;
+    }
+
     connection conn_;
-    bool guard_moved_;  // a writer of a file: refuse to run once the file has moved
+    bool guard_moved_;              // a writer of a file: refuse to run once the file has moved
+    bool guarded_ = false;          // (blocking) guard_transaction() .. end_guard()
+    bool refused_commit_ = false;   // (blocking) a COMMIT was refused meanwhile
 };
 
 class sqlite_backend final : public backend {

@@ -94,6 +94,7 @@ struct route_facts {
         false;  // the held connection is inside a transaction begun with SQL
     bool writer_lane = false;
     sql_kind kind = sql_kind::other;  // a statement's first words
+    bool begins_transaction = false;  // ... and they are BEGIN
 };
 
 class statement_router {
@@ -125,6 +126,17 @@ class statement_router {
     bool wraps_in_transaction() const noexcept {
         return facts_.op == operation_kind::write && facts_.transaction == open_transaction::none &&
                !facts_.in_sql_read_transaction;
+    }
+    /// On the writer lane, the operation may share a write transaction
+    /// with others' (group commit): write(fn) making its own transaction,
+    /// or a statement whose words say it writes, outside a transaction,
+    /// that is not BEGIN.
+    bool groups_writes() const noexcept {
+        return facts_.writer_lane && !facts_.holds_connection &&
+               (wraps_in_transaction() ||
+                (facts_.op == operation_kind::statement &&
+                 facts_.transaction == open_transaction::none && facts_.kind == sql_kind::write &&
+                 !facts_.begins_transaction));
     }
     /// run(fn) outside a transaction runs where nothing can write: a write
     /// it attempts fails with an error that says what to use instead.

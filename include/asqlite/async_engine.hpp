@@ -67,6 +67,11 @@ struct pool_stats {
     /// Queries that ran inside a read transaction their worker had begun
     /// for an earlier query (shared snapshots: see docs/architecture.md).
     std::uint64_t shared_reads = 0;
+    /// Group commits (engine_options::group_commit): transactions on the
+    /// writer shared by two or more writes, and the writes in them.
+    /// grouped_writes / group_commits is the mean group's size.
+    std::uint64_t group_commits = 0;
+    std::uint64_t grouped_writes = 0;
 };
 
 namespace detail {

@@ -67,6 +67,18 @@ struct engine_options {
     /// once. At most one second.
     std::chrono::microseconds spin_wait{50};
 
+    /// Group commit: writes waiting in line for the writer (autocommit
+    /// statements that write, write(fn)) run in one transaction, each in a
+    /// savepoint of its own, and commit once; each completes after that
+    /// commit, and one that fails rolls back only its own savepoint
+    /// (docs/concurrency.md, "Group commit"). A group takes at most
+    /// group_commit_max_jobs writes, and no more join it once it has run
+    /// for group_commit_max_time (at most one second). false, or
+    /// max_jobs 1: every write commits alone.
+    bool group_commit = true;
+    std::size_t group_commit_max_jobs = 64;
+    std::chrono::microseconds group_commit_max_time{2000};
+
     /// Called on every new connection (on a blocking-pool thread for the
     /// async engine) before it is used: register functions, extra pragmas.
     std::function<void(connection&)> on_connect;

@@ -70,6 +70,9 @@ constexpr variable variables[] = {
     {"ASQLITE_THREADS", kind::count0},
     {"ASQLITE_COMPLETION_HOLD", kind::micros},
     {"ASQLITE_SPIN_WAIT", kind::micros},
+    {"ASQLITE_GROUP_COMMIT", kind::boolean},
+    {"ASQLITE_GROUP_COMMIT_MAX_JOBS", kind::count},
+    {"ASQLITE_GROUP_COMMIT_MAX_TIME", kind::micros},
 };
 
 void check_url(std::string_view url) {
@@ -232,7 +235,9 @@ bool valid_and_read(const variable& v, const std::string& text, const asqlite::e
             const std::size_t got = name == "ASQLITE_POOL_SIZE"      ? o.pool_size
                                     : name == "ASQLITE_MAX_OVERFLOW" ? o.max_overflow
                                     : name == "ASQLITE_THREADS"      ? o.threads
-                                                                     : o.statement_cache_size;
+                                    : name == "ASQLITE_GROUP_COMMIT_MAX_JOBS"
+                                        ? o.group_commit_max_jobs
+                                        : o.statement_cache_size;
             return got == *n;
         }
         case kind::seconds:
@@ -243,7 +248,11 @@ bool valid_and_read(const variable& v, const std::string& text, const asqlite::e
             }
             if (v.type == kind::micros) {
                 const microseconds want = std::chrono::round<microseconds>(duration<double>(*s));
-                return (name == "ASQLITE_SPIN_WAIT" ? o.spin_wait : o.completion_hold) == want;
+                const microseconds got = name == "ASQLITE_SPIN_WAIT" ? o.spin_wait
+                                         : name == "ASQLITE_GROUP_COMMIT_MAX_TIME"
+                                             ? o.group_commit_max_time
+                                             : o.completion_hold;
+                return got == want;
             }
             const milliseconds want = std::chrono::round<milliseconds>(duration<double>(*s));
             const milliseconds got = name == "ASQLITE_POOL_TIMEOUT"   ? o.pool_timeout
@@ -258,6 +267,7 @@ bool valid_and_read(const variable& v, const std::string& text, const asqlite::e
             }
             return name == "ASQLITE_PRE_PING" ? o.pre_ping == *b
                    : name == "ASQLITE_ECHO"   ? o.echo == b
+                   : name == "ASQLITE_GROUP_COMMIT" ? o.group_commit == *b
                                               : o.foreign_keys == *b;
         }
         case kind::journal:

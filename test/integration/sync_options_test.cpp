@@ -46,6 +46,9 @@ TEST_F(Options, DefaultsMatchTheSeed) {
     EXPECT_EQ(o.threads, 0u);
     EXPECT_EQ(o.completion_hold, 200us);
     EXPECT_EQ(o.spin_wait, 50us);
+    EXPECT_TRUE(o.group_commit);
+    EXPECT_EQ(o.group_commit_max_jobs, 64u);
+    EXPECT_EQ(o.group_commit_max_time, 2ms);
     EXPECT_NO_THROW(o.validate());
 }
 
@@ -103,6 +106,9 @@ TEST_F(Options, FromEnvReadsEveryVariable) {
     env.set("ASQLITE_THREADS", "3");
     env.set("ASQLITE_COMPLETION_HOLD", "0.00005");
     env.set("ASQLITE_SPIN_WAIT", "0");
+    env.set("ASQLITE_GROUP_COMMIT", "off");
+    env.set("ASQLITE_GROUP_COMMIT_MAX_JOBS", "16");
+    env.set("ASQLITE_GROUP_COMMIT_MAX_TIME", "0.0005");
     const auto o = engine_options::from_env();
     EXPECT_EQ(o.path, "/data/x.db");
     EXPECT_EQ(o.pool_size, 4u);
@@ -119,6 +125,9 @@ TEST_F(Options, FromEnvReadsEveryVariable) {
     EXPECT_EQ(o.threads, 3u);
     EXPECT_EQ(o.completion_hold, 50us);
     EXPECT_EQ(o.spin_wait, 0us);
+    EXPECT_FALSE(o.group_commit);
+    EXPECT_EQ(o.group_commit_max_jobs, 16u);
+    EXPECT_EQ(o.group_commit_max_time, 500us);
     EXPECT_NO_THROW(o.validate());
 }
 
@@ -187,7 +196,12 @@ INSTANTIATE_TEST_SUITE_P(
         bad_env_case{"ASQLITE_STATEMENT_CACHE_SIZE", "-5"}, bad_env_case{"ASQLITE_THREADS", "-1"},
         bad_env_case{"ASQLITE_COMPLETION_HOLD", "-0.1"},
         bad_env_case{"ASQLITE_COMPLETION_HOLD", "200us"},
-        bad_env_case{"ASQLITE_SPIN_WAIT", "-0.00001"}, bad_env_case{"ASQLITE_SPIN_WAIT", "50us"}),
+        bad_env_case{"ASQLITE_SPIN_WAIT", "-0.00001"}, bad_env_case{"ASQLITE_SPIN_WAIT", "50us"},
+        bad_env_case{"ASQLITE_GROUP_COMMIT", "sometimes"},
+        bad_env_case{"ASQLITE_GROUP_COMMIT_MAX_JOBS", "0"},
+        bad_env_case{"ASQLITE_GROUP_COMMIT_MAX_JOBS", "many"},
+        bad_env_case{"ASQLITE_GROUP_COMMIT_MAX_TIME", "-1"},
+        bad_env_case{"ASQLITE_GROUP_COMMIT_MAX_TIME", "2ms"}),
     [](const ::testing::TestParamInfo<bad_env_case>& info) {
         std::string name = std::string(info.param.name) + "_" + std::to_string(info.index);
         for (char& ch : name) {
@@ -231,6 +245,17 @@ TEST_F(Options, ValidateRejectsUnusableValues) {
                            {"spin_wait", "1000001 us", "at most one second"}));
     o.spin_wait = 0us;
     EXPECT_NO_THROW(o.validate());
+    o = {};
+    o.group_commit_max_jobs = 0;
+    EXPECT_TRUE(fails_with([&] { o.validate(); }, errc::invalid_option,
+                           {"group_commit_max_jobs", "at least 1"}));
+    o.group_commit_max_jobs = 1;
+    EXPECT_NO_THROW(o.validate());
+    o.group_commit_max_time = -1us;
+    EXPECT_TRUE(fails_with([&] { o.validate(); }, errc::invalid_option, {"negative"}));
+    o.group_commit_max_time = 2s;
+    EXPECT_TRUE(fails_with([&] { o.validate(); }, errc::invalid_option,
+                           {"group_commit_max_time", "at most one second"}));
 }
 
 TEST_F(Options, EngineValidatesAtConstruction) {
