@@ -48,6 +48,8 @@ std::exception_ptr interrupted_by_close_error() {
 void held_prelude::run(backend_connection& c) const {
     if (rollback_first && c.in_transaction()) {
         c.exec(transaction_verb::rollback);
+    } else if (rollback_to != 0 && c.in_transaction()) {
+        c.rollback_to_savepoint(savepoint_name(rollback_to));
     }
     if (begin_first) {
         c.exec(transaction_verb::begin_write);

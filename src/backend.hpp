@@ -78,6 +78,8 @@ class backend_connection {
     /// keys), so that a group commit fails the member that broke them, not
     /// the group.
     virtual void check_deferred_constraints() = 0;
+    /// (blocking) ROLLBACK TO and RELEASE of savepoint `name`.
+    virtual void rollback_to_savepoint(std::string_view name) = 0;
 
     /// (blocking) Why nothing may run here now (SQLite: the database file
     /// was deleted or replaced while open, and a write would go to the old

@@ -74,6 +74,10 @@ struct pooled_connection {
     // next job, the rollback of a dropped transaction, or with the
     // connection).
     std::vector<std::shared_ptr<void>> orphans;
+    // A savepoint of the begin() transaction holding this connection was
+    // dropped: its number, rolled back to before the next step (io side;
+    // 0: none).
+    std::uint64_t rollback_to_savepoint = 0;
 };
 
 struct op_state;
@@ -127,10 +131,11 @@ struct held_prelude {
     bool rollback_first = false;
     bool begin_first = false;
     bool inside_transaction = false;
+    std::uint64_t rollback_to = 0;  // a dropped savepoint's number
 
     static held_prelude take(pooled_connection& pc, bool inside_transaction) noexcept {
         return {&pc, std::exchange(pc.pending_rollback, false), pc.begin_pending,
-                inside_transaction};
+                inside_transaction, std::exchange(pc.rollback_to_savepoint, 0)};
     }
     void run(backend_connection& c) const;
 };
@@ -528,7 +533,31 @@ struct tx_link {
     // then (null once the object is gone or finished).
     session* writer = nullptr;
     bool connection_gone = false;  // BEGIN ran, but the connection was closed since
+    std::uint64_t savepoints = 0;  // savepoints made (begin_nested): the last one's number
+    std::vector<std::uint64_t> live_savepoints;  // open ones, innermost last
+    /// Savepoint `n` ends, and with it every one inside it; false when it
+    /// had ended already.
+    bool end_savepoint(std::uint64_t n) noexcept {
+        for (auto it = live_savepoints.begin(); it != live_savepoints.end(); ++it) {
+            if (*it == n) {
+                live_savepoints.erase(it, live_savepoints.end());
+                return true;
+            }
+        }
+        return false;
+    }
+    bool savepoint_live(std::uint64_t n) const noexcept {
+        for (const std::uint64_t live : live_savepoints) {
+            if (live == n) {
+                return true;
+            }
+        }
+        return false;
+    }
 };
+
+/// The SQL name of savepoint number `n` of a transaction.
+std::string savepoint_name(std::uint64_t n);
 
 using acquire_handler = asio::any_completion_handler<void(std::exception_ptr, session)>;
 /// Checks out a connection of `lane` (the pool, or its writer lane); the

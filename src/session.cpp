@@ -2,7 +2,11 @@
 
 #include <boost/asio/async_result.hpp>
 
+#include <fmt/format.h>
+
+#include <algorithm>
 #include <memory>
+#include <string>
 
 #include "engine_core.hpp"
 #include "sql_text.hpp"
@@ -55,6 +59,10 @@ auto held_step(engine_core& lane, pooled_connection& pc, Fn fn, op_state* gives_
 }
 
 }  // namespace
+
+std::string savepoint_name(std::uint64_t n) {
+    return fmt::format("asqlite_savepoint_{}", n);
+}
 
 session new_session(std::shared_ptr<engine_core> lane) {
     if (lane->closed()) {
@@ -191,6 +199,100 @@ asio::awaitable<transaction> session::begin_op() {
         }
         tx_ = std::make_shared<detail::tx_link>(lane != nullptr ? lane.get() : core_.get(), pc);
         co_return transaction(tx_, std::move(writer));
+    } catch (const boost::system::system_error& e) {
+        detail::rethrow_if_aborted(e);
+        throw;
+    }
+}
+
+asio::awaitable<savepoint> session::begin_nested_op() {
+    try {
+        check_usable();
+        detail::tx_link* tx = open_tx();
+        if (tx == nullptr || tx->by_sql) {
+            throw_error(errc::transaction_state,
+                        "begin_nested() needs a transaction of this session begun with begin()");
+        }
+        const std::uint64_t n = ++tx->savepoints;
+        const std::string sql = "SAVEPOINT " + detail::savepoint_name(n);
+        co_await execute(sql);
+        if (open_tx() != tx) {
+            throw_error(errc::transaction_state, "the transaction ended meanwhile");
+        }
+        tx->live_savepoints.push_back(n);
+        co_return savepoint(this, tx_, n);
+    } catch (const boost::system::system_error& e) {
+        detail::rethrow_if_aborted(e);
+        throw;
+    }
+}
+
+savepoint::savepoint(session* s, std::shared_ptr<detail::tx_link> link, std::uint64_t id) noexcept
+    : session_(s), link_(std::move(link)), id_(id) {}
+
+savepoint::savepoint(savepoint&& other) noexcept
+    : session_(other.session_), link_(std::move(other.link_)), id_(other.id_) {}
+
+savepoint& savepoint::operator=(savepoint&& other) noexcept {
+    if (this != &other) {
+        abandon();
+        session_ = other.session_;
+        link_ = std::move(other.link_);
+        id_ = other.id_;
+    }
+    return *this;
+}
+
+savepoint::~savepoint() {
+    abandon();
+}
+
+void savepoint::abandon() noexcept {
+    if (link_ == nullptr) {
+        return;
+    }
+    if (link_->open && link_->pc != nullptr && link_->end_savepoint(id_)) {
+        std::uint64_t& pending = link_->pc->rollback_to_savepoint;
+        // The outermost of those dropped: rolling back to it ends the rest.
+        pending = pending == 0 ? id_ : std::min(pending, id_);
+    }
+    link_.reset();
+}
+
+void savepoint::check_active() const {
+    if (link_ == nullptr) {
+        throw_error(errc::transaction_state, "the savepoint is already released or rolled back");
+    }
+    if (!link_->open || session_->tx_ != link_) {
+        throw_error(errc::transaction_state, "the savepoint's transaction has ended");
+    }
+    if (!link_->savepoint_live(id_)) {
+        throw_error(errc::transaction_state,
+                    "the savepoint has ended with a savepoint around it (released or rolled back)");
+    }
+}
+
+asio::any_io_executor savepoint::io_executor() const {
+    return link_ != nullptr ? link_->core->io_executor() : asio::any_io_executor{};
+}
+
+asio::awaitable<void> savepoint::end_op(bool undo) {
+    try {
+        check_active();
+        const std::string name = detail::savepoint_name(id_);
+        try {
+            if (undo) {
+                const std::string to = "ROLLBACK TO " + name;
+                co_await session_->execute(to);
+            }
+            const std::string release = "RELEASE " + name;
+            co_await session_->execute(release);
+        } catch (...) {
+            abandon();  // rolled back before the transaction's next step
+            throw;
+        }
+        link_->end_savepoint(id_);
+        link_.reset();
     } catch (const boost::system::system_error& e) {
         detail::rethrow_if_aborted(e);
         throw;

@@ -109,6 +109,9 @@ class sqlite_connection final : public backend_connection {
                         "write's own COMMIT would have checked it)");
         }
     }
+    void rollback_to_savepoint(std::string_view name) override {
+        conn_.exec(fmt::format("ROLLBACK TO {0}; RELEASE {0}", name));
+    }
     bool end_guard() noexcept override {
         guarded_ = false;
         return std::exchange(refused_commit_, false);

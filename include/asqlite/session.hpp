@@ -68,6 +68,7 @@ class session;
 template <class T>
 class row_stream;
 class transaction;
+class savepoint;
 
 namespace detail {
 class engine_core;
@@ -189,6 +190,14 @@ class session {
     auto begin(Token&& token = {}) {
         return start<transaction>(std::forward<Token>(token), [this] { return begin_op(); });
     }
+    /// A savepoint inside this session's begin() transaction (SQLAlchemy's
+    /// begin_nested()): completes with a savepoint, which rolls the
+    /// transaction back to this point unless released; savepoints nest.
+    /// Without an open begin() transaction: errc::transaction_state.
+    template <class Token = asio::use_awaitable_t<>>
+    auto begin_nested(Token&& token = {}) {
+        return start<savepoint>(std::forward<Token>(token), [this] { return begin_nested_op(); });
+    }
 
     /// The rows of one statement as a stream, stepped in batches while the
     /// consumer takes them (include "asqlite/stream.hpp"): see row_stream.
@@ -207,6 +216,7 @@ class session {
 
   private:
     friend class transaction;
+    friend class savepoint;
     friend class detail::driver;
     template <class>
     friend class row_stream;
@@ -249,6 +259,7 @@ class session {
     void hand_over_orphan(std::shared_ptr<void> what) noexcept;
     asio::any_io_executor io_executor() const;
     asio::awaitable<transaction> begin_op();
+    asio::awaitable<savepoint> begin_nested_op();
     detail::tx_link* open_tx() const noexcept;
     /// It holds a connection inside a transaction begun with SQL.
     bool holds_sql_transaction() const noexcept;
@@ -307,6 +318,57 @@ class transaction {
 
     std::shared_ptr<detail::tx_link> link_;
     session writer_;  // empty when the transaction runs on the session's own connection
+};
+
+/// A savepoint of a begin() transaction (session::begin_nested()). Move-only.
+/// release() keeps its work in the transaction, rollback() undoes it and the
+/// transaction goes on; dropped without either, it is rolled back before the
+/// session's next statement in the transaction (or its commit). Its
+/// statements run through its session, which must outlive it. Inside
+/// another savepoint it nests: releasing or rolling back the outer one ends
+/// the inner ones too.
+class savepoint {
+  public:
+    savepoint() = default;
+    savepoint(savepoint&& other) noexcept;
+    savepoint& operator=(savepoint&& other) noexcept;
+    ~savepoint();
+
+    /// RELEASE: its work stays, for the transaction's commit. A release that
+    /// fails leaves it to be rolled back, as if dropped.
+    template <class Token = asio::use_awaitable_t<>>
+    auto release(Token&& token = {}) {
+        return start(std::forward<Token>(token), [this] { return end_op(false); });
+    }
+    /// ROLLBACK TO, then RELEASE: its work is undone, the transaction goes on.
+    template <class Token = asio::use_awaitable_t<>>
+    auto rollback(Token&& token = {}) {
+        return start(std::forward<Token>(token), [this] { return end_op(true); });
+    }
+
+    /// Neither released nor rolled back yet.
+    bool active() const noexcept { return link_ != nullptr; }
+
+  private:
+    friend class session;
+    savepoint(session* s, std::shared_ptr<detail::tx_link> link, std::uint64_t id) noexcept;
+
+    asio::awaitable<void> end_op(bool undo);
+    /// make() started with `token`; ended: errc::transaction_state.
+    template <class Token, class Make>
+    auto start(Token&& token, Make make) {
+        return detail::start_checked<void>(
+            std::forward<Token>(token), [this] { check_active(); }, io_executor(), std::move(make));
+    }
+    void check_active() const;
+    asio::any_io_executor io_executor() const;
+    /// Leaves it to the transaction's next step to roll back (when the
+    /// transaction is still open on a connection).
+    void abandon() noexcept;
+
+    session* session_ = nullptr;
+    std::shared_ptr<detail::tx_link> link_;
+    std::uint64_t id_ = 0;
 };
 
 }  // namespace asqlite

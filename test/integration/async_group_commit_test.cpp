@@ -291,10 +291,10 @@ TEST_F(AsyncGroupCommit, AReaderNeverSeesPartOfAGroup) {
     std::vector<outcome> out(writes);
     std::set<std::int64_t> seen;
     bool writes_done = false;
+    outcome reader;
     test::run_coro(
         io,
         [&]() -> asio::awaitable<void> {
-            outcome reader;
             spawn(
                 [&]() -> asio::awaitable<void> {
                     auto s = co_await db.session();
@@ -316,6 +316,8 @@ TEST_F(AsyncGroupCommit, AReaderNeverSeesPartOfAGroup) {
             }
             writes_done = true;
         }());
+    ASSERT_TRUE(reader.done);  // run_coro ran io until nothing was left
+    EXPECT_FALSE(reader.ep);
     for (const auto& o : out) {
         ASSERT_TRUE(o.done);
         EXPECT_FALSE(o.ep);
