@@ -365,6 +365,9 @@ class group_commit {
             }
         }
         try {
+            // COMMIT may wait for the disk (synchronous=full): the queued
+            // reads need not wait with it.
+            blocking_pool::before_blocking();
             c_.exec(transaction_verb::commit);
         } catch (...) {
             fail_transaction(std::current_exception());

@@ -14,6 +14,7 @@ namespace {
 thread_local blocking_pool* current_pool = nullptr;  // the pool this worker serves
 thread_local worker_hold* current_hold = nullptr;    // and what it holds
 thread_local std::int64_t next_stall_check = 0;      // wake_if_stalled's rate limit
+thread_local std::size_t current_slot = 0;           // this worker's index (running_since_)
 
 // One round of a spin-wait loop: tells the core this thread is waiting.
 void cpu_relax() noexcept {
@@ -512,6 +513,30 @@ void blocking_pool::on_progress() noexcept {
     }
 }
 
+void blocking_pool::before_blocking() noexcept {
+    if (current_pool != nullptr) {
+        current_pool->wake_for_blocked();
+    }
+}
+
+void blocking_pool::wake_for_blocked() noexcept {
+    wake_up wake;
+    {
+        std::lock_guard lock(mutex_);
+        const std::int64_t now = now_ns();
+        if (running_since_[current_slot] != 0) {
+            running_since_[current_slot] = std::min(running_since_[current_slot], now - stall_ns_);
+        }
+        if (jobs_.size != 0 && !idle_.empty() && !enough_awake(now)) {
+            wake = claim_sleeper();
+        }
+    }
+    if (wake.claimed != nullptr) {
+        progress_wakes_.fetch_add(1, std::memory_order_relaxed);
+        wake.notify();
+    }
+}
+
 void blocking_pool::wake_if_stalled() noexcept {
     // Inside a long statement: let a sleeping thread take the queue. Looked
     // at under the lock at most once per `stall` per thread.
@@ -548,6 +573,7 @@ bool blocking_pool::any_running() const noexcept {
 
 void blocking_pool::work(std::size_t slot) {
     current_pool = this;
+    current_slot = slot;
     list finished;  // completions of the job just run
     finished_ = &finished;
     worker_hold hold;

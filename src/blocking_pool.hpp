@@ -196,6 +196,11 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     /// Called from SQLite's progress handler on any thread: hands over the
     /// inbox of the pool this thread works for if it has waited too long.
     static void on_progress() noexcept;
+    /// Called on a pool thread about to wait outside SQLite's virtual
+    /// machine for long (a group commit's COMMIT, which may fsync): the
+    /// thread counts as stalled from now to the end of its job, so a
+    /// sleeping thread takes the queued jobs meanwhile.
+    static void before_blocking() noexcept;
 
     /// How often the inbox was handed over, or a sleeping thread woken,
     /// from inside a running statement (the progress handler), and how often
@@ -310,6 +315,7 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     static void average(std::int64_t& mean, std::int64_t sample) noexcept;
     bool enough_awake(std::int64_t now) const noexcept;
     void wake_if_stalled() noexcept;
+    void wake_for_blocked() noexcept;
     // Under mutex_: takes the most recently idle thread off the idle list
     // and marks it woken (and, if the thread to watch now is not watching,
     // names it too); notify() after unlocking.
