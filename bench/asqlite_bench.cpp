@@ -85,7 +85,7 @@ struct bench_options {
     bool memory_statistics = false;            // SQLite's, for the whole process (both sides)
     std::optional<std::int64_t> spin_wait_us;  // the engine's default when unset
     bool group_commit = true;
-    double idle_seconds = 0;                   // > 0: the idle-CPU check (see usage)
+    double idle_seconds = 0;  // > 0: the idle-CPU check (see usage)
     bool json = false;
 };
 
@@ -165,13 +165,14 @@ std::vector<workload> parse_workloads(std::string_view text) {
         const auto comma = text.find(',');
         const auto item = text.substr(0, comma);
         if (item == "all") {
-            out = {workload::read, workload::write, workload::upsert,
-                   workload::mixed, workload::seq5, workload::write_tx};
+            out = {workload::read,  workload::write, workload::upsert,
+                   workload::mixed, workload::seq5,  workload::write_tx};
         } else {
             const auto it = std::find(std::begin(workload_names), std::end(workload_names), item);
             if (it == std::end(workload_names)) {
                 bad_option(fmt::format(
-                    "--workload wants read, write, upsert, mixed, seq5, write-tx or all, got '{}'", item));
+                    "--workload wants read, write, upsert, mixed, seq5, write-tx or all, got '{}'",
+                    item));
             }
             const auto w = static_cast<workload>(it - std::begin(workload_names));
             if (std::find(out.begin(), out.end(), w) == out.end()) {
@@ -375,9 +376,9 @@ struct phase_result {
     double jobs = 0;
     double handovers = 0;
     double wakes = 0;
-    double shared = 0;     // queries run in a read transaction begun for another
-    double spins = 0;      // waits spent awake (workers and io thread)
-    double groups = 0;     // group commits, and the writes in them
+    double shared = 0;  // queries run in a read transaction begun for another
+    double spins = 0;   // waits spent awake (workers and io thread)
+    double groups = 0;  // group commits, and the writes in them
     double grouped = 0;
     double spin_hits = 0;  // of them, ended by the work awaited
     std::vector<std::int64_t> latency_ns;
@@ -1154,8 +1155,7 @@ bool quiet(std::size_t concurrency) {
 bool busy(std::size_t concurrency) {
     return concurrency >= 64;
 }
-std::optional<double> ratio_target(workload w, std::size_t concurrency,
-                                   const bench_options& o) {
+std::optional<double> ratio_target(workload w, std::size_t concurrency, const bench_options& o) {
     if (!quiet(concurrency) && !busy(concurrency)) {
         return std::nullopt;
     }

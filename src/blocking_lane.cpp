@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <chrono>
 #include <memory>
-#include <vector>
 #include <utility>
+#include <vector>
 
 namespace asqlite::detail {
 

@@ -70,9 +70,7 @@ class sqlite_connection final : public backend_connection {
         : conn_(std::move(c)), guard_moved_(guard_moved) {
         sqlite3_commit_hook(conn_.native_handle(), &sqlite_connection::on_commit, this);
     }
-    ~sqlite_connection() override {
-        sqlite3_commit_hook(conn_.native_handle(), nullptr, nullptr);
-    }
+    ~sqlite_connection() override { sqlite3_commit_hook(conn_.native_handle(), nullptr, nullptr); }
     sqlite_connection(const sqlite_connection&) = delete;
     sqlite_connection& operator=(const sqlite_connection&) = delete;
 
@@ -185,9 +183,9 @@ class sqlite_connection final : public backend_connection {
     }
 
     connection conn_;
-    bool guard_moved_;              // a writer of a file: refuse to run once the file has moved
-    bool guarded_ = false;          // (blocking) guard_transaction() .. end_guard()
-    bool refused_commit_ = false;   // (blocking) a COMMIT was refused meanwhile
+    bool guard_moved_;             // a writer of a file: refuse to run once the file has moved
+    bool guarded_ = false;         // (blocking) guard_transaction() .. end_guard()
+    bool refused_commit_ = false;  // (blocking) a COMMIT was refused meanwhile
 };
 
 class sqlite_backend final : public backend {

@@ -265,10 +265,10 @@ bool valid_and_read(const variable& v, const std::string& text, const asqlite::e
             if (!b || !check) {
                 return b.has_value();
             }
-            return name == "ASQLITE_PRE_PING" ? o.pre_ping == *b
-                   : name == "ASQLITE_ECHO"   ? o.echo == b
+            return name == "ASQLITE_PRE_PING"       ? o.pre_ping == *b
+                   : name == "ASQLITE_ECHO"         ? o.echo == b
                    : name == "ASQLITE_GROUP_COMMIT" ? o.group_commit == *b
-                                              : o.foreign_keys == *b;
+                                                    : o.foreign_keys == *b;
         }
         case kind::journal:
         case kind::synchronous: {

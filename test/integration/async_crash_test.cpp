@@ -12,9 +12,9 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
-#include <string>
 #include <random>
 #include <set>
+#include <string>
 #include <thread>
 
 #include "asqlite/asqlite.hpp"
@@ -30,8 +30,7 @@ class AsyncCrash : public test::temp_dir_test {};
 /// Rounds of: start the crash writer with `writers` coroutines, let it
 /// commit for a random while, kill it with SIGKILL, then check the file.
 /// Returns the most group commits one child reported.
-std::uint64_t kill_rounds(const std::string& db_path, int rounds, int writers,
-                          std::uint32_t seed) {
+std::uint64_t kill_rounds(const std::string& db_path, int rounds, int writers, std::uint32_t seed) {
     {
         connection c(db_path);
         c.exec("CREATE TABLE acked (id INTEGER PRIMARY KEY, payload TEXT NOT NULL)");

@@ -64,12 +64,11 @@ class AsyncGroupCommit : public test::temp_dir_test {
     /// Spawns `op` (an awaitable factory) on io; `out` records how it ended.
     template <class Op>
     void spawn(Op op, outcome& out, asio::cancellation_slot slot = {}) {
-        asio::co_spawn(
-            io, std::move(op),
-            asio::bind_cancellation_slot(slot, [&out](std::exception_ptr ep) {
-                out.done = true;
-                out.ep = ep;
-            }));
+        asio::co_spawn(io, std::move(op),
+                       asio::bind_cancellation_slot(slot, [&out](std::exception_ptr ep) {
+                           out.done = true;
+                           out.ep = ep;
+                       }));
     }
 
     /// Runs on io: a begin() transaction that takes the writer (its first
@@ -137,41 +136,40 @@ TEST_F(AsyncGroupCommit, FailuresInAGroupStayWithTheirCallers) {
     std::vector<outcome> out(7);
     asio::cancellation_signal cancel;
     std::atomic<bool> long_write_started{false};
-    test::run_coro(io, hold_writer_while(
-                           db, 7,
-                           [&] {
-                               spawn(insert(db, "a"), out[0]);
-                               spawn(insert(db, "taken"), out[1]);
-                               spawn(write(db,
-                                           [](connection& c) {
-                                               c.execute("INSERT INTO t (v) VALUES ('thrown')");
-                                               throw std::runtime_error("fn gave up");
-                                           }),
-                                     out[2]);
-                               spawn(write(db,
-                                           [](connection& c) {
-                                               c.execute("INSERT INTO t (v) VALUES ('b')");
-                                           }),
-                                     out[3]);
-                               spawn(write(db,
-                                           [&](connection& c) {
-                                               long_write_started = true;
-                                               c.exec(
-                                                   "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL "
-                                                   "SELECT x + 1 FROM n WHERE x < 100000000) "
-                                                   "INSERT INTO t (v) SELECT 'x' || x FROM n");
-                                           }),
-                                     out[4], cancel.slot());
-                               spawn(insert(db, "c"), out[5]);
-                               spawn(insert(db, "d"), out[6]);
-                           },
-                           [&]() -> asio::awaitable<void> {
-                               while (!long_write_started) {
-                                   co_await test::sleep_for(1ms);
-                               }
-                               co_await test::sleep_for(5ms);
-                               cancel.emit(asio::cancellation_type::terminal);
-                           }));
+    test::run_coro(
+        io,
+        hold_writer_while(
+            db, 7,
+            [&] {
+                spawn(insert(db, "a"), out[0]);
+                spawn(insert(db, "taken"), out[1]);
+                spawn(write(db,
+                            [](connection& c) {
+                                c.execute("INSERT INTO t (v) VALUES ('thrown')");
+                                throw std::runtime_error("fn gave up");
+                            }),
+                      out[2]);
+                spawn(write(db, [](connection& c) { c.execute("INSERT INTO t (v) VALUES ('b')"); }),
+                      out[3]);
+                spawn(write(db,
+                            [&](connection& c) {
+                                long_write_started = true;
+                                c.exec(
+                                    "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL "
+                                    "SELECT x + 1 FROM n WHERE x < 100000000) "
+                                    "INSERT INTO t (v) SELECT 'x' || x FROM n");
+                            }),
+                      out[4], cancel.slot());
+                spawn(insert(db, "c"), out[5]);
+                spawn(insert(db, "d"), out[6]);
+            },
+            [&]() -> asio::awaitable<void> {
+                while (!long_write_started) {
+                    co_await test::sleep_for(1ms);
+                }
+                co_await test::sleep_for(5ms);
+                cancel.emit(asio::cancellation_type::terminal);
+            }));
     for (const auto& o : out) {
         ASSERT_TRUE(o.done);
     }
@@ -292,30 +290,28 @@ TEST_F(AsyncGroupCommit, AReaderNeverSeesPartOfAGroup) {
     std::set<std::int64_t> seen;
     bool writes_done = false;
     outcome reader;
-    test::run_coro(
-        io,
-        [&]() -> asio::awaitable<void> {
-            spawn(
-                [&]() -> asio::awaitable<void> {
-                    auto s = co_await db.session();
-                    // Until every write has completed, and once more.
-                    for (bool last = false; !last;) {
-                        last = writes_done;
-                        seen.insert(co_await s.scalar<std::int64_t>(
-                            "SELECT count(*) FROM t WHERE v LIKE 'w%'"));
-                    }
-                },
-                reader);
-            co_await hold_writer_while(db, writes, [&] {
-                for (std::size_t i = 0; i < writes; ++i) {
-                    spawn(insert(db, "w" + std::to_string(i)), out[i]);
+    test::run_coro(io, [&]() -> asio::awaitable<void> {
+        spawn(
+            [&]() -> asio::awaitable<void> {
+                auto s = co_await db.session();
+                // Until every write has completed, and once more.
+                for (bool last = false; !last;) {
+                    last = writes_done;
+                    seen.insert(co_await s.scalar<std::int64_t>(
+                        "SELECT count(*) FROM t WHERE v LIKE 'w%'"));
                 }
-            });
-            while (!std::all_of(out.begin(), out.end(), [](const outcome& o) { return o.done; })) {
-                co_await test::sleep_for(1ms);
+            },
+            reader);
+        co_await hold_writer_while(db, writes, [&] {
+            for (std::size_t i = 0; i < writes; ++i) {
+                spawn(insert(db, "w" + std::to_string(i)), out[i]);
             }
-            writes_done = true;
-        }());
+        });
+        while (!std::all_of(out.begin(), out.end(), [](const outcome& o) { return o.done; })) {
+            co_await test::sleep_for(1ms);
+        }
+        writes_done = true;
+    }());
     ASSERT_TRUE(reader.done);  // run_coro ran io until nothing was left
     EXPECT_FALSE(reader.ep);
     for (const auto& o : out) {
@@ -362,11 +358,7 @@ TEST_F(AsyncGroupCommit, EveryWriterReadsItsOwnWriteAtOnce) {
                 }
                 ++done;
             },
-            [](std::exception_ptr ep) {
-                if (ep) {
-                    std::rethrow_exception(ep);
-                }
-            });
+            test::rethrow_failure);
     }
     io.run();
     EXPECT_EQ(done, writers);
@@ -451,27 +443,28 @@ TEST_F(AsyncGroupCommit, ACommitThatFailsFailsTheWholeGroupAndKeepsNothing) {
     auto db = create_async_engine(io.get_executor(), options());
     std::vector<outcome> out(writes);
     std::optional<file_size_limit> full_disk;
-    test::run_coro(
-        io, hold_writer_while(
-                db, writes,
-                [&] {
-                    for (std::size_t i = 0; i < writes; ++i) {
-                        spawn(
-                            [&db, i]() -> asio::awaitable<void> {
-                                auto s = co_await db.session();
-                                co_await s.execute("INSERT INTO t (v, data) VALUES (?, zeroblob(?))",
-                                                   "big" + std::to_string(i), 16 * 1024);
-                            },
-                            out[i]);
-                    }
-                },
-                {},
-                [&] {
-                    // From here on the files may grow by 32 KiB: enough for
-                    // the holder's commit, less than the group needs.
-                    const off_t largest = std::max(file_size(db_path + "-wal"), file_size(db_path));
-                    full_disk.emplace(static_cast<rlim_t>(largest + 32 * 1024));
-                }));
+    test::run_coro(io, hold_writer_while(
+                           db, writes,
+                           [&] {
+                               for (std::size_t i = 0; i < writes; ++i) {
+                                   spawn(
+                                       [&db, i]() -> asio::awaitable<void> {
+                                           auto s = co_await db.session();
+                                           co_await s.execute(
+                                               "INSERT INTO t (v, data) VALUES (?, zeroblob(?))",
+                                               "big" + std::to_string(i), 16 * 1024);
+                                       },
+                                       out[i]);
+                               }
+                           },
+                           {},
+                           [&] {
+                               // From here on the files may grow by 32 KiB: enough for
+                               // the holder's commit, less than the group needs.
+                               const off_t largest =
+                                   std::max(file_size(db_path + "-wal"), file_size(db_path));
+                               full_disk.emplace(static_cast<rlim_t>(largest + 32 * 1024));
+                           }));
     full_disk.reset();
     std::error_code first;
     for (const auto& o : out) {

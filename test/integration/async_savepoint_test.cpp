@@ -188,11 +188,7 @@ TEST_P(AsyncSavepoint, SavepointsOfWriteFnComposeWithGroupCommit) {
                 }
                 ++done;
             },
-            [](std::exception_ptr ep) {
-                if (ep) {
-                    std::rethrow_exception(ep);
-                }
-            });
+            test::rethrow_failure);
     }
     io.run();
     EXPECT_EQ(done, writers);

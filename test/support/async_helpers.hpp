@@ -51,6 +51,14 @@ void run_coro(asio::io_context& io, Awaitable coro, int threads = 1) {
     }
 }
 
+/// A co_spawn completion that rethrows what the coroutine threw (out of
+/// io.run(), failing the test).
+inline void rethrow_failure(std::exception_ptr ep) {
+    if (ep) {
+        std::rethrow_exception(ep);
+    }
+}
+
 inline asio::awaitable<void> sleep_for(std::chrono::steady_clock::duration d) {
     asio::steady_timer timer(co_await asio::this_coro::executor, d);
     co_await timer.async_wait(asio::use_awaitable);
