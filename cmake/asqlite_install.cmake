@@ -1,6 +1,6 @@
 include(CMakePackageConfigHelpers)
 
-install(TARGETS asqlite asqlite-init-db asqlite-migrate
+install(TARGETS asqlite asqlite-init-db asqlite-migrate asqlite-backup
   EXPORT asqliteTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <string>
 #include <string_view>
 
 #include "asqlite/detail/operation.hpp"
@@ -107,9 +108,26 @@ class backend_connection {
     virtual void refuse_all() noexcept = 0;
 };
 
+/// An online copy of the database in steps (async_engine::backup), inside
+/// one read transaction of a connection of its own: a consistent snapshot
+/// however long it takes, while the engine's connections go on.
+class backend_backup {
+  public:
+    virtual ~backend_backup() = default;
+    /// (blocking) Copies up to `pages` more; true once all are copied.
+    virtual bool step(int pages) = 0;
+    /// Pages still to copy, and the total, after the last step.
+    virtual std::size_t remaining() const noexcept = 0;
+    virtual std::size_t total() const noexcept = 0;
+    /// (blocking) After the last step: the copy complete on disk, closed.
+    virtual void finish() = 0;
+};
+
 class backend {
   public:
     virtual ~backend() = default;
+    /// (blocking) Starts a copy of the database into a new file at `target`.
+    virtual std::unique_ptr<backend_backup> begin_backup(const std::string& target) const = 0;
 
     /// (blocking) A new connection for `role`, set up (the engine's
     /// on_connect run).

@@ -11,6 +11,7 @@
 
 #include "asqlite/connection.hpp"
 #include "operation_control.hpp"
+#include "sqlite_error.hpp"
 
 namespace asqlite::detail {
 
@@ -188,6 +189,73 @@ class sqlite_connection final : public backend_connection {
     bool refused_commit_ = false;  // (blocking) a COMMIT was refused meanwhile
 };
 
+class sqlite_backup final : public backend_backup {
+  public:
+    sqlite_backup(connection source, const std::string& target) : source_(std::move(source)) {
+        // The snapshot: a read transaction held to the end, so that the
+        // copy is of one moment, and SQLite never restarts it when the
+        // engine's writer commits.
+        source_.exec("BEGIN");
+        source_.scalar<std::int64_t>("SELECT count(*) FROM sqlite_schema");
+        sqlite3* db = nullptr;
+        const int rc = sqlite3_open_v2(target.c_str(), &db,
+                                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                           SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE,
+                                       nullptr);
+        target_.reset(db);
+        if (rc != SQLITE_OK) {
+            throw_sqlite(db, rc);
+        }
+        backup_.reset(sqlite3_backup_init(db, "main", source_.native_handle(), "main"));
+        if (backup_ == nullptr) {
+            throw_sqlite(db, sqlite3_errcode(db));
+        }
+    }
+
+    bool step(int pages) override {
+        const int rc = sqlite3_backup_step(backup_.get(), pages);
+        if (rc == SQLITE_DONE) {
+            return true;
+        }
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED) {
+            throw_sqlite(target_.get(), rc);
+        }
+        return false;
+    }
+    std::size_t remaining() const noexcept override {
+        return static_cast<std::size_t>(sqlite3_backup_remaining(backup_.get()));
+    }
+    std::size_t total() const noexcept override {
+        return static_cast<std::size_t>(sqlite3_backup_pagecount(backup_.get()));
+    }
+    void finish() override {
+        const int rc = sqlite3_backup_finish(backup_.release());
+        if (rc != SQLITE_OK) {
+            throw_sqlite(target_.get(), rc);
+        }
+        // The target's own journal and synchronous=FULL: on disk once closed.
+        const int closed = sqlite3_close(target_.get());
+        if (closed != SQLITE_OK) {
+            throw_sqlite(target_.get(), closed);
+        }
+        target_.release();
+        source_.exec("COMMIT");
+    }
+
+  private:
+    struct closer {
+        void operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
+    };
+    struct finisher {
+        void operator()(sqlite3_backup* b) const noexcept { sqlite3_backup_finish(b); }
+    };
+
+    // Destroyed in reverse: the backup, then its target, then the source.
+    connection source_;
+    std::unique_ptr<sqlite3, closer> target_;
+    std::unique_ptr<sqlite3_backup, finisher> backup_;
+};
+
 class sqlite_backend final : public backend {
   public:
     explicit sqlite_backend(const engine_options& options)
@@ -201,6 +269,12 @@ class sqlite_backend final : public backend {
         } else {
             path_ = options.path;
         }
+    }
+
+    std::unique_ptr<backend_backup> begin_backup(const std::string& target) const override {
+        connection_options settings = options_.connection_settings(false);
+        settings.query_only = true;
+        return std::make_unique<sqlite_backup>(connection(path_, settings), target);
     }
 
     std::unique_ptr<backend_connection> open(connection_role role) override {

@@ -24,7 +24,9 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <string>
 
 #include "asqlite/options.hpp"
 #include "asqlite/session.hpp"
@@ -72,6 +74,21 @@ struct pool_stats {
     /// grouped_writes / group_commits is the mean group's size.
     std::uint64_t group_commits = 0;
     std::uint64_t grouped_writes = 0;
+};
+
+/// Where an online backup is (async_engine::backup): database pages still
+/// to copy, of the total.
+struct backup_progress {
+    std::size_t remaining = 0;
+    std::size_t total = 0;
+};
+
+struct backup_options {
+    /// Pages copied per step on the blocking pool; between steps the
+    /// engine's readers and writers go on, and a cancellation is seen.
+    int pages_per_step = 256;
+    /// Called on the awaiting coroutine's executor after every step.
+    std::function<void(const backup_progress&)> on_progress;
 };
 
 namespace detail {
@@ -123,7 +140,29 @@ class async_engine {
             [this, grace](auto handler) { start_close(grace, std::move(handler)); }, token);
     }
 
+    /// An online backup: a consistent copy of the database as it was when
+    /// the backup began (every transaction committed before that, none
+    /// after), written to `destination` while the engine serves readers
+    /// and writers. It is copied in steps on the blocking pool (SQLite's
+    /// backup API, inside one read transaction of a connection of its
+    /// own) into `destination` + ".asqlite-partial", which is renamed to
+    /// `destination` only once complete: a backup that fails or is
+    /// cancelled (between steps; operation_aborted) leaves nothing behind.
+    /// An existing `destination` is never overwritten (errc::invalid_option).
+    /// Completes with void(std::exception_ptr); any completion token.
+    template <class Token = asio::use_awaitable_t<>>
+    auto backup(std::string destination, backup_options options = {}, Token&& token = {}) {
+        std::shared_ptr<detail::engine_core> c = core();
+        return detail::start_operation<void>(
+            std::forward<Token>(token), io_executor_or_none(),
+            [c = std::move(c), d = std::move(destination), o = std::move(options)]() mutable {
+                return backup_op(std::move(c), std::move(d), std::move(o));
+            });
+    }
+
   private:
+    static asio::awaitable<void> backup_op(std::shared_ptr<detail::engine_core> c,
+                                           std::string destination, backup_options options);
     std::shared_ptr<detail::engine_core> core() const noexcept;
     /// The engine's io executor; an empty one when moved from.
     asio::any_io_executor io_executor_or_none() const noexcept;
