@@ -111,7 +111,8 @@ int run_stress(const std::string& path, double seconds, int writers, int readers
         init_db(create_engine(so), file_info_metadata());
     }
     asio::io_context io;
-    engine_options o;
+    // The ASQLITE_* variables apply (ASQLITE_GROUP_COMMIT=0: writes alone).
+    engine_options o = engine_options::from_env();
     o.path = path;
     auto db = create_async_engine(io.get_executor(), o);
     tally t;

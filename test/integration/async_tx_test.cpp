@@ -46,6 +46,7 @@ class AsyncTx : public test::temp_dir_test {
         o.threads = 2;
         return o;
     }
+    void concurrent_writers(const engine_options& o);
     /// The engine of options(), waiting out SQLITE_BUSY for `busy_timeout`.
     async_engine engine_with_busy_timeout(std::chrono::milliseconds busy_timeout) {
         engine_options o = options();
@@ -221,7 +222,19 @@ TEST_F(AsyncTx, BareWritesGoToTheWriterLane) {
 }
 
 TEST_F(AsyncTx, ConcurrentWritersNeverSeeBusy) {
-    auto db = create_async_engine(io.get_executor(), options());
+    concurrent_writers(options());
+}
+
+TEST_F(AsyncTx, ConcurrentWritersNeverSeeBusyWithoutGroupCommit) {
+    auto o = options();
+    o.group_commit = false;
+    concurrent_writers(o);
+}
+
+void AsyncTx::concurrent_writers(const engine_options& o) {
+    // 64 writers mixing begin() transactions and autocommit inserts, with
+    // a read after each, on two io threads.
+    auto db = create_async_engine(io.get_executor(), o);
     std::atomic<int> ok{0};
     std::atomic<int> failures{0};
     constexpr int writers = 64;
