@@ -691,8 +691,8 @@ class async_side {
                                    bool interactive) {
         const new_file nf = make_new_file(spec.write_base + k);
         const auto before = co_await get_by_file_id(nf.file_id);
+        auto s = co_await engine_.session();
         if (!interactive) {
-            auto s = co_await engine_.session();
             auto store = [&](asqlite::connection& c) {
                 if (before) {
                     c.execute(update_sql, nf.size, *before->id);
@@ -704,7 +704,6 @@ class async_side {
             };
             co_await s.write(store);
         } else {
-            auto s = co_await engine_.session();
             auto tx = co_await s.begin();
             if (before) {
                 co_await s.execute(update_sql, nf.size, *before->id);

@@ -520,12 +520,16 @@ void blocking_pool::before_blocking() noexcept {
 }
 
 void blocking_pool::wake_for_blocked() noexcept {
+    wake_sleeper_for_queue(now_ns(), true);
+}
+
+void blocking_pool::wake_sleeper_for_queue(std::int64_t now, bool this_thread_blocks) noexcept {
     wake_up wake;
     {
         std::lock_guard lock(mutex_);
-        const std::int64_t now = now_ns();
-        if (running_since_[current_slot] != 0) {
-            running_since_[current_slot] = std::min(running_since_[current_slot], now - stall_ns_);
+        std::int64_t& since = running_since_[current_slot];
+        if (this_thread_blocks && since != 0) {
+            since = std::min(since, now - stall_ns_);  // stalled from now on
         }
         if (jobs_.size != 0 && !idle_.empty() && !enough_awake(now)) {
             wake = claim_sleeper();
@@ -549,17 +553,7 @@ void blocking_pool::wake_if_stalled() noexcept {
         return;
     }
     next_stall_check = now + stall_ns_;
-    wake_up wake;
-    {
-        std::lock_guard lock(mutex_);
-        if (jobs_.size != 0 && !idle_.empty() && !enough_awake(now)) {
-            wake = claim_sleeper();
-        }
-    }
-    if (wake.claimed != nullptr) {
-        progress_wakes_.fetch_add(1, std::memory_order_relaxed);
-        wake.notify();
-    }
+    wake_sleeper_for_queue(now, false);
 }
 
 bool blocking_pool::any_running() const noexcept {

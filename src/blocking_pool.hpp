@@ -316,6 +316,10 @@ class blocking_pool : public std::enable_shared_from_this<blocking_pool> {
     bool enough_awake(std::int64_t now) const noexcept;
     void wake_if_stalled() noexcept;
     void wake_for_blocked() noexcept;
+    // From a worker inside a job: wakes a sleeping thread for the queued
+    // jobs unless an awake one will take them soon; with
+    // `this_thread_blocks`, this thread counts as stalled first.
+    void wake_sleeper_for_queue(std::int64_t now, bool this_thread_blocks) noexcept;
     // Under mutex_: takes the most recently idle thread off the idle list
     // and marks it woken (and, if the thread to watch now is not watching,
     // names it too); notify() after unlocking.

@@ -22,6 +22,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -538,21 +539,16 @@ struct tx_link {
     /// Savepoint `n` ends, and with it every one inside it; false when it
     /// had ended already.
     bool end_savepoint(std::uint64_t n) noexcept {
-        for (auto it = live_savepoints.begin(); it != live_savepoints.end(); ++it) {
-            if (*it == n) {
-                live_savepoints.erase(it, live_savepoints.end());
-                return true;
-            }
+        const auto it = std::find(live_savepoints.begin(), live_savepoints.end(), n);
+        if (it == live_savepoints.end()) {
+            return false;
         }
-        return false;
+        live_savepoints.erase(it, live_savepoints.end());
+        return true;
     }
     bool savepoint_live(std::uint64_t n) const noexcept {
-        for (const std::uint64_t live : live_savepoints) {
-            if (live == n) {
-                return true;
-            }
-        }
-        return false;
+        return std::find(live_savepoints.begin(), live_savepoints.end(), n) !=
+               live_savepoints.end();
     }
 };
 
